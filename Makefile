@@ -1,0 +1,30 @@
+# The two commands of the README: `make run` and `make test`.
+# The virtual environment is .venv, pinned by uv.lock; uv itself is
+# bootstrapped into it with pip, so only python3 (>= 3.11) is needed.
+
+VENV := .venv
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.synced-stamp
+
+.PHONY: run test lint clean
+
+$(STAMP): pyproject.toml uv.lock
+	@test -x $(UV) || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q uv==$(UV_VERSION); }
+	$(UV) sync --frozen --inexact --quiet
+	@touch $@
+
+run: $(STAMP)
+	$(VENV)/bin/dataarch up
+
+lint: $(STAMP)
+	$(VENV)/bin/sqlfluff lint schema procedures views
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(VENV)/bin/pytest
+
+clean:
+	-$(VENV)/bin/dataarch db stop
+	rm -rf $(VENV) var

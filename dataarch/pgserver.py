@@ -1,0 +1,231 @@
+"""The embedded PostgreSQL cluster: find the server binaries, initdb, start, stop.
+
+The cluster lives in one directory (data/, run/ for the unix socket, server.log).
+PostgreSQL refuses to run as root, so when we are root every server command runs
+through `runuser -u postgres`, and the directory must be reachable by that user:
+when it is not (a 0700 parent such as a mktemp dir) or its socket path would be
+too long for a unix socket, the cluster goes to /var/tmp and the requested path
+becomes a symlink to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PORT = 5432
+SUPERUSER = "postgres"
+# unix socket paths are limited to 107 bytes; leave room for "/.s.PGSQL.5432"
+_MAX_SOCKET_DIR = 90
+# Settings for a throwaway cluster (tests, benchmarks): durability is not wanted.
+FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+class ClusterError(RuntimeError):
+    """A problem with the embedded server, phrased for the user."""
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def find_bindir() -> Path | None:
+    """Directory holding initdb/pg_ctl: $PG_BINDIR, Debian's newest, then PATH."""
+    if env := os.environ.get("PG_BINDIR"):
+        return Path(env)
+    debian = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if debian:
+        return debian[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb else None
+
+
+def ensure_server_binaries() -> Path:
+    """Return the server bindir, installing Debian's package when we are root with apt."""
+    bindir = find_bindir()
+    if bindir:
+        return bindir
+    if _is_root() and shutil.which("apt-get"):
+        print("PostgreSQL server not found; installing it with apt-get ...", file=sys.stderr)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "postgresql", "postgresql-contrib"],
+            check=True,
+            env=env,
+        )
+        bindir = find_bindir()
+        if bindir:
+            return bindir
+    raise ClusterError(
+        "PostgreSQL server binaries (initdb, pg_ctl) were not found: install them with "
+        "`sudo apt-get install postgresql`, or set DATABASE_URL to an existing server."
+    )
+
+
+def _runs_as_postgres(path: Path) -> bool:
+    """True when the postgres user can reach (search) `path`."""
+    probe = subprocess.run(
+        ["runuser", "-u", SUPERUSER, "--", "test", "-x", str(path)], capture_output=True
+    )
+    return probe.returncode == 0
+
+
+@dataclass
+class Cluster:
+    """One embedded cluster rooted at `root`; `durable=False` trades safety for speed."""
+
+    root: Path
+    port: int = PORT
+    durable: bool = True
+
+    def __post_init__(self) -> None:
+        self.root = self.root.absolute()
+
+    @property
+    def home(self) -> Path:
+        """The real directory: server commands must not walk through a symlink's parent."""
+        return self.root.resolve()
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "server.log"
+
+    def conninfo(self, dbname: str = "postgres", user: str = SUPERUSER) -> str:
+        return f"host={self.socket_dir} port={self.port} dbname={dbname} user={user}"
+
+    def url(self, dbname: str = "postgres", user: str = SUPERUSER) -> str:
+        return f"postgresql://{user}@/{dbname}?host={self.socket_dir}&port={self.port}"
+
+    # -- running commands as the right user ----------------------------------------------
+
+    def _run(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a server program, as the postgres user when we are root."""
+        prefix = ["runuser", "-u", SUPERUSER, "--"] if _is_root() else []
+        proc = subprocess.run([*prefix, *argv], capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            detail = (proc.stderr or proc.stdout).strip()
+            log = f" (server log: {self.log_file})" if self.log_file.exists() else ""
+            raise ClusterError(f"{Path(argv[0]).name} failed: {detail}{log}")
+        return proc
+
+    def _pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        pg_ctl = ensure_server_binaries() / "pg_ctl"
+        return self._run([str(pg_ctl), *args, "-D", str(self.data_dir)], check=check)
+
+    def _prepare_root(self) -> None:
+        """Create the cluster directory so that the server's user owns and reaches it."""
+        if self.root.is_symlink() or self.root.exists():
+            return
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        too_long = len(str(self.root / "run")) > _MAX_SOCKET_DIR
+        if too_long or (_is_root() and not _runs_as_postgres(self.root.parent)):
+            digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+            target = Path("/var/tmp") / f"dataarch-{digest}"
+            target.mkdir(mode=0o755, exist_ok=True)
+            self.root.symlink_to(target)
+        else:
+            self.root.mkdir(mode=0o755)
+        if _is_root():
+            shutil.chown(self.home, SUPERUSER, SUPERUSER)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def is_initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        """initdb once: UTF-8, C.UTF-8 collation, trust on the unix socket only."""
+        if self.is_initialized():
+            return
+        bindir = ensure_server_binaries()
+        self._prepare_root()
+        self._run(
+            [
+                str(bindir / "initdb"),
+                "-D", str(self.data_dir),
+                "-U", SUPERUSER,
+                "-E", "UTF8",
+                "--locale=C.UTF-8",
+                "--auth=trust",
+            ]
+        )  # fmt: skip
+        settings = {
+            "listen_addresses": "''",
+            "unix_socket_directories": f"'{self.socket_dir}'",
+            "port": str(self.port),
+            "timezone": "'UTC'",
+            "log_timezone": "'UTC'",
+        }
+        if not self.durable:
+            settings.update(FAST_SETTINGS)
+        lines = "".join(f"{key} = {value}\n" for key, value in settings.items())
+        self._append_conf(lines)
+
+    def _append_conf(self, lines: str) -> None:
+        conf = self.data_dir / "postgresql.conf"
+        with conf.open("a") as f:  # root may write it; ownership is unchanged
+            f.write("\n# dataarch embedded cluster\n" + lines)
+        self.socket_dir.mkdir(exist_ok=True)
+        if _is_root():
+            shutil.chown(self.socket_dir, SUPERUSER, SUPERUSER)
+
+    def is_running(self) -> bool:
+        if not self.is_initialized():
+            return False
+        return self._pg_ctl("status", check=False).returncode == 0
+
+    def start(self) -> None:
+        """Start the server (initialising it first) and wait until it accepts connections."""
+        self.init()
+        if self.is_running():
+            return
+        self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log_file))
+        deadline = time.monotonic() + 30
+        while not (self.socket_dir / f".s.PGSQL.{self.port}").exists():
+            if time.monotonic() > deadline:
+                raise ClusterError(f"server started but no socket appeared; see {self.log_file}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if not self.is_running():
+            return
+        self._pg_ctl("stop", "-w", "-m", "fast")
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster, as a crash would (fault-injection tests)."""
+        pid_file = self.data_dir / "postmaster.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text().split()[0]), 9)
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+        if self.root.is_symlink():
+            self.root.unlink()
+
+    def ensure_database(self, dbname: str) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            query = "select 1 from pg_database where datname = %s"
+            if not conn.execute(query, (dbname,)).fetchone():
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))

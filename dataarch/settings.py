@@ -1,0 +1,52 @@
+"""Settings, read from the environment once, by whoever starts the program.
+
+One way to find the database: DATABASE_URL (a libpq URL), else the standard
+PG* variables (libpq reads them itself), else the embedded cluster under var/.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+EMBEDDED_DBNAME = "dataarch"
+API_ROLE = "dataarch_api"
+# libpq variables that say "a server is configured"; PGPASSWORD alone does not.
+_PG_LOCATION_VARS = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGUSER")
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_dir: Path = PROJECT_DIR
+    var_dir: Path = PROJECT_DIR / "var"
+    database_url: str | None = None
+    use_pg_env: bool = False
+    api_database_url: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        var_dir = Path(environ.get("DATAARCH_VAR_DIR", PROJECT_DIR / "var")).absolute()
+        return cls(
+            var_dir=var_dir,
+            database_url=environ.get("DATABASE_URL") or None,
+            use_pg_env=any(environ.get(name) for name in _PG_LOCATION_VARS),
+            api_database_url=environ.get("DATAARCH_API_DATABASE_URL") or None,
+            extra=dict(environ),
+        )
+
+    @property
+    def embedded(self) -> bool:
+        """True when no external server is configured."""
+        return not (self.database_url or self.use_pg_env)
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.var_dir / "pg"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.project_dir / "data" / "historical"
