@@ -1,0 +1,156 @@
+-- ingest_batch: the one entry point for new rows, from HTTP and from psql.
+--
+-- Whole-batch refusals raise one of these SQLSTATEs (app.py maps them to HTTP):
+--   DAT01  unknown table                                   -> 404
+--   DAT02  payload is not {"table": ..., "rows": [...]}    -> 400
+--   DAT03  rows holds 0 or more than 1000 elements         -> 422
+
+create or replace function ingest_batch(
+    p_table text,
+    p_rows jsonb,
+    p_mode text default 'per_row',
+    p_source text default 'psql'
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = pg_catalog, public
+as $$
+-- Promise: in one transaction, inserts the valid rows of p_rows into p_table
+-- and writes every other row, with its reason, to ingest_errors; records the
+-- batch in ingest_batches; returns {batch_id, table, mode, submitted,
+-- inserted, rejected, rejections: [{index, reason_code, field, message}]}
+-- with inserted + rejected = submitted (ingest_batches checks it).
+declare
+    v_submitted integer;
+    v_batch_id bigint;
+    v_inserted integer;
+    v_rejected integer;
+    v_rejections jsonb;
+begin
+    if _table_columns(p_table) is null then
+        raise exception 'unknown table "%"', p_table
+            using errcode = 'DAT01',
+                hint = 'The tables are departments, jobs and employees.';
+    end if;
+    if jsonb_typeof(p_rows) is distinct from 'array' then
+        raise exception 'rows must be a JSON array of row objects, not %',
+            coalesce(jsonb_typeof(p_rows), 'nothing')
+            using errcode = 'DAT02';
+    end if;
+    v_submitted := jsonb_array_length(p_rows);
+    if v_submitted not between 1 and 1000 then
+        raise exception 'a batch holds 1 to 1000 rows; this one has %', v_submitted
+            using errcode = 'DAT03',
+                hint = 'Split the rows into batches of at most 1000.';
+    end if;
+    if p_mode is null or p_mode not in ('per_row', 'atomic') then
+        raise exception 'mode must be "per_row" or "atomic", not "%"', p_mode
+            using errcode = 'DAT02';
+    end if;
+
+    insert into ingest_batches (table_name, source, mode, submitted)
+    values (p_table, p_source, p_mode, v_submitted)
+    returning batch_id into v_batch_id;
+
+    with outcome as materialized (
+        select * from _ingest_rows(p_table, p_rows, p_mode = 'atomic')
+    ),
+    logged as (
+        insert into ingest_errors (
+            batch_id, table_name, row_index, raw_row, reason_code, field,
+            message, constraint_name, sqlstate, source
+        )
+        select
+            v_batch_id, p_table, o.idx, p_rows -> o.idx, o.reason_code, o.field,
+            _rejection_message(o.field, o.reason_code, rc.description),
+            _constraint_for(p_table, o.field, o.reason_code), rc.sqlstate, p_source
+        from outcome as o
+        join reason_codes as rc on rc.reason_code = o.reason_code
+        returning row_index, reason_code, field, message
+    )
+    select
+        (select count(*) from outcome where reason_code is null),
+        (select count(*) from logged),
+        (
+            select coalesce(jsonb_agg(jsonb_build_object(
+                'index', l.row_index, 'reason_code', l.reason_code,
+                'field', l.field, 'message', l.message
+            ) order by l.row_index), '[]'::jsonb)
+            from logged as l
+        )
+    into v_inserted, v_rejected, v_rejections;
+
+    update ingest_batches
+    set inserted = v_inserted, rejected = v_rejected, finished_at = clock_timestamp()
+    where batch_id = v_batch_id;
+
+    return jsonb_build_object(
+        'batch_id', v_batch_id,
+        'table', p_table,
+        'mode', p_mode,
+        'submitted', v_submitted,
+        'inserted', v_inserted,
+        'rejected', v_rejected,
+        'rejections', v_rejections
+    );
+end;
+$$;
+
+create or replace function ingest_batch(payload jsonb)
+returns jsonb
+language plpgsql
+security definer
+set search_path = pg_catalog, public
+as $$
+-- Promise: the psql-friendly form of ingest_batch(table, rows, mode, source):
+-- payload is {"table": "...", "rows": [...], "mode": "per_row"|"atomic"}.
+begin
+    if jsonb_typeof(payload) is distinct from 'object' or not payload ? 'table' then
+        raise exception 'payload must be a JSON object {"table": ..., "rows": [...]}'
+            using errcode = 'DAT02';
+    end if;
+    if (payload - array['table', 'rows', 'mode']) <> '{}'::jsonb then
+        raise exception 'payload has keys other than table, rows and mode: %',
+            (select string_agg(k, ', ') from jsonb_object_keys(
+                payload - array['table', 'rows', 'mode']) as k)
+            using errcode = 'DAT02';
+    end if;
+    return ingest_batch(
+        payload ->> 'table',
+        payload -> 'rows',
+        coalesce(payload ->> 'mode', 'per_row'),
+        'psql'
+    );
+end;
+$$;
+
+create or replace function ingest_batch_json(
+    p_table text,
+    p_body text,
+    p_mode text default 'per_row',
+    p_source text default 'api'
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = pg_catalog, public
+as $$
+-- Promise: ingest_batch for a request body exactly as received (JSON text).
+-- jsonb cannot hold \u0000, so each unescaped \u0000 becomes \uFFFF first
+-- and the rows holding it are rejected as invalid_character instead of the
+-- whole batch failing. Text that is not JSON raises 22P02 (-> HTTP 400).
+begin
+    if strpos(p_body, '\u0000') > 0 then
+        p_body := regexp_replace(p_body, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\uFFFF', 'g');
+    end if;
+    return ingest_batch(p_table, p_body::jsonb, p_mode, p_source);
+end;
+$$;
+
+revoke all on function ingest_batch(text, jsonb, text, text) from public;
+revoke all on function ingest_batch_json(text, text, text, text) from public;
+grant execute on function ingest_batch_json(text, text, text, text) to dataarch_api;
+revoke all on function ingest_batch(jsonb) from public;
+grant execute on function ingest_batch(text, jsonb, text, text) to dataarch_api;
+grant execute on function ingest_batch(jsonb) to dataarch_api;
