@@ -1,0 +1,100 @@
+"""Tests run against a real PostgreSQL: one throwaway cluster per session
+(fsync off, unix socket only), the schema installed once into a template
+database by pytest-postgresql, and a fresh clone of it for every test."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+from pytest_postgresql import factories
+
+from dataarch.installer import load_for_pytest
+from dataarch.pgserver import Cluster
+
+# 0755 so that, when the suite runs as root, the postgres user can reach it.
+_TEST_DIR = Path(tempfile.mkdtemp(prefix="dataarch-test-"))
+_TEST_DIR.chmod(0o755)
+TEST_CLUSTER = Cluster(_TEST_DIR / "pg", durable=False)
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+SEED_DATA = SHARED / "seed-data"
+
+_template = factories.postgresql_noproc(
+    host=str(TEST_CLUSTER.socket_dir),
+    port=TEST_CLUSTER.port,
+    user="postgres",
+    dbname="dataarch_test",
+    options="-c TimeZone=UTC",
+    load=[load_for_pytest],
+)
+postgresql = factories.postgresql("postgresql_proc")
+
+
+@pytest.fixture(scope="session")
+def test_cluster() -> Iterator[Cluster]:
+    TEST_CLUSTER.start()
+    yield TEST_CLUSTER
+    TEST_CLUSTER.destroy()
+    _TEST_DIR.rmdir()
+
+
+@pytest.fixture(scope="session")
+def postgresql_proc(test_cluster: Cluster, request: pytest.FixtureRequest):  # noqa: ANN201
+    """The cluster is up before pytest-postgresql builds the template."""
+    return request.getfixturevalue("_template")
+
+
+@pytest.fixture
+def conn(postgresql: psycopg.Connection) -> psycopg.Connection:
+    """The per-test database, in autocommit mode like psql."""
+    postgresql.autocommit = True
+    return postgresql
+
+
+@pytest.fixture
+def dsn(postgresql: psycopg.Connection) -> str:
+    """Connection string of the per-test database, for extra connections."""
+    info = postgresql.info
+    return f"host={info.host} port={info.port} dbname={info.dbname} user={info.user}"
+
+
+def ingest(conn: psycopg.Connection, table: str, rows: object, mode: str = "per_row") -> dict:
+    payload = {"table": table, "rows": rows, "mode": mode}
+    return conn.execute("select ingest_batch(%s)", (Jsonb(payload),)).fetchone()[0]
+
+
+def load_reference_rows(conn: psycopg.Connection, departments: int = 3, jobs: int = 3) -> None:
+    """A few departments and jobs so employees have something to point at."""
+    ingest(
+        conn,
+        "departments",
+        [{"department_id": i, "department_name": f"Dept {i}"} for i in range(1, departments + 1)],
+    )
+    ingest(conn, "jobs", [{"job_id": i, "job_name": f"Job {i}"} for i in range(1, jobs + 1)])
+
+
+def employee(employee_id: int = 1, **overrides: object) -> dict:
+    row = {
+        "employee_id": employee_id,
+        "employee_name": "Marcelo Gonzalez",
+        "hiring_date": "2021-07-27T16:02:08Z",
+        "department_id": 1,
+        "job_id": 2,
+    }
+    row.update(overrides)
+    return row
+
+
+def requires_seed_data() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        not SEED_DATA.is_dir(),
+        reason=f"{SEED_DATA} is absent: the real challenge data is only beside the repository",
+    )
+
+
+os.environ.setdefault("PGTZ", "UTC")

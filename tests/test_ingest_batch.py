@@ -1,0 +1,220 @@
+"""ingest_batch: every reason code, the invariant, refusals, atomic mode."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+from conftest import employee, ingest, load_reference_rows
+from psycopg.types.json import Jsonb
+
+BAD_EMPLOYEES = [
+    # (row overrides or whole row, reason_code, field)
+    ({"employee_name": None}, "null_value", "employee_name"),
+    ({"employee_id": "12a"}, "invalid_type", "employee_id"),
+    ({"employee_id": 1.5}, "invalid_type", "employee_id"),
+    ({"employee_id": True}, "invalid_type", "employee_id"),
+    ({"job_id": {"id": 2}}, "invalid_type", "job_id"),
+    ({"employee_name": 42}, "invalid_type", "employee_name"),
+    ({"hiring_date": 1627401728}, "invalid_type", "hiring_date"),
+    ({"employee_id": 0}, "out_of_range", "employee_id"),
+    ({"employee_id": -7}, "out_of_range", "employee_id"),
+    ({"employee_id": 2147483648}, "out_of_range", "employee_id"),
+    ({"department_id": 10**30}, "out_of_range", "department_id"),
+    ({"employee_id": "-3"}, "out_of_range", "employee_id"),
+    ({"employee_name": "   "}, "blank_string", "employee_name"),
+    ({"employee_name": "x" * 201}, "too_long", "employee_name"),
+    ({"hiring_date": "2021-02-30T10:00:00Z"}, "invalid_datetime", "hiring_date"),
+    ({"hiring_date": "2021-07-27T16:02:08"}, "invalid_datetime", "hiring_date"),
+    ({"hiring_date": "27/07/2021 16:02"}, "invalid_datetime", "hiring_date"),
+    ({"hiring_date": "2021-07-27T24:00:00Z"}, "invalid_datetime", "hiring_date"),
+    ({"hiring_date": "2021-07-27T23:59:60Z"}, "invalid_datetime", "hiring_date"),
+    ({"hiring_date": "2023-02-29T00:00:00Z"}, "invalid_datetime", "hiring_date"),
+    ({"department_id": 99}, "unknown_department", "department_id"),
+    ({"job_id": 99}, "unknown_job", "job_id"),
+    ({"salary": 10}, "unexpected_field", "salary"),
+]
+
+
+@pytest.fixture
+def db(conn: psycopg.Connection) -> psycopg.Connection:
+    load_reference_rows(conn)
+    return conn
+
+
+@pytest.mark.parametrize(("change", "reason", "field"), BAD_EMPLOYEES)
+def test_each_rule_rejects_and_logs(db, change, reason, field) -> None:
+    bad = {**employee(2), **change}
+    result = ingest(db, "employees", [employee(1), bad])
+    assert (result["submitted"], result["inserted"], result["rejected"]) == (2, 1, 1)
+    assert result["rejections"][0]["index"] == 1
+    assert result["rejections"][0]["reason_code"] == reason
+    assert result["rejections"][0]["field"] == field
+    assert field in result["rejections"][0]["message"]
+    logged = db.execute(
+        "select reason_code, field, raw_row, row_index, source, message from ingest_errors"
+        " where batch_id = %s",
+        (result["batch_id"],),
+    ).fetchall()
+    assert logged == [(reason, field, bad, 1, "psql", result["rejections"][0]["message"])]
+    assert db.execute("select array_agg(employee_id) from employees").fetchone()[0] == [1]
+
+
+def test_missing_field(db) -> None:
+    row = employee(1)
+    del row["hiring_date"]
+    result = ingest(db, "employees", [row])
+    assert result["rejections"][0]["reason_code"] == "missing_field"
+    assert result["rejections"][0]["field"] == "hiring_date"
+
+
+def test_row_that_is_not_an_object(db) -> None:
+    result = ingest(db, "jobs", [[1, "Data engineer"], "x", None])
+    assert [r["reason_code"] for r in result["rejections"]] == ["invalid_type"] * 3
+    assert result["rejections"][0]["field"] is None
+
+
+def test_first_broken_rule_in_column_order_wins(db) -> None:
+    result = ingest(db, "employees", [{**employee(1), "employee_id": -1, "employee_name": ""}])
+    assert result["rejections"][0]["reason_code"] == "out_of_range"
+    assert result["rejections"][0]["field"] == "employee_id"
+
+
+def test_duplicates_in_batch_and_in_table(db) -> None:
+    ingest(db, "employees", [employee(1)])
+    result = ingest(db, "employees", [employee(1), employee(2), employee(2), employee(3)])
+    reasons = {r["index"]: r["reason_code"] for r in result["rejections"]}
+    assert reasons == {0: "duplicate_id", 2: "duplicate_in_batch"}
+    constraint = db.execute(
+        "select constraint_name from ingest_errors where reason_code = 'duplicate_id'"
+    ).fetchone()[0]
+    assert constraint == "employees_pkey"
+
+
+def test_an_invalid_row_does_not_claim_its_id(db) -> None:
+    """The first *valid* row with an id wins, not the first row."""
+    result = ingest(db, "employees", [employee(5, employee_name=""), employee(5)])
+    assert result["inserted"] == 1
+    assert result["rejections"][0]["reason_code"] == "blank_string"
+
+
+def test_values_are_normalised(db) -> None:
+    rows = [
+        employee(1, employee_name="  Zoë  O'Brien\t", hiring_date="2021-07-27T18:02:08+02:00"),
+        employee("2", department_id="3", job_id=1.0, hiring_date="2021-01-01 00:00:00.5z"),
+    ]
+    assert ingest(db, "employees", rows)["inserted"] == 2
+    stored = db.execute(
+        "select employee_id, employee_name, hiring_date::text, department_id, job_id"
+        " from employees order by 1"
+    ).fetchall()
+    assert stored == [
+        (1, "Zoë  O'Brien", "2021-07-27 16:02:08+00", 1, 2),
+        (2, "Marcelo Gonzalez", "2021-01-01 00:00:00.5+00", 3, 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("payload", "sqlstate"),
+    [
+        ({"table": "nope", "rows": [{}]}, "DAT01"),
+        ({"table": "employees;DROP TABLE jobs", "rows": [{}]}, "DAT01"),
+        ({"table": "jobs", "rows": {"job_id": 1}}, "DAT02"),
+        ({"table": "jobs"}, "DAT02"),
+        ({"rows": []}, "DAT02"),
+        ([1, 2], "DAT02"),
+        ({"table": "jobs", "rows": [], "mode": "per_row"}, "DAT03"),
+        ({"table": "jobs", "rows": [{"job_id": 1, "job_name": "x"}] * 1001}, "DAT03"),
+        ({"table": "jobs", "rows": [{"job_id": 1, "job_name": "x"}], "mode": "all"}, "DAT02"),
+        ({"table": "jobs", "rows": [{"job_id": 1, "job_name": "x"}], "extra": 1}, "DAT02"),
+    ],
+)
+def test_whole_batch_refusals_write_nothing(db, payload, sqlstate) -> None:
+    before = db.execute("select count(*) from ingest_batches").fetchone()[0]
+    with pytest.raises(psycopg.Error) as info:
+        db.execute("select ingest_batch(%s)", (Jsonb(payload),))
+    assert info.value.sqlstate == sqlstate
+    assert info.value.diag.message_primary
+    assert db.execute("select count(*) from ingest_batches").fetchone()[0] == before
+    assert db.execute("select count(*) from jobs").fetchone()[0] == 3
+
+
+def test_batch_size_message_names_the_count(db) -> None:
+    with pytest.raises(psycopg.Error, match="this one has 1001"):
+        ingest(db, "jobs", [{"job_id": i, "job_name": "x"} for i in range(1, 1002)])
+
+
+def test_a_full_batch_of_1000(db) -> None:
+    rows = [employee(i) for i in range(1, 1001)]
+    result = ingest(db, "employees", rows)
+    assert (result["inserted"], result["rejected"]) == (1000, 0)
+
+
+def test_atomic_mode_all_or_nothing(db) -> None:
+    rows = [employee(1), employee(2, employee_name=""), employee(3)]
+    result = ingest(db, "employees", rows, mode="atomic")
+    assert (result["inserted"], result["rejected"]) == (0, 3)
+    reasons = [r["reason_code"] for r in result["rejections"]]
+    assert reasons == ["atomic_batch_rejected", "blank_string", "atomic_batch_rejected"]
+    assert db.execute("select count(*) from employees").fetchone()[0] == 0
+    assert db.execute("select count(*) from ingest_errors").fetchone()[0] == 3
+    good = ingest(db, "employees", [employee(1), employee(3)], mode="atomic")
+    assert good["inserted"] == 2
+
+
+def test_atomic_mode_undoes_inserts_when_an_id_is_taken(db) -> None:
+    ingest(db, "employees", [employee(2)])
+    result = ingest(db, "employees", [employee(1), employee(2)], mode="atomic")
+    assert [r["reason_code"] for r in result["rejections"]] == [
+        "atomic_batch_rejected",
+        "duplicate_id",
+    ]
+    assert db.execute("select array_agg(employee_id) from employees").fetchone()[0] == [2]
+
+
+def test_batches_table_accounts_for_every_row(db) -> None:
+    ingest(db, "employees", [employee(1), employee(2, job_id=None), employee(1)])
+    row = db.execute(
+        "select table_name, source, mode, submitted, inserted, rejected, finished_at is not null"
+        " from ingest_batches order by batch_id desc limit 1"
+    ).fetchone()
+    assert row == ("employees", "psql", "per_row", 3, 1, 2, True)
+
+
+def test_the_invariant_is_a_constraint(db) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation, match="ingest_batches_counts_add_up"):
+        db.execute(
+            "insert into ingest_batches (table_name, source, submitted, inserted, rejected,"
+            " finished_at) values ('jobs', 'psql', 3, 1, 1, now())"
+        )
+
+
+def test_typed_overload_records_the_source(db) -> None:
+    result = db.execute(
+        "select ingest_batch('jobs', %s, 'per_row', 'api')",
+        (Jsonb([{"job_id": 9, "job_name": ""}]),),
+    ).fetchone()[0]
+    assert result["rejected"] == 1
+    assert db.execute("select source from ingest_errors").fetchone()[0] == "api"
+
+
+def test_nul_characters_are_a_clean_rejection(db) -> None:
+    body = json.dumps([employee(1, employee_name="Ann\x00"), employee(2, employee_name="a\\u0000")])
+    assert "\\u0000" in body
+    result = db.execute("select ingest_batch_json('employees', %s)", (body,)).fetchone()[0]
+    assert result["rejections"] == [
+        {
+            "index": 0,
+            "field": "employee_name",
+            "reason_code": "invalid_character",
+            "message": "employee_name contains a NUL character (\\u0000), which PostgreSQL"
+            " text cannot hold",
+        }
+    ]
+    assert db.execute("select employee_name from employees").fetchone()[0] == "a\\u0000"
+
+
+def test_body_that_is_not_json(db) -> None:
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+        db.execute("select ingest_batch_json('employees', %s)", ("[{,",))

@@ -1,0 +1,149 @@
+"""dataarch migrate: CSV quirks, line-numbered rejections, re-runs, real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import SEED_DATA, requires_seed_data
+
+from dataarch.generate import generate
+from dataarch.migrate import MigrationError, find_files, migrate_file
+
+REFERENCE = b"1,Sales\n2,Research and Development\n"
+JOBS = b"1,Data engineer\n2,Recruiter\n"
+
+
+def write(tmp_path: Path, name: str, content: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+def migrate_dir(conn: psycopg.Connection, csv_dir: Path) -> dict[str, dict]:
+    return {table: migrate_file(conn, table, path) for table, path in find_files(csv_dir)}
+
+
+@pytest.fixture
+def db(postgresql: psycopg.Connection) -> psycopg.Connection:
+    return postgresql
+
+
+def test_crlf_quotes_utf8_blank_lines_no_final_newline(db, tmp_path) -> None:
+    write(tmp_path, "departments.csv", b'\xef\xbb\xbf1,Sales\r\n\r\n2,"R&D, Labs"\r\n')
+    write(tmp_path, "jobs.csv", JOBS)
+    write(
+        tmp_path,
+        "hired_employees.csv",
+        "1,Zoë Núñez,2021-01-01T00:00:00Z,1,1\r\n"
+        '2,"O\'Brien, ""Ty""",2021-03-31T23:59:59Z,2,2\r\n'
+        "3,😀 Emoji,2021-04-01T00:00:00Z,2,1".encode(),
+    )
+    summaries = migrate_dir(db, tmp_path)
+    assert summaries["departments"]["inserted"] == 2
+    assert summaries["departments"]["blank"] == 1
+    assert summaries["employees"]["inserted"] == 3
+    names = db.execute("select department_name from departments order by 1").fetchall()
+    assert names == [("R&D, Labs",), ("Sales",)]
+    people = db.execute("select employee_name from employees order by employee_id").fetchall()
+    assert people == [("Zoë Núñez",), ('O\'Brien, "Ty"',), ("😀 Emoji",)]
+
+
+def test_rejected_lines_keep_file_line_and_raw_text(db, tmp_path) -> None:
+    write(tmp_path, "departments.csv", REFERENCE)
+    write(tmp_path, "jobs.csv", JOBS)
+    write(
+        tmp_path,
+        "hired_employees.csv",
+        b"1,Ann,2021-01-01T00:00:00Z,1,1\n"
+        b"2,,2021-01-01T00:00:00Z,1,1\n"
+        b"\n"
+        b"3,Bob,2021-01-01T00:00:00Z,1\n"
+        b'4,"Unclosed,2021-01-01T00:00:00Z,1,1\n'
+        b"5,Cy,2021-01-01T00:00:00Z,7,1\n"
+        b"1,Ann again,2021-01-01T00:00:00Z,1,1\n",
+    )
+    summary = migrate_dir(db, tmp_path)["employees"]
+    assert (summary["lines"], summary["blank"], summary["submitted"]) == (7, 1, 6)
+    assert (summary["inserted"], summary["rejected"]) == (1, 5)
+    logged = db.execute(
+        "select line_number, reason_code, field, raw_line, source_file, source"
+        " from ingest_errors where table_name = 'employees' order by line_number"
+    ).fetchall()
+    assert logged == [
+        (2, "missing_field", "employee_name", "2,,2021-01-01T00:00:00Z,1,1",
+         "hired_employees.csv", "csv:hired_employees.csv"),
+        (4, "malformed_line", None, "3,Bob,2021-01-01T00:00:00Z,1",
+         "hired_employees.csv", "csv:hired_employees.csv"),
+        (5, "malformed_line", None, '4,"Unclosed,2021-01-01T00:00:00Z,1,1',
+         "hired_employees.csv", "csv:hired_employees.csv"),
+        (6, "unknown_department", "department_id", "5,Cy,2021-01-01T00:00:00Z,7,1",
+         "hired_employees.csv", "csv:hired_employees.csv"),
+        (7, "duplicate_in_batch", "employee_id", "1,Ann again,2021-01-01T00:00:00Z,1,1",
+         "hired_employees.csv", "csv:hired_employees.csv"),
+    ]  # fmt: skip
+
+
+def test_rerun_is_a_no_op_and_new_files_append(db, tmp_path) -> None:
+    write(tmp_path, "departments.csv", REFERENCE)
+    first = migrate_dir(db, tmp_path)["departments"]
+    again = migrate_dir(db, tmp_path)["departments"]
+    assert first["status"] == "migrated"
+    assert again["status"] == "already_migrated"
+    assert again["batch_id"] == first["batch_id"]
+    assert db.execute("select count(*) from ingest_batches").fetchone()[0] == 1
+
+    write(tmp_path, "departments.csv", REFERENCE + b"3,Legal\n")
+    appended = migrate_dir(db, tmp_path)["departments"]
+    assert (appended["inserted"], appended["rejected"]) == (1, 2)
+    assert appended["by_reason"] == {"duplicate_id": 2}
+    assert db.execute("select count(*) from departments").fetchone()[0] == 3
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\x00\x01\x02\xff\xfe binary", b'{"department_id": 1, "name": "json"}\n[1, 2, 3]\n'],
+)
+def test_a_file_that_is_not_csv_loads_nothing(db, tmp_path, content) -> None:
+    path = write(tmp_path, "departments.csv", content)
+    with pytest.raises(MigrationError, match="departments.csv"):
+        migrate_file(db, "departments", path)
+    assert db.execute("select count(*) from ingest_batches").fetchone()[0] == 0
+    assert db.execute("select count(*) from ingest_errors").fetchone()[0] == 0
+
+
+def test_the_generated_sample_has_every_kind_of_bad_line(db, tmp_path) -> None:
+    counts = generate(tmp_path, employees=3000, bad_ratio=0.05)
+    assert counts == {"departments.csv": 12, "jobs.csv": 183, "hired_employees.csv": 3000}
+    summary = migrate_dir(db, tmp_path)["employees"]
+    assert summary["inserted"] + summary["rejected"] == 3000
+    assert set(summary["by_reason"]) >= {
+        "missing_field", "invalid_type", "out_of_range", "blank_string", "too_long",
+        "invalid_datetime", "unknown_department", "unknown_job", "malformed_line",
+        "duplicate_in_batch",
+    }  # fmt: skip
+
+
+def test_generator_is_deterministic(tmp_path) -> None:
+    generate(tmp_path / "a", employees=500)
+    generate(tmp_path / "b", employees=500)
+    for name in ("departments.csv", "jobs.csv", "hired_employees.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+@requires_seed_data()
+@pytest.mark.parametrize("folder", ["globant", "beto/api/data"])
+def test_real_challenge_data(db, folder) -> None:
+    summaries = migrate_dir(db, SEED_DATA / folder)
+    assert summaries["departments"]["inserted"] == 12
+    assert summaries["jobs"]["inserted"] == 183
+    assert summaries["employees"]["inserted"] == 1929
+    assert summaries["employees"]["rejected"] == 70
+    by_field = dict(
+        db.execute(
+            "select field, count(*) from ingest_errors where reason_code = 'missing_field'"
+            " group by field"
+        ).fetchall()
+    )
+    assert by_field == {"employee_name": 19, "hiring_date": 14, "department_id": 21, "job_id": 16}

@@ -1,0 +1,89 @@
+"""Property: for any batch, inserted + rejected = submitted, every rejection
+has a known reason, no id is inserted twice, and nothing inserted is logged."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+from conftest import load_reference_rows
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+GOOD = {
+    "employee_id": st.integers(1, 300),
+    "employee_name": st.text(min_size=1, max_size=30).filter(lambda s: s.strip(" \t\r\n")),
+    "hiring_date": st.datetimes(timezones=st.just(__import__("datetime").UTC)).map(
+        lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ),
+    "department_id": st.integers(1, 3),
+    "job_id": st.integers(1, 3),
+}
+NOISE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.text(" \t", max_size=3),
+    st.just("x" * 201),
+    st.just("2021-02-30T00:00:00Z"),
+    st.just({"nested": [1]}),
+)
+
+
+@st.composite
+def rows(draw: st.DrawFn) -> object:
+    if draw(st.integers(0, 40)) == 0:
+        return draw(st.one_of(st.integers(), st.text(max_size=5), st.lists(st.integers())))
+    row = {}
+    bad_share = draw(st.floats(0, 1))
+    for column, good in GOOD.items():
+        if draw(st.floats(0, 1)) < bad_share:
+            choice = draw(st.integers(0, 9))
+            if choice == 0:
+                continue  # missing
+            row[column] = draw(NOISE)
+        else:
+            row[column] = draw(good)
+    if draw(st.integers(0, 20)) == 0:
+        row["surplus"] = 1
+    return row
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(batch=st.lists(rows(), min_size=1, max_size=60))
+def test_every_row_is_accounted_for(conn: psycopg.Connection, batch: list) -> None:
+    if not conn.execute("select count(*) from departments").fetchone()[0]:
+        load_reference_rows(conn)
+    before = {r[0] for r in conn.execute("select employee_id from employees").fetchall()}
+    # sent as the HTTP service sends it: the JSON text, NUL escapes and all
+    result = conn.execute(
+        "select ingest_batch_json('employees', %s, 'per_row', 'api')", (json.dumps(batch),)
+    ).fetchone()[0]
+
+    assert result["submitted"] == len(batch)
+    assert result["inserted"] + result["rejected"] == result["submitted"]
+    rejected = {r["index"] for r in result["rejections"]}
+    assert len(rejected) == result["rejected"]
+    known = {r[0] for r in conn.execute("select reason_code from reason_codes").fetchall()}
+    assert all(r["reason_code"] in known for r in result["rejections"])
+
+    accepted = [batch[i] for i in range(len(batch)) if i not in rejected]
+    accepted_ids = [int(float(row["employee_id"])) for row in accepted]
+    assert len(set(accepted_ids)) == len(accepted_ids)
+    assert not set(accepted_ids) & before
+    after = {r[0] for r in conn.execute("select employee_id from employees").fetchall()}
+    assert after == before | set(accepted_ids)
+
+    logged = {
+        r[0]
+        for r in conn.execute(
+            "select row_index from ingest_errors where batch_id = %s", (result["batch_id"],)
+        ).fetchall()
+    }
+    assert logged == rejected
