@@ -4,6 +4,7 @@
 --   DAT01  unknown table                                   -> 404
 --   DAT02  payload is not {"table": ..., "rows": [...]}    -> 400
 --   DAT03  rows holds 0 or more than 1000 elements         -> 422
+--   DAT05  an Idempotency-Key reused for another request   -> 422
 
 create or replace function ingest_batch(
     p_table text,
@@ -125,11 +126,15 @@ begin
 end;
 $$;
 
+-- The idempotency key was added after the first release of this function.
+drop function if exists ingest_batch_json(text, text, text, text);
+
 create or replace function ingest_batch_json(
     p_table text,
     p_body text,
     p_mode text default 'per_row',
-    p_source text default 'api'
+    p_source text default 'api',
+    p_idempotency_key text default null
 )
 returns jsonb
 language plpgsql
@@ -137,20 +142,64 @@ security definer
 set search_path = pg_catalog, public
 as $$
 -- Promise: ingest_batch for a request body exactly as received (JSON text).
--- jsonb cannot hold \u0000, so each unescaped \u0000 becomes \uFFFF first
--- and the rows holding it are rejected as invalid_character instead of the
--- whole batch failing. Text that is not JSON raises 22P02 (-> HTTP 400).
+-- Refuses (DAT02) a body that is not an array of objects, and (22P02) text
+-- that is not JSON. jsonb cannot hold \u0000, so each unescaped \u0000
+-- becomes \uFFFF first and the rows holding it are rejected as
+-- invalid_character instead of the whole batch failing. With an idempotency
+-- key, a repeat of the same request returns the first response and writes
+-- nothing; the key with a different request is refused (DAT05).
+declare
+    v_rows jsonb;
+    v_hash text;
+    v_seen record;
+    v_result jsonb;
 begin
     if strpos(p_body, '\u0000') > 0 then
         p_body := regexp_replace(p_body, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\uFFFF', 'g');
     end if;
-    return ingest_batch(p_table, p_body::jsonb, p_mode, p_source);
+    v_rows := p_body::jsonb;
+    if jsonb_typeof(v_rows) = 'array'
+        and jsonb_path_exists(v_rows, 'strict $[*] ? (@.type() != "object")') then
+        raise exception 'every row must be a JSON object keyed by column name; row % is a JSON %',
+            (select min(e.ord) - 1 from jsonb_array_elements(v_rows) with ordinality as e (r, ord)
+                where jsonb_typeof(e.r) <> 'object'),
+            (select jsonb_typeof(e.r) from jsonb_array_elements(v_rows) as e (r)
+                where jsonb_typeof(e.r) <> 'object' limit 1)
+            using errcode = 'DAT02';
+    end if;
+
+    if p_idempotency_key is not null then
+        v_hash := encode(sha256(convert_to(
+            concat_ws(E'\n', p_table, p_mode, p_body), 'UTF8')), 'hex');
+        insert into idempotency_keys (idempotency_key, request_sha256)
+        values (p_idempotency_key, v_hash)
+        on conflict (idempotency_key) do nothing;
+        if not found then  -- seen before; a concurrent first use has committed by now
+            select k.request_sha256, k.response into v_seen
+            from idempotency_keys as k where k.idempotency_key = p_idempotency_key;
+            if v_seen.request_sha256 <> v_hash then
+                raise exception 'Idempotency-Key "%" was already used for a different request',
+                    p_idempotency_key
+                    using errcode = 'DAT05',
+                        hint = 'Use a new key for a new batch.';
+            end if;
+            return v_seen.response;
+        end if;
+    end if;
+
+    v_result := ingest_batch(p_table, v_rows, p_mode, p_source);
+    if p_idempotency_key is not null then
+        update idempotency_keys
+        set response = v_result, batch_id = (v_result ->> 'batch_id')::bigint
+        where idempotency_key = p_idempotency_key;
+    end if;
+    return v_result;
 end;
 $$;
 
 revoke all on function ingest_batch(text, jsonb, text, text) from public;
-revoke all on function ingest_batch_json(text, text, text, text) from public;
-grant execute on function ingest_batch_json(text, text, text, text) to dataarch_api;
+revoke all on function ingest_batch_json(text, text, text, text, text) from public;
+grant execute on function ingest_batch_json(text, text, text, text, text) to dataarch_api;
 revoke all on function ingest_batch(jsonb) from public;
 grant execute on function ingest_batch(text, jsonb, text, text) to dataarch_api;
 grant execute on function ingest_batch(jsonb) to dataarch_api;
