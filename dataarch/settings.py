@@ -25,6 +25,7 @@ class Settings:
     database_url: str | None = None
     use_pg_env: bool = False
     api_database_url: str | None = None
+    api_tokens: tuple[str, ...] = ()
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -35,6 +36,7 @@ class Settings:
             database_url=environ.get("DATABASE_URL") or None,
             use_pg_env=any(environ.get(name) for name in _PG_LOCATION_VARS),
             api_database_url=environ.get("DATAARCH_API_DATABASE_URL") or None,
+            api_tokens=_api_tokens(environ),
             extra=dict(environ),
         )
 
@@ -50,3 +52,17 @@ class Settings:
     @property
     def data_dir(self) -> Path:
         return self.project_dir / "data" / "historical"
+
+    @property
+    def token_file(self) -> Path:
+        """Where `make run` keeps the token it generated when none was given."""
+        return self.var_dir / "api-token"
+
+
+def _api_tokens(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """DATAARCH_API_TOKEN, else the file named by DATAARCH_API_TOKEN_FILE (Docker
+    secrets); either may hold several tokens separated by commas or newlines."""
+    raw = environ.get("DATAARCH_API_TOKEN", "")
+    if not raw and (path := environ.get("DATAARCH_API_TOKEN_FILE")):
+        raw = Path(path).read_text()
+    return tuple(t.strip() for t in raw.replace(",", "\n").splitlines() if t.strip())

@@ -1,0 +1,402 @@
+"""The HTTP service: a thin Litestar app in front of the database.
+
+Request bodies go to ingest_batch_json as the bytes that arrived and its JSON
+comes back as it is: Python does no per-row work. Every error is an RFC 9457
+problem document; SQLSTATE_TO_HTTP is the one place that says which database
+error becomes which status.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
+
+import psycopg
+from litestar import Litestar, MediaType, Request, Response, Router, get, post
+from litestar.connection import ASGIConnection
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    ValidationException,
+)
+from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import Components, OpenAPIMediaType, Operation, RequestBody, Schema
+from litestar.openapi.spec.enums import OpenAPIType
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from dataarch import db
+from dataarch.settings import Settings
+
+log = logging.getLogger("dataarch.api")
+
+TABLES = ("departments", "jobs", "employees")
+ID_COLUMNS = {"departments": "department_id", "jobs": "job_id", "employees": "employee_id"}
+# 1000 rows whose 200-character names are all \\uXXXX escapes, with room to spare.
+MAX_BODY_BYTES = 2 * 1024 * 1024
+JSON = "application/json"
+
+# SQLSTATE -> HTTP status: the exact code first, then its two-letter class.
+SQLSTATE_TO_HTTP = {
+    "DAT01": 404,  # unknown table
+    "DAT02": 400,  # payload is not an array of row objects
+    "DAT03": 422,  # 0 or more than 1000 rows
+    "DAT05": 422,  # Idempotency-Key reused for another request
+    "22P02": 400,  # body is not JSON
+    "22021": 400,  # body is not valid UTF-8
+    "08": 503,  # connection exception
+    "53": 503,  # insufficient resources
+    "57": 503,  # operator intervention: shutdown, crash recovery
+    "40": 503,  # serialization failure or deadlock: retry
+    "25006": 503,  # read-only transaction (a standby)
+}
+
+
+def http_status(sqlstate: str | None) -> int:
+    if sqlstate is None:
+        return 503  # no SQLSTATE: the server could not be reached at all
+    return SQLSTATE_TO_HTTP.get(sqlstate) or SQLSTATE_TO_HTTP.get(sqlstate[:2]) or 500
+
+
+# -- response shapes, for the OpenAPI document ------------------------------------------
+
+
+@dataclass
+class Rejection:
+    index: int
+    reason_code: str
+    field: str | None
+    message: str
+
+
+@dataclass
+class BatchSummary:
+    batch_id: int
+    table: str
+    mode: str
+    submitted: int
+    inserted: int
+    rejected: int
+    rejections: list[Rejection]
+
+
+@dataclass
+class RejectionPage:
+    total: int
+    limit: int
+    offset: int
+    items: list[dict[str, Any]]
+
+
+@dataclass
+class Health:
+    status: Literal["ok", "unavailable"]
+    database: Literal["up", "down"]
+
+
+@dataclass
+class Problem:
+    """RFC 9457 problem details."""
+
+    status: int
+    title: str
+    detail: str = ""
+    type: str = "about:blank"
+    sqlstate: str | None = None
+    hint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _problems(*statuses: int) -> dict[int, ResponseSpec]:
+    descriptions = {
+        400: "malformed request: not JSON, not an array of objects, bad parameter",
+        401: "missing or wrong bearer token",
+        404: "unknown table or row",
+        413: f"body larger than {MAX_BODY_BYTES} bytes",
+        415: "Content-Type is not application/json",
+        422: "0 or more than 1000 rows, or an Idempotency-Key reused for another body",
+        503: "the database is unavailable; retry later",
+    }
+    return {
+        s: ResponseSpec(
+            data_container=Problem, description=descriptions[s], media_type=MediaType.JSON
+        )
+        for s in statuses
+    }
+
+
+@dataclass
+class _RowsOperation(Operation):
+    """Documents the raw body that post_rows reads without decoding it."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True,
+            description=(
+                "1 to 1000 row objects keyed by column name; every column is mandatory."
+                " departments: department_id, department_name. jobs: job_id, job_name."
+                " employees: employee_id, employee_name, hiring_date (ISO 8601 with a zone,"
+                " e.g. 2021-07-27T16:02:08Z), department_id, job_id."
+            ),
+            content={
+                JSON: OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.ARRAY,
+                        min_items=1,
+                        max_items=1000,
+                        items=Schema(type=OpenAPIType.OBJECT),
+                    )
+                )
+            },
+        )
+
+
+# -- auth and checks ----------------------------------------------------------------------
+
+
+def require_token(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """Bearer token, compared in constant time against every configured token."""
+    scheme, _, presented = connection.headers.get("authorization", "").partition(" ")
+    tokens: tuple[bytes, ...] = connection.app.state.tokens
+    matches = [hmac.compare_digest(presented.strip().encode(), t) for t in tokens]
+    if scheme.lower() != "bearer" or not any(matches):
+        raise NotAuthorizedException(
+            "send a valid API token as 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": 'Bearer realm="dataarch"'},
+        )
+
+
+def _known_table(table: str) -> str:
+    """The table name, checked against the three tables before anything reaches SQL."""
+    if table not in TABLES:
+        raise NotFoundException(f"unknown table '{table}': use one of {', '.join(TABLES)}")
+    return table
+
+
+async def _fetch_json(request: Request, query: str, params: tuple[object, ...]) -> bytes | None:
+    """Run a query returning one jsonb value and hand back its text, undecoded."""
+    pool: AsyncConnectionPool = request.app.state.pool
+    async with pool.connection() as conn:
+        cursor = await conn.execute(query, params)
+        row = await cursor.fetchone()
+    return row[0].encode() if row and row[0] is not None else None
+
+
+# -- routes -------------------------------------------------------------------------------
+
+TablePath = Annotated[str, PathParameter(description="departments, jobs or employees")]
+
+
+@post(
+    "/tables/{table:str}/rows",
+    status_code=200,
+    operation_class=_RowsOperation,
+    summary="Ingest 1-1000 rows into a table",
+    description=(
+        "Valid rows are inserted; every invalid row is logged in ingest_errors and returned"
+        " with its reason. inserted + rejected = submitted. With mode=atomic all rows are"
+        " inserted or none. Repeating a request with the same Idempotency-Key returns the"
+        " first response and changes nothing."
+    ),
+    responses=_problems(400, 401, 404, 413, 415, 422, 503),
+)
+async def post_rows(
+    request: Request,
+    table: TablePath,
+    mode: Annotated[Literal["per_row", "atomic"], QueryParameter()] = "per_row",
+    idempotency_key: Annotated[
+        str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200)
+    ] = None,
+) -> Response[BatchSummary]:
+    _known_table(table)
+    if request.content_type[0] != JSON:
+        raise HTTPException(
+            status_code=415, detail=f"send the rows as {JSON}, not {request.content_type[0]!r}"
+        )
+    body = await request.body()  # bounded by request_max_body_size (413)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationException(f"body is not UTF-8: {exc.reason} at byte {exc.start}") from exc
+    result = await _fetch_json(
+        request,
+        "select ingest_batch_json(%s, %s, %s, 'api', %s)::text",
+        (table, text, mode, idempotency_key),
+    )
+    return Response(content=result or b"", media_type=JSON)
+
+
+@get(
+    "/tables/{table:str}/rows/{row_id:str}",
+    summary="One row by id",
+    responses=_problems(400, 401, 404, 503),
+)
+async def get_row(
+    request: Request,
+    table: TablePath,
+    row_id: Annotated[str, PathParameter(description="an integer from 1 to 2147483647")],
+) -> Response[dict[str, Any]]:
+    _known_table(table)
+    if not (row_id.isascii() and row_id.isdigit() and 1 <= int(row_id) <= 2**31 - 1):
+        raise ValidationException(f"{ID_COLUMNS[table]} must be an integer from 1 to 2147483647")
+    row = await _fetch_json(request, "select table_row(%s, %s)::text", (table, int(row_id)))
+    if row is None:
+        raise NotFoundException(f"no row in {table} with {ID_COLUMNS[table]} = {row_id}")
+    return Response(content=row, media_type=JSON)
+
+
+@get(
+    "/tables/{table:str}/rejections",
+    summary="Logged rejections of a table, newest first",
+    responses=_problems(400, 401, 404, 503),
+)
+async def get_rejections(
+    request: Request,
+    table: TablePath,
+    batch_id: Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    offset: Annotated[int, QueryParameter(ge=0, le=2**31 - 1)] = 0,
+) -> Response[RejectionPage]:
+    _known_table(table)
+    page = await _fetch_json(
+        request,
+        "select table_rejections(%s, %s, %s, %s)::text",
+        (table, batch_id, limit, offset),
+    )
+    return Response(content=page or b"", media_type=JSON)
+
+
+@get("/health", summary="Whether the database answers (no auth)", responses=_problems(503))
+async def health(request: Request) -> Response[Health]:
+    pool: AsyncConnectionPool = request.app.state.pool
+    try:
+        async with pool.connection(timeout=2) as conn:
+            await conn.execute("select 1")
+    except (psycopg.Error, PoolTimeout):
+        return Response(Health("unavailable", "down"), status_code=503)
+    return Response(Health("ok", "up"))
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def _database_problem(exc: psycopg.Error) -> ProblemDetailsException:
+    status = http_status(exc.sqlstate)
+    if status >= 500:
+        log.error("database error %s: %s", exc.sqlstate, exc)
+    if status == 503:
+        detail = "the database is unavailable; retry later"
+    elif status == 500:
+        detail = "the database reported an unexpected error; it has been logged"
+    else:
+        detail = exc.diag.message_primary or str(exc)
+    extra = {"sqlstate": exc.sqlstate} if exc.sqlstate and status < 500 else {}
+    if exc.diag.message_hint and status < 500:
+        extra["hint"] = exc.diag.message_hint
+    return ProblemDetailsException(
+        status_code=status, title=HTTPStatus(status).phrase, detail=detail, extra=extra or None
+    )
+
+
+def _http_problem(exc: HTTPException) -> ProblemDetailsException:
+    """Litestar's own errors (401, 404, 413, validation ...): the phrase as the title,
+    our message as the detail, validation findings as `errors`."""
+    phrase = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if exc.detail != phrase else ""
+    errors = {"errors": exc.extra} if exc.extra else None
+    return ProblemDetailsException(
+        status_code=exc.status_code,
+        title=phrase,
+        detail=detail,
+        headers=exc.headers,
+        extra=errors,
+    )
+
+
+def _pool_problem(_: PoolTimeout) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=503, title=HTTPStatus(503).phrase, detail="the database is unavailable"
+    )
+
+
+def _unexpected_problem(exc: Exception) -> ProblemDetailsException:
+    log.exception("unhandled error", exc_info=exc)
+    return ProblemDetailsException(
+        status_code=500, title=HTTPStatus(500).phrase, detail="unexpected error; it is logged"
+    )
+
+
+# -- the application ----------------------------------------------------------------------
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the app; the database pool opens in the lifespan, never at import time."""
+    settings = settings or Settings.from_env()
+    if not settings.api_tokens:
+        raise RuntimeError("no API token: set DATAARCH_API_TOKEN or DATAARCH_API_TOKEN_FILE")
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = AsyncConnectionPool(
+            db.api_conninfo(settings),
+            kwargs={"options": db.SESSION_OPTIONS, "connect_timeout": 3, "autocommit": True},
+            min_size=2,
+            max_size=10,
+            timeout=3,  # a request waits this long for the database, then gets 503
+            check=AsyncConnectionPool.check_connection,  # drop connections a restart broke
+            open=False,
+        )
+        await pool.open(wait=False)  # start even while the database is down
+        app.state.pool = pool
+        app.state.tokens = tuple(t.encode() for t in settings.api_tokens)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    protected = Router(
+        path="/",
+        route_handlers=[post_rows, get_row, get_rejections],
+        guards=[require_token],
+        security=[{"bearer": []}],
+    )
+    return Litestar(
+        route_handlers=[protected, health],
+        lifespan=[lifespan],
+        request_max_body_size=MAX_BODY_BYTES,
+        plugins=[
+            ProblemDetailsPlugin(
+                ProblemDetailsConfig(
+                    exception_to_problem_detail_map={
+                        HTTPException: _http_problem,
+                        psycopg.Error: _database_problem,
+                        PoolTimeout: _pool_problem,
+                        Exception: _unexpected_problem,
+                    },
+                )
+            )
+        ],
+        openapi_config=OpenAPIConfig(
+            title="dataarch",
+            version="1.0.0",
+            description=(
+                "Validated ingestion into the HR database (departments, jobs, employees)."
+                " Errors are RFC 9457 problem documents."
+            ),
+            components=Components(
+                security_schemes={"bearer": {"type": "http", "scheme": "bearer"}}  # type: ignore[dict-item]
+            ),
+        ),
+    )
