@@ -4,16 +4,23 @@ modules that do the work; settings are read once, here."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
+import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import psycopg
 
-from dataarch import db, installer, migrate
+from dataarch import client, db, installer, migrate
 from dataarch.generate import generate
 from dataarch.pgserver import ClusterError
 from dataarch.settings import Settings
+
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -61,8 +68,66 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _with_token(settings: Settings) -> Settings:
+    """The configured API token, else the one kept in var/api-token (made once, 0600)."""
+    if settings.api_tokens:
+        return settings
+    path = settings.token_file
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    return dataclasses.replace(settings, api_tokens=(path.read_text().strip(),))
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from app import create_app
+
+    settings = _with_token(settings)
+    db.conninfo(settings)  # starts the embedded server when it is the one in use
+    print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /schema/openapi.json)")
+    if settings.token_file.exists() and not settings.extra.get("DATAARCH_API_TOKEN"):
+        print(f"API token (from {settings.token_file}): {settings.api_tokens[0]}")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _client(args: argparse.Namespace, settings: Settings) -> client.ApiClient:
+    token = args.token or (_with_token(settings).api_tokens[0])
+    return client.ApiClient(args.url, token)
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(args, settings) as api:
+        summary = client.ingest_file(api, args.table, Path(args.file))
+    print(client.describe(summary))
+    return 1 if summary.refused else 0
+
+
+def _get(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(args, settings) as api:
+        print(json.dumps(api.request("GET", f"/tables/{args.table}/rows/{args.id}"), indent=2))
+    return 0
+
+
+def _rejections(args: argparse.Namespace, settings: Settings) -> int:
+    params = {"limit": args.limit, "offset": args.offset}
+    if args.batch:
+        params["batch_id"] = args.batch
+    with _client(args, settings) as api:
+        page = api.request("GET", f"/tables/{args.table}/rejections", params=params)
+    for item in page["items"]:
+        where = item["row_index"] if item["line_number"] is None else item["line_number"]
+        print(f"batch {item['batch_id']} #{where}: {item['reason_code']}: {item['message']}")
+    print(f"{len(page['items'])} of {page['total']} shown")
+    return 0
+
+
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    """`make run`: database up, schema installed, historical data migrated once."""
+    """`make run`: database up, schema installed, historical data migrated once, served."""
     status = _db(argparse.Namespace(action="init"), settings)
     if status == 0:
         status = _migrate(argparse.Namespace(csv_dir=None), settings)
@@ -77,7 +142,9 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         f" {rejected} rejected rows logged"
     )
     print(f"psql: psql '{db.conninfo(settings)}'")
-    return status
+    if status or args.no_serve:
+        return status
+    return _serve(args, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,9 +166,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bad-ratio", type=float, default=0.035)
     p.set_defaults(handler=_generate)
 
-    p = sub.add_parser("up", help="start the database, install the schema, migrate once")
+    p = sub.add_parser("up", help="database, schema, one-time migration, then serve the API")
+    _add_bind_options(p)
+    p.add_argument("--no-serve", action="store_true", help="stop after the migration")
     p.set_defaults(handler=_up)
+
+    p = sub.add_parser("serve", help="serve the HTTP API")
+    _add_bind_options(p)
+    p.set_defaults(handler=_serve)
+
+    p = sub.add_parser("ingest", help="send a header-less CSV to the API in batches")
+    p.add_argument("table", choices=sorted(client.COLUMNS))
+    p.add_argument("file")
+    _add_client_options(p)
+    p.set_defaults(handler=_ingest)
+
+    p = sub.add_parser("get", help="one row by id, from the API")
+    p.add_argument("table", choices=sorted(client.COLUMNS))
+    p.add_argument("id")
+    _add_client_options(p)
+    p.set_defaults(handler=_get)
+
+    p = sub.add_parser("rejections", help="logged rejections of a table, newest first")
+    p.add_argument("table", choices=sorted(client.COLUMNS))
+    p.add_argument("--batch", type=int)
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--offset", type=int, default=0)
+    _add_client_options(p)
+    p.set_defaults(handler=_rejections)
     return parser
+
+
+def _add_bind_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+
+
+def _add_client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=os.environ.get("DATAARCH_URL", DEFAULT_URL))
+    p.add_argument("--token", help="API token (default: DATAARCH_API_TOKEN or var/api-token)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except psycopg.OperationalError as exc:
         print(f"dataarch: cannot reach the database: {exc}".rstrip(), file=sys.stderr)
+        return 1
+    except client.ApiError as exc:
+        print(f"dataarch: {exc}", file=sys.stderr)
+        return 1
+    except httpx.TransportError as exc:
+        print(f"dataarch: cannot reach the API at {args.url}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
