@@ -4,7 +4,6 @@ database by pytest-postgresql, and a fresh clone of it for every test."""
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,4 +96,23 @@ def requires_seed_data() -> pytest.MarkDecorator:
     )
 
 
-os.environ.setdefault("PGTZ", "UTC")
+TOKEN = "test-token"
+
+
+def api_settings(dsn: str, **overrides: object):  # noqa: ANN201
+    """Settings for an app served from the per-test database, as the API role."""
+    import dataclasses
+
+    from dataarch.settings import Settings
+
+    settings = dataclasses.replace(
+        Settings.from_env({}),
+        database_url=dsn,
+        api_database_url=dsn.replace("user=postgres", "user=dataarch_api"),
+        api_tokens=(TOKEN,),
+    )
+    return dataclasses.replace(settings, **overrides)
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+JSON_AUTH = {**AUTH, "Content-Type": "application/json"}

@@ -49,11 +49,11 @@ def test_start_status_stop(var_dir: Path) -> None:
 
 
 def test_cli_up_twice_loads_once(var_dir: Path) -> None:
-    first = run_cli(var_dir, "up")
+    first = run_cli(var_dir, "up", "--no-serve")
     assert first.returncode == 0, first.stderr
     assert "hired_employees.csv -> employees:" in first.stdout
     assert "inserted" in first.stdout
-    second = run_cli(var_dir, "up")
+    second = run_cli(var_dir, "up", "--no-serve")
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("already migrated") == 3
     assert first.stdout.splitlines()[-2] == second.stdout.splitlines()[-2]  # same counts

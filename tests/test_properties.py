@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import psycopg
+import pytest
 from conftest import load_reference_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -61,10 +62,16 @@ def test_every_row_is_accounted_for(conn: psycopg.Connection, batch: list) -> No
     if not conn.execute("select count(*) from departments").fetchone()[0]:
         load_reference_rows(conn)
     before = {r[0] for r in conn.execute("select employee_id from employees").fetchall()}
+    batches_before = conn.execute("select count(*) from ingest_batches").fetchone()[0]
     # sent as the HTTP service sends it: the JSON text, NUL escapes and all
-    result = conn.execute(
-        "select ingest_batch_json('employees', %s, 'per_row', 'api')", (json.dumps(batch),)
-    ).fetchone()[0]
+    query = "select ingest_batch_json('employees', %s, 'per_row', 'api')"
+    if not all(isinstance(row, dict) for row in batch):
+        with pytest.raises(psycopg.Error) as refused:  # a malformed request, refused whole
+            conn.execute(query, (json.dumps(batch),))
+        assert refused.value.sqlstate == "DAT02"
+        assert conn.execute("select count(*) from ingest_batches").fetchone()[0] == batches_before
+        return
+    result = conn.execute(query, (json.dumps(batch),)).fetchone()[0]
 
     assert result["submitted"] == len(batch)
     assert result["inserted"] + result["rejected"] == result["submitted"]

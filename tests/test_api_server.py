@@ -1,0 +1,184 @@
+"""The service as users run it: `dataarch serve` under uvicorn, and the
+`dataarch ingest` client against it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from conftest import JSON_AUTH, SEED_DATA, TOKEN, employee, load_reference_rows, requires_seed_data
+
+from dataarch.generate import generate
+from dataarch.installer import install
+from dataarch.pgserver import Cluster
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli_env(dsn: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(
+        DATABASE_URL=dsn,
+        DATAARCH_API_DATABASE_URL=dsn.replace("user=postgres", "user=dataarch_api"),
+        DATAARCH_API_TOKEN=TOKEN,
+    )
+    return env
+
+
+def start_server(dsn: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dataarch.cli", "serve", "--port", str(port)],
+        env=cli_env(dsn), cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code in (200, 503):
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"server did not start: {proc.stdout.read().decode()}")
+
+
+@pytest.fixture
+def server(conn, dsn) -> Iterator[str]:
+    proc, url = start_server(dsn)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def run_client(dsn: str, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dataarch.cli", *args, "--url", url],
+        env=cli_env(dsn), cwd=PROJECT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+@requires_seed_data()
+def test_client_uploads_the_real_challenge_file(server, dsn, conn) -> None:
+    folder = SEED_DATA / "globant"
+    for table, name in [("departments", "departments"), ("jobs", "jobs")]:
+        done = run_client(dsn, server, "ingest", table, str(folder / f"{name}.csv"))
+        assert done.returncode == 0, done.stderr
+    done = run_client(dsn, server, "ingest", "employees", str(folder / "hired_employees.csv"))
+    assert done.returncode == 0, done.stderr
+    assert "sent 1999 rows in 2 batches: 1929 inserted, 70 rejected" in done.stdout
+    assert "missing_field: 70" in done.stdout
+    assert conn.execute("select count(*) from employees").fetchone()[0] == 1929
+
+
+def test_client_batches_and_a_rerun_applies_nothing_twice(server, dsn, conn, tmp_path) -> None:
+    generate(tmp_path, employees=2500, bad_ratio=0.02)
+    for table, name in [("departments", "departments"), ("jobs", "jobs")]:
+        assert (
+            run_client(dsn, server, "ingest", table, str(tmp_path / f"{name}.csv")).returncode == 0
+        )
+    path = str(tmp_path / "hired_employees.csv")
+    first = run_client(dsn, server, "ingest", "employees", path)
+    assert first.returncode == 0, first.stderr
+    assert "sent 2500 rows in 3 batches" in first.stdout
+    batches = conn.execute("select count(*) from ingest_batches").fetchone()[0]
+    second = run_client(dsn, server, "ingest", "employees", path)
+    assert second.stdout == first.stdout  # the same responses, replayed
+    assert conn.execute("select count(*) from ingest_batches").fetchone()[0] == batches
+
+
+def test_client_exits_non_zero_when_refused(server, dsn, tmp_path) -> None:
+    path = tmp_path / "jobs.csv"
+    path.write_text("1,Data engineer\n")
+    done = run_client(dsn, server, "ingest", "jobs", str(path), "--token", "wrong")
+    assert done.returncode == 1
+    assert "refused batch 1: HTTP 401" in done.stdout
+
+
+def test_get_and_rejections_commands(server, dsn, conn) -> None:
+    load_reference_rows(conn)
+    httpx.post(f"{server}/tables/jobs/rows", headers=JSON_AUTH, json=[{"job_id": 0}])
+    got = run_client(dsn, server, "get", "jobs", "2")
+    assert got.returncode == 0 and '"job_name": "Job 2"' in got.stdout
+    missing = run_client(dsn, server, "get", "jobs", "99")
+    assert missing.returncode == 1 and "HTTP 404" in missing.stderr
+    listed = run_client(dsn, server, "rejections", "jobs")
+    assert "out_of_range" in listed.stdout and "1 of 1 shown" in listed.stdout
+
+
+def test_concurrent_overlapping_posts(server, conn) -> None:
+    load_reference_rows(conn)
+    statuses: list[int] = []
+    inserted: list[int] = []
+
+    def client(offset: int) -> None:
+        with httpx.Client(base_url=server, headers=JSON_AUTH, timeout=60) as http:
+            for round_ in range(10):
+                start = offset * 50 + round_ * 25
+                rows = [employee(i) for i in range(start + 1, start + 301)]
+                response = http.post("/tables/employees/rows", json=rows)
+                statuses.append(response.status_code)
+                inserted.append(response.json()["inserted"])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert statuses == [200] * 60
+    stored, distinct = conn.execute(
+        "select count(*), count(distinct employee_id) from employees"
+    ).fetchone()
+    assert stored == distinct == sum(inserted)
+    logged = conn.execute("select count(*), count(*) filter (where reason_code = 'duplicate_id')"
+                          " from ingest_errors").fetchone()  # fmt: skip
+    assert logged[0] == logged[1] == 60 * 300 - stored
+
+
+def test_database_down_is_503_and_the_service_recovers(tmp_path) -> None:
+    tmp_path.chmod(0o755)
+    cluster = Cluster(tmp_path / "pg", durable=False)
+    cluster.start()
+    try:
+        cluster.ensure_database("outage")
+        dsn = cluster.conninfo("outage")
+        with psycopg.connect(dsn) as conn:
+            install(conn)
+        proc, url = start_server(dsn)
+        try:
+            rows = [{"department_id": 1, "department_name": "Sales"}]
+            post = lambda: httpx.post(f"{url}/tables/departments/rows", headers=JSON_AUTH,  # noqa: E731
+                                      json=rows, timeout=30)  # fmt: skip
+            assert post().status_code == 200
+            cluster.stop()
+            down = post()
+            assert down.status_code == 503
+            assert down.json()["detail"].startswith("the database is unavailable")
+            assert httpx.get(f"{url}/health", timeout=30).status_code == 503
+            cluster.start()
+            deadline = time.monotonic() + 30
+            while (status := httpx.get(f"{url}/health", timeout=30).status_code) != 200:
+                assert time.monotonic() < deadline, "service did not recover"
+                time.sleep(0.2)
+            assert status == 200
+            assert post().json()["rejections"][0]["reason_code"] == "duplicate_id"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    finally:
+        cluster.destroy()
