@@ -255,7 +255,10 @@ begin
 end;
 $$;
 
-revoke all on function _table_columns(text) from public;
 revoke all on function _classify_rows(text, jsonb) from public;
 revoke all on function _insert_rows(text, jsonb) from public;
 revoke all on function _ingest_rows(text, jsonb, boolean) from public;
+
+-- _table_columns stays callable by everyone: it is the data dictionary's
+-- column list, and table_checksum (run by the API role) needs it.
+grant execute on function _table_columns(text) to public;

@@ -13,4 +13,4 @@ $$;
 revoke all on all tables in schema public from dataarch_api;
 grant usage on schema public to dataarch_api;
 grant select on departments, jobs, employees, reason_codes, ingest_batches,
-ingest_errors to dataarch_api;
+ingest_errors, installed_sql to dataarch_api;
