@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
+import backup.__main__ as backup_cli
+from backup import RestoreError
 from dataarch import client, db, installer, migrate
 from dataarch.generate import generate
 from dataarch.pgserver import ClusterError
@@ -194,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", type=int, default=0)
     _add_client_options(p)
     p.set_defaults(handler=_rejections)
+
+    backup_cli.add_commands(sub, names=("backup", "restore", "backups"))
     return parser
 
 
@@ -213,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args, settings)
-    except (ClusterError, migrate.MigrationError, installer.InstallError) as exc:
+    except (ClusterError, migrate.MigrationError, installer.InstallError, RestoreError) as exc:
         print(f"dataarch: {exc}", file=sys.stderr)
         return 1
     except psycopg.OperationalError as exc:

@@ -26,6 +26,7 @@ class Settings:
     use_pg_env: bool = False
     api_database_url: str | None = None
     api_tokens: tuple[str, ...] = ()
+    backup_dir: Path = PROJECT_DIR / "var" / "backups"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -33,6 +34,7 @@ class Settings:
         var_dir = Path(environ.get("DATAARCH_VAR_DIR", PROJECT_DIR / "var")).absolute()
         return cls(
             var_dir=var_dir,
+            backup_dir=Path(environ.get("DATAARCH_BACKUP_DIR", var_dir / "backups")).absolute(),
             database_url=environ.get("DATABASE_URL") or None,
             use_pg_env=any(environ.get(name) for name in _PG_LOCATION_VARS),
             api_database_url=environ.get("DATAARCH_API_DATABASE_URL") or None,
