@@ -37,6 +37,8 @@ from litestar.plugins.problem_details import (
 )
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from backup import BackupInfo, RestoreError, backup_tables, list_backups, restore_table
+from backup.store import backup_files
 from dataarch import db
 from dataarch.settings import Settings
 
@@ -278,6 +280,78 @@ async def get_rejections(
     return Response(content=page or b"", media_type=JSON)
 
 
+@dataclass
+class RestoreRequest:
+    file: str | None = None
+    """A backup's file name as GET /tables/{table}/backups lists it; default: the newest."""
+
+
+@dataclass
+class RestoreResult:
+    table: str
+    file: str
+    rows: int
+
+
+def _api_connection(request: Request) -> psycopg.Connection:
+    settings: Settings = request.app.state.settings
+    return psycopg.connect(db.api_conninfo(settings), options=db.SESSION_OPTIONS, connect_timeout=3)
+
+
+@post(
+    "/tables/{table:str}/backups",
+    status_code=201,
+    sync_to_thread=True,
+    summary="Write an Avro backup of a table",
+    responses=_problems(400, 401, 404, 503),
+)
+def post_backup(
+    request: Request,
+    table: TablePath,
+    codec: Annotated[Literal["deflate", "snappy", "null"], QueryParameter()] = "deflate",
+    keep: Annotated[int | None, QueryParameter(ge=1, le=100_000)] = None,
+) -> BackupInfo:
+    _known_table(table)
+    with _api_connection(request) as conn:
+        (info,) = backup_tables(conn, [table], request.app.state.settings.backup_dir, codec, keep)
+    return info
+
+
+@get(
+    "/tables/{table:str}/backups",
+    sync_to_thread=True,
+    summary="The backups of a table, oldest first, with row counts and times",
+    responses=_problems(401, 404),
+)
+def get_backups(request: Request, table: TablePath) -> list[BackupInfo]:
+    return list_backups(request.app.state.settings.backup_dir, _known_table(table))
+
+
+@post(
+    "/tables/{table:str}/restore",
+    status_code=200,
+    sync_to_thread=True,
+    summary="Replace a table's rows with a backup (default: the newest)",
+    description=(
+        "One transaction: the table is locked, emptied, loaded and checked (constraints,"
+        " references, row count and checksum) before commit; on any problem it is unchanged."
+    ),
+    responses=_problems(400, 401, 404, 422, 503),
+)
+def post_restore(
+    request: Request, table: TablePath, data: RestoreRequest | None = None
+) -> RestoreResult:
+    _known_table(table)
+    files = {p.name: p for p in backup_files(request.app.state.settings.backup_dir, table)}
+    wanted = data.file if data and data.file else (max(files) if files else None)
+    if wanted is None or wanted not in files:
+        raise NotFoundException(f"no backup of {table} named {wanted}" if wanted else
+                                f"{table} has no backup yet")  # fmt: skip
+    with _api_connection(request) as conn:
+        rows = restore_table(conn, table, files[wanted])
+    return RestoreResult(table=table, file=wanted, rows=rows)
+
+
 @get("/health", summary="Whether the database answers (no auth)", responses=_problems(503))
 async def health(request: Request) -> Response[Health]:
     pool: AsyncConnectionPool = request.app.state.pool
@@ -325,6 +399,10 @@ def _http_problem(exc: HTTPException) -> ProblemDetailsException:
     )
 
 
+def _restore_problem(exc: RestoreError) -> ProblemDetailsException:
+    return ProblemDetailsException(status_code=422, title=HTTPStatus(422).phrase, detail=str(exc))
+
+
 def _pool_problem(_: PoolTimeout) -> ProblemDetailsException:
     return ProblemDetailsException(
         status_code=503, title=HTTPStatus(503).phrase, detail="the database is unavailable"
@@ -360,6 +438,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         )
         await pool.open(wait=False)  # start even while the database is down
         app.state.pool = pool
+        app.state.settings = settings
         app.state.tokens = tuple(t.encode() for t in settings.api_tokens)
         try:
             yield
@@ -368,7 +447,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     protected = Router(
         path="/",
-        route_handlers=[post_rows, get_row, get_rejections],
+        route_handlers=[post_rows, get_row, get_rejections, post_backup, get_backups, post_restore],
         guards=[require_token],
         security=[{"bearer": []}],
     )
@@ -383,6 +462,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         HTTPException: _http_problem,
                         psycopg.Error: _database_problem,
                         PoolTimeout: _pool_problem,
+                        RestoreError: _restore_problem,
                         Exception: _unexpected_problem,
                     },
                 )
