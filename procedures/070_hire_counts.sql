@@ -1,0 +1,117 @@
+-- Keeps hire_counts equal to a recount of employees after every statement.
+-- Statement-level triggers with transition tables: one set-based upsert per
+-- INSERT/UPDATE/DELETE, whatever the number of rows, and keys are upserted
+-- in sorted order so concurrent batches never deadlock on them.
+
+-- Written before _hire_counts_after_change upserted directly.
+drop function if exists _apply_hire_deltas(jsonb);
+
+create or replace function _hire_counts_after_change()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: after any INSERT, UPDATE or DELETE statement on employees,
+-- hire_counts has been adjusted by exactly the rows it changed. Only the
+-- transition tables of the operation exist, hence the dynamic source.
+declare
+    v_changed text := case tg_op
+        when 'INSERT' then 'select department_id, job_id, hiring_date, 1 as sign from new_rows'
+        when 'DELETE' then 'select department_id, job_id, hiring_date, -1 as sign from old_rows'
+        else 'select department_id, job_id, hiring_date, 1 as sign from new_rows'
+            || ' union all select department_id, job_id, hiring_date, -1 from old_rows'
+    end;
+begin
+    execute format($sql$
+        insert into hire_counts as c (department_id, job_id, hire_year, hire_quarter, hires)
+        select department_id, job_id, y, q, delta
+        from (
+            select
+                department_id,
+                job_id,
+                extract(year from hiring_date at time zone 'UTC')::integer as y,
+                extract(quarter from hiring_date at time zone 'UTC')::integer as q,
+                sum(sign) as delta
+            from (%s) as changed
+            group by 1, 2, 3, 4
+            having sum(sign) <> 0
+        ) as grouped
+        order by y, department_id, job_id, q
+        on conflict (hire_year, department_id, job_id, hire_quarter) do update
+            set hires = c.hires + excluded.hires, updated_at = now()
+    $sql$, v_changed);
+    return null;
+end;
+$$;
+
+create or replace function _hire_counts_after_truncate()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: after TRUNCATE employees, hire_counts is empty too.
+begin
+    delete from hire_counts;
+    return null;
+end;
+$$;
+
+create or replace function refresh_hire_counts()
+returns bigint
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: rebuilds hire_counts from employees (for an install onto an
+-- existing table, or a repair); returns the number of count rows.
+declare
+    v_rows bigint;
+begin
+    lock table employees in share mode;
+    delete from hire_counts;
+    insert into hire_counts (department_id, job_id, hire_year, hire_quarter, hires)
+    select
+        department_id,
+        job_id,
+        extract(year from hiring_date at time zone 'UTC')::integer,
+        extract(quarter from hiring_date at time zone 'UTC')::integer,
+        count(*)
+    from employees
+    group by 1, 2, 3, 4;
+    get diagnostics v_rows = row_count;
+    return v_rows;
+end;
+$$;
+
+drop trigger if exists employees_hire_counts_insert on employees;
+create trigger employees_hire_counts_insert
+after insert on employees
+referencing new table as new_rows
+for each statement execute function _hire_counts_after_change();
+
+drop trigger if exists employees_hire_counts_update on employees;
+create trigger employees_hire_counts_update
+after update on employees
+referencing old table as old_rows new table as new_rows
+for each statement execute function _hire_counts_after_change();
+
+drop trigger if exists employees_hire_counts_delete on employees;
+create trigger employees_hire_counts_delete
+after delete on employees
+referencing old table as old_rows
+for each statement execute function _hire_counts_after_change();
+
+drop trigger if exists employees_hire_counts_truncate on employees;
+create trigger employees_hire_counts_truncate
+after truncate on employees
+for each statement execute function _hire_counts_after_truncate();
+
+-- First install onto a table that already has rows: count them once.
+do $$
+begin
+    if not exists (select from hire_counts) and exists (select from employees) then
+        perform refresh_hire_counts();
+    end if;
+end
+$$;
+
+revoke all on function refresh_hire_counts() from public;

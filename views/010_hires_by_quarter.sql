@@ -1,0 +1,36 @@
+-- KPI 1: hires per department and job, by UTC quarter, for every year.
+-- Reads hire_counts, never employees, so its cost does not grow with them.
+-- Only (department, job) pairs with at least one hire in the year appear.
+
+create or replace view hires_by_quarter as
+select
+    c.hire_year as year,
+    d.department_id,
+    d.department_name as department,
+    j.job_id,
+    j.job_name as job,
+    coalesce(sum(c.hires) filter (where c.hire_quarter = 1), 0) as q1,
+    coalesce(sum(c.hires) filter (where c.hire_quarter = 2), 0) as q2,
+    coalesce(sum(c.hires) filter (where c.hire_quarter = 3), 0) as q3,
+    coalesce(sum(c.hires) filter (where c.hire_quarter = 4), 0) as q4
+from hire_counts as c
+inner join departments as d on c.department_id = d.department_id
+inner join jobs as j on c.job_id = j.job_id
+group by c.hire_year, d.department_id, j.job_id
+having sum(c.hires) > 0;
+
+create or replace function kpi_hires_by_quarter(p_year integer)
+returns table (department text, job text, q1 bigint, q2 bigint, q3 bigint, q4 bigint)
+language sql stable
+set search_path = pg_catalog, public
+as $$
+    -- KPI 1 for one year, ordered byte-wise (COLLATE "C") by department, then
+    -- job, as the published results are; ids break ties between equal names.
+    select h.department, h.job, h.q1, h.q2, h.q3, h.q4
+    from hires_by_quarter as h
+    where h.year = p_year
+    order by h.department collate "C", h.job collate "C", h.department_id, h.job_id
+$$;
+
+grant select on hires_by_quarter to dataarch_api;
+grant execute on function kpi_hires_by_quarter(integer) to dataarch_api;

@@ -1,0 +1,48 @@
+-- KPI 2: departments that hired more than the mean number of hires per
+-- department in a year. The mean is taken over ALL departments, including
+-- those that hired nobody that year (as the seed's published results do).
+
+create or replace view department_hires as
+select
+    y.hire_year as year,
+    d.department_id as id,
+    d.department_name as department,
+    coalesce(sum(c.hires), 0)::bigint as hired
+from (select distinct h.hire_year from hire_counts as h) as y
+cross join departments as d
+left join hire_counts as c
+    on y.hire_year = c.hire_year and d.department_id = c.department_id
+group by y.hire_year, d.department_id;
+
+create or replace view departments_above_mean as
+select
+    ranked.year,
+    ranked.id,
+    ranked.department,
+    ranked.hired,
+    ranked.mean_hired
+from (
+    select
+        dh.year,
+        dh.id,
+        dh.department,
+        dh.hired,
+        avg(dh.hired) over (partition by dh.year) as mean_hired
+    from department_hires as dh
+) as ranked
+where ranked.hired > ranked.mean_hired;
+
+create or replace function kpi_departments_above_mean(p_year integer)
+returns table (id integer, department text, hired bigint)
+language sql stable
+set search_path = pg_catalog, public
+as $$
+    -- KPI 2 for one year: hires descending, ties by id.
+    select a.id, a.department, a.hired
+    from departments_above_mean as a
+    where a.year = p_year
+    order by a.hired desc, a.id
+$$;
+
+grant select on department_hires, departments_above_mean to dataarch_api;
+grant execute on function kpi_departments_above_mean(integer) to dataarch_api;
