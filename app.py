@@ -35,12 +35,14 @@ from litestar.plugins.problem_details import (
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from backup import BackupInfo, RestoreError, backup_tables, list_backups, restore_table
 from backup.store import backup_files
 from dataarch import db
 from dataarch.settings import Settings
+from reports import PAGES, load_data, render_page
 
 log = logging.getLogger("dataarch.api")
 
@@ -352,6 +354,123 @@ def post_restore(
     return RestoreResult(table=table, file=wanted, rows=rows)
 
 
+# KPI name -> (SQL function, output columns as the CSV header names them)
+KPIS = {
+    "hires-by-quarter": (
+        "kpi_hires_by_quarter",
+        ("department", "job", "Q1", "Q2", "Q3", "Q4"),
+    ),
+    "departments-above-mean": ("kpi_departments_above_mean", ("id", "department", "hired")),
+}
+KPI_DESCRIPTIONS = {
+    "hires-by-quarter": (
+        "Hires per department and job in each UTC quarter of the year, for pairs with at least"
+        " one hire, ordered byte-wise by department then job."
+    ),
+    "departments-above-mean": (
+        "Departments that hired more than the mean number of hires per department in the year."
+        " The mean is taken over ALL departments, including those that hired nobody."
+        " Ordered by hires descending, ties by id."
+    ),
+}
+YearQuery = Annotated[int, QueryParameter(ge=1, le=9999, description="e.g. 2021")]
+FormatQuery = Annotated[Literal["json", "csv"] | None, QueryParameter(name="format")]
+
+
+def _kpi_sql(name: str, year: int, output: str) -> sql.Composed:
+    """The KPI function's rows, in its order, as CSV (COPY) or as a JSON array."""
+    function, columns = KPIS[name]
+    source = sql.SQL("{}({}) with ordinality as k ({}, n)").format(
+        sql.Identifier(function),
+        sql.Literal(year),  # an int the route checked: safe to inline, as COPY needs
+        sql.SQL(", ").join(sql.Identifier(c.lower()) for c in columns),
+    )
+    if output == "csv":
+        fields = sql.SQL(", ").join(
+            sql.SQL("{} as {}").format(sql.Identifier(c.lower()), sql.Identifier(c))
+            for c in columns
+        )
+        return sql.SQL("copy (select {} from {} order by n) to stdout with (format csv, header)"
+                       ).format(fields, source)  # fmt: skip
+    pairs = sql.SQL(", ").join(
+        sql.SQL("{}, {}").format(sql.Literal(c), sql.Identifier(c.lower())) for c in columns
+    )
+    return sql.SQL(
+        "select coalesce(json_agg(json_build_object({}) order by n), '[]')::text from {}"
+    ).format(pairs, source)
+
+
+async def _kpi_response(request: Request, name: str, year: int, fmt: str | None) -> Response:
+    wants_csv = fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("accept", ""))
+    pool: AsyncConnectionPool = request.app.state.pool
+    async with pool.connection() as conn:
+        if wants_csv:
+            async with conn.cursor().copy(_kpi_sql(name, year, "csv")) as copy:
+                body = b"".join([bytes(chunk) async for chunk in copy])
+            return Response(content=body, media_type="text/csv")
+        cursor = await conn.execute(_kpi_sql(name, year, "json"))
+        row = await cursor.fetchone()
+    return Response(content=row[0].encode(), media_type=JSON)
+
+
+@get(
+    "/kpis/hires-by-quarter",
+    summary="KPI 1: hires by quarter (JSON, or CSV with Accept: text/csv or ?format=csv)",
+    description=KPI_DESCRIPTIONS["hires-by-quarter"],
+    responses=_problems(400, 401, 503),
+)
+async def kpi_hires_by_quarter(
+    request: Request, year: YearQuery = 2021, fmt: FormatQuery = None
+) -> Response[list[dict[str, Any]]]:
+    return await _kpi_response(request, "hires-by-quarter", year, fmt)
+
+
+@get(
+    "/kpis/departments-above-mean",
+    summary="KPI 2: departments hiring above the mean (JSON, or CSV)",
+    description=KPI_DESCRIPTIONS["departments-above-mean"],
+    responses=_problems(400, 401, 503),
+)
+async def kpi_departments_above_mean(
+    request: Request, year: YearQuery = 2021, fmt: FormatQuery = None
+) -> Response[list[dict[str, Any]]]:
+    return await _kpi_response(request, "departments-above-mean", year, fmt)
+
+
+def _report(request: Request, name: str, year: int) -> Response[str]:
+    with _api_connection(request) as conn:
+        data = load_data(conn, year)
+    html = render_page(name, data, link_suffix=f"?year={year}")
+    return Response(content=html, media_type=MediaType.HTML)
+
+
+@get(
+    ["/reports", "/reports/"],
+    sync_to_thread=True,
+    summary="The reports' index page (self-contained HTML)",
+    responses=_problems(400, 401, 503),
+)
+def report_index(request: Request, year: YearQuery = 2021) -> Response[str]:
+    return _report(request, "index", year)
+
+
+@get(
+    "/reports/{page:str}",
+    sync_to_thread=True,
+    summary="A KPI report: hires-by-quarter.html or departments-above-mean.html",
+    responses=_problems(400, 401, 404, 503),
+)
+def report_page(
+    request: Request,
+    page: Annotated[str, PathParameter(description="hires-by-quarter.html, ...")],
+    year: YearQuery = 2021,
+) -> Response[str]:
+    name = page.removesuffix(".html")
+    if not page.endswith(".html") or name not in PAGES:
+        raise NotFoundException(f"no report named {page!r}: see /reports/")
+    return _report(request, name, year)
+
+
 @get("/health", summary="Whether the database answers (no auth)", responses=_problems(503))
 async def health(request: Request) -> Response[Health]:
     pool: AsyncConnectionPool = request.app.state.pool
@@ -447,7 +566,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     protected = Router(
         path="/",
-        route_handlers=[post_rows, get_row, get_rejections, post_backup, get_backups, post_restore],
+        route_handlers=[
+            post_rows,
+            get_row,
+            get_rejections,
+            post_backup,
+            get_backups,
+            post_restore,
+            kpi_hires_by_quarter,
+            kpi_departments_above_mean,
+            report_index,
+            report_page,
+        ],
         guards=[require_token],
         security=[{"bearer": []}],
     )
