@@ -16,6 +16,7 @@ import httpx
 import psycopg
 
 import backup.__main__ as backup_cli
+import reports.__main__ as reports_cli
 from backup import RestoreError
 from dataarch import client, db, installer, migrate
 from dataarch.generate import generate
@@ -133,6 +134,8 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     status = _db(argparse.Namespace(action="init"), settings)
     if status == 0:
         status = _migrate(argparse.Namespace(csv_dir=None), settings)
+    if status == 0:
+        status = reports_cli.run(argparse.Namespace(year=2021, out=None), settings)
     with db.connect(settings) as conn:
         counts = conn.execute(
             "select (select count(*) from departments), (select count(*) from jobs),"
@@ -198,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_rejections)
 
     backup_cli.add_commands(sub, names=("backup", "restore", "backups"))
+
+    p = sub.add_parser("report", help="write the KPI reports as HTML pages")
+    reports_cli.add_arguments(p)
+    p.set_defaults(handler=reports_cli.run)
     return parser
 
 

@@ -56,6 +56,10 @@ class Settings:
         return self.project_dir / "data" / "historical"
 
     @property
+    def reports_dir(self) -> Path:
+        return self.var_dir / "reports"
+
+    @property
     def token_file(self) -> Path:
         """Where `make run` keeps the token it generated when none was given."""
         return self.var_dir / "api-token"

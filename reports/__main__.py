@@ -1,0 +1,34 @@
+"""python -m reports [--year 2021] [--out DIR]: write the report pages."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dataarch import db
+from dataarch.settings import Settings
+from reports import write_reports
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--year", type=int, default=2021)
+    parser.add_argument("--out", help="output directory (default var/reports)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    out = Path(args.out) if args.out else settings.reports_dir
+    with db.connect(settings) as conn:
+        for path in write_reports(conn, args.year, out):
+            print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv), Settings.from_env())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
