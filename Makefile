@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-stamp
 
-.PHONY: run test lint clean
+.PHONY: run test lint system-deps clean
 
 $(STAMP): pyproject.toml uv.lock
 	@test -x $(UV) || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q uv==$(UV_VERSION); }
@@ -22,7 +22,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+system-deps:
+	@.ci/system-deps
+
+test: system-deps lint
 	$(VENV)/bin/pytest
 
 clean:

@@ -4,10 +4,16 @@ database by pytest-postgresql, and a fresh clone of it for every test."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
@@ -20,7 +26,8 @@ from dataarch.pgserver import Cluster
 _TEST_DIR = Path(tempfile.mkdtemp(prefix="dataarch-test-"))
 _TEST_DIR.chmod(0o755)
 TEST_CLUSTER = Cluster(_TEST_DIR / "pg", durable=False)
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+PROJECT = Path(__file__).resolve().parent.parent
+SHARED = PROJECT.parent / "shared"
 SEED_DATA = SHARED / "seed-data"
 
 _template = factories.postgresql_noproc(
@@ -116,3 +123,37 @@ def api_settings(dsn: str, **overrides: object):  # noqa: ANN201
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JSON_AUTH = {**AUTH, "Content-Type": "application/json"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli_env(dsn: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(
+        DATABASE_URL=dsn,
+        DATAARCH_API_DATABASE_URL=dsn.replace("user=postgres", "user=dataarch_api"),
+        DATAARCH_API_TOKEN=TOKEN,
+    )
+    return env
+
+
+def start_server(dsn: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dataarch.cli", "serve", "--port", str(port)],
+        env=cli_env(dsn), cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code in (200, 503):
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"server did not start: {proc.stdout.read().decode()}")

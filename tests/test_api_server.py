@@ -3,59 +3,29 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
-from conftest import JSON_AUTH, SEED_DATA, TOKEN, employee, load_reference_rows, requires_seed_data
+from conftest import (
+    JSON_AUTH,
+    PROJECT,
+    SEED_DATA,
+    cli_env,
+    employee,
+    load_reference_rows,
+    requires_seed_data,
+    start_server,
+)
 
 from dataarch.generate import generate
 from dataarch.installer import install
 from dataarch.pgserver import Cluster
-
-PROJECT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cli_env(dsn: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update(
-        DATABASE_URL=dsn,
-        DATAARCH_API_DATABASE_URL=dsn.replace("user=postgres", "user=dataarch_api"),
-        DATAARCH_API_TOKEN=TOKEN,
-    )
-    return env
-
-
-def start_server(dsn: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dataarch.cli", "serve", "--port", str(port)],
-        env=cli_env(dsn), cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code in (200, 503):
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"server did not start: {proc.stdout.read().decode()}")
 
 
 @pytest.fixture

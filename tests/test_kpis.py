@@ -1,0 +1,176 @@
+"""The KPI views: the published results, an independent computation at the
+UTC boundaries, counts that always equal a recount, and the HTTP routes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from conftest import AUTH, SEED_DATA, api_settings, employee, ingest, requires_seed_data
+from litestar.testing import TestClient
+
+from app import create_app
+from dataarch.migrate import find_files, migrate_file
+
+BOUNDARY_HIRES = [
+    "2020-12-31T23:59:59Z",
+    "2021-01-01T00:00:00Z",
+    "2021-03-31T23:59:59.999999Z",
+    "2021-04-01T00:00:00Z",
+    "2021-04-01T03:00:00+05:00",  # 2021-03-31T22:00Z: still Q1
+    "2022-01-01T02:00:00+05:00",  # 2021-12-31T21:00Z: Q4 of 2021
+    "2021-09-30T23:59:59-03:00",  # 2021-10-01T02:59:59Z: Q4
+]
+DEPARTMENTS = ["Zeta", "alpha", "Alpha", "Ärger", "Beta", "<script>alert(1)</script>"]
+JOBS = ["engineer", "Engineer", "Analyst", "Zoologist", "Éditeur"]
+
+
+def expected_kpis(rows: list[dict], year: int) -> tuple[list[tuple], list[tuple]]:
+    """KPI 1 and KPI 2 computed in Python from the rows, for comparison."""
+    names_d = {i: n for i, n in enumerate(DEPARTMENTS, 1)}
+    names_j = {i: n for i, n in enumerate(JOBS, 1)}
+    quarters: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    per_department = dict.fromkeys(names_d, 0)
+    for row in rows:
+        hired = datetime.fromisoformat(row["hiring_date"]).astimezone(UTC)
+        if hired.year == year:
+            quarters[(row["department_id"], row["job_id"])][(hired.month - 1) // 3] += 1
+            per_department[row["department_id"]] += 1
+    kpi1 = sorted(
+        ((names_d[d], names_j[j], *q) for (d, j), q in quarters.items()),
+        key=lambda r: (r[0].encode(), r[1].encode()),
+    )
+    mean = sum(per_department.values()) / len(per_department)
+    kpi2 = sorted(
+        ((d, names_d[d], n) for d, n in per_department.items() if n > mean),
+        key=lambda r: (-r[2], r[0]),
+    )
+    return kpi1, kpi2
+
+
+@pytest.fixture
+def db(conn: psycopg.Connection) -> tuple[psycopg.Connection, list[dict]]:
+    ingest(conn, "departments", [
+        {"department_id": i, "department_name": n} for i, n in enumerate(DEPARTMENTS, 1)
+    ])  # fmt: skip
+    ingest(conn, "jobs", [{"job_id": i, "job_name": n} for i, n in enumerate(JOBS, 1)])
+    rng = random.Random(7)
+    rows = []
+    for i in range(1, 1201):
+        hired = BOUNDARY_HIRES[i % len(BOUNDARY_HIRES)] if i % 3 == 0 else (
+            datetime(2020, 6, 1, tzinfo=UTC).timestamp() + rng.random() * 3 * 365 * 86400
+        )  # fmt: skip
+        if not isinstance(hired, str):
+            hired = datetime.fromtimestamp(hired, UTC).isoformat()
+        rows.append(employee(i, hiring_date=hired, department_id=rng.randint(1, 5),
+                             job_id=rng.randint(1, 5)))  # fmt: skip
+    for start in range(0, len(rows), 1000):
+        assert ingest(conn, "employees", rows[start : start + 1000])["rejected"] == 0
+    return conn, rows
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Kiritimati", "America/Adak"])
+@pytest.mark.parametrize("year", [2020, 2021, 2022])
+def test_views_equal_an_independent_computation(db, zone, year) -> None:
+    conn, rows = db
+    conn.execute(f"set timezone = '{zone}'")
+    kpi1, kpi2 = expected_kpis(rows, year)
+    assert conn.execute("select * from kpi_hires_by_quarter(%s)", (year,)).fetchall() == kpi1
+    assert conn.execute("select * from kpi_departments_above_mean(%s)", (year,)).fetchall() == kpi2
+
+
+def test_views_are_usable_from_psql(db) -> None:
+    conn, rows = db
+    kpi1, _ = expected_kpis(rows, 2021)
+    total = conn.execute("select sum(q1 + q2 + q3 + q4) from hires_by_quarter where year = 2021")
+    assert total.fetchone()[0] == sum(sum(r[2:]) for r in kpi1)
+    assert (
+        conn.execute("select count(*) from department_hires where year = 2021").fetchone()[0] == 6
+    )
+
+
+def test_a_year_without_data_is_empty(db) -> None:
+    conn, _ = db
+    assert conn.execute("select * from kpi_hires_by_quarter(1990)").fetchall() == []
+    assert conn.execute("select * from kpi_departments_above_mean(1990)").fetchall() == []
+
+
+RECOUNT = """
+    select department_id, job_id, extract(year from hiring_date at time zone 'UTC')::int,
+        extract(quarter from hiring_date at time zone 'UTC')::int, count(*)
+    from employees group by 1, 2, 3, 4 order by 1, 2, 3, 4
+"""
+COUNTS = """
+    select department_id, job_id, hire_year, hire_quarter, hires from hire_counts
+    where hires > 0 order by 1, 2, 3, 4
+"""
+
+
+def test_counts_always_equal_a_recount(db, tmp_path) -> None:
+    from backup import backup_tables, restore_table
+
+    conn, _ = db
+    assert conn.execute(COUNTS).fetchall() == conn.execute(RECOUNT).fetchall()
+    conn.execute("update employees set hiring_date = hiring_date + interval '45 days'"
+                 " where employee_id % 4 = 0")  # fmt: skip
+    conn.execute("update employees set department_id = 6 where employee_id % 5 = 0")
+    conn.execute("delete from employees where employee_id % 7 = 0")
+    assert conn.execute(COUNTS).fetchall() == conn.execute(RECOUNT).fetchall()
+    (info,) = backup_tables(conn, ["employees"], tmp_path)
+    conn.autocommit = True
+    conn.execute("truncate employees")
+    assert conn.execute(COUNTS).fetchall() == []
+    restore_table(conn, "employees", tmp_path / "employees" / info.file)
+    assert conn.execute(COUNTS).fetchall() == conn.execute(RECOUNT).fetchall()
+    assert conn.execute("select refresh_hire_counts()").fetchone()[0] > 0
+    assert conn.execute(COUNTS).fetchall() == conn.execute(RECOUNT).fetchall()
+
+
+def test_http_json_and_csv(db, dsn) -> None:
+    conn, rows = db
+    kpi1, kpi2 = expected_kpis(rows, 2021)
+    with TestClient(create_app(api_settings(dsn))) as client:
+        as_json = client.get("/kpis/hires-by-quarter", params={"year": 2021}, headers=AUTH)
+        assert as_json.status_code == 200
+        assert list(as_json.json()[0]) == ["department", "job", "Q1", "Q2", "Q3", "Q4"]
+        assert [tuple(r.values()) for r in as_json.json()] == kpi1
+        as_csv = client.get(
+            "/kpis/hires-by-quarter?year=2021", headers={**AUTH, "Accept": "text/csv"}
+        )
+        assert as_csv.headers["content-type"].startswith("text/csv")
+        parsed = list(csv.reader(io.StringIO(as_csv.text)))
+        assert parsed[0] == ["department", "job", "Q1", "Q2", "Q3", "Q4"]
+        assert [(d, j, *map(int, q)) for d, j, *q in parsed[1:]] == kpi1
+        second = client.get("/kpis/departments-above-mean?year=2021&format=csv", headers=AUTH)
+        parsed = list(csv.reader(io.StringIO(second.text)))
+        assert parsed[0] == ["id", "department", "hired"]
+        assert [(int(i), d, int(n)) for i, d, n in parsed[1:]] == kpi2
+        assert client.get("/kpis/departments-above-mean?year=1990", headers=AUTH).json() == []
+        bad = client.get("/kpis/hires-by-quarter?year=twenty", headers=AUTH)
+        assert bad.status_code == 400 and bad.json()["status"] == 400
+        assert client.get("/kpis/hires-by-quarter").status_code == 401
+
+
+@requires_seed_data()
+def test_published_results_on_the_real_data(postgresql, dsn) -> None:
+    for table, path in find_files(SEED_DATA / "globant"):
+        migrate_file(postgresql, table, path)
+    postgresql.commit()
+    postgresql.autocommit = True
+    postgresql.execute("set timezone = 'America/Los_Angeles'")  # must not matter
+    for name, function, expected_file in [
+        ("hires-by-quarter", "kpi_hires_by_quarter", "expected_kpi1.csv"),
+        ("departments-above-mean", "kpi_departments_above_mean", "expected_kpi2.csv"),
+    ]:
+        expected = list(csv.reader((SEED_DATA / "globant" / expected_file).open()))
+        got = postgresql.execute(f"select * from {function}(2021)").fetchall()
+        assert [[str(v) for v in row] for row in got] == expected[1:]
+        with TestClient(create_app(api_settings(dsn))) as client:
+            served = client.get(f"/kpis/{name}?format=csv", headers=AUTH).text
+        assert list(csv.reader(io.StringIO(served))) == expected
+    assert len(got) == 7
