@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import secrets
 import sys
@@ -18,12 +19,13 @@ import psycopg
 import backup.__main__ as backup_cli
 import reports.__main__ as reports_cli
 from backup import RestoreError
-from dataarch import client, db, installer, migrate
+from dataarch import client, db, installer, logs, migrate
 from dataarch.generate import generate
 from dataarch.pgserver import ClusterError
 from dataarch.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+log = logging.getLogger("dataarch.cli")
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -48,6 +50,7 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "init":
         with db.connect(settings) as conn:
             changed = installer.install(conn)
+            db.set_api_password(conn, settings)
             version = installer.schema_version(conn)
         print(f"schema installed (version {version}; {len(changed)} file(s) changed)")
     return 0
@@ -58,8 +61,12 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     with db.connect(settings) as conn:
         installer.install(conn)
         for table, path in migrate.find_files(csv_dir):
-            print(f"migrating {path} ...", file=sys.stderr, flush=True)
-            print(migrate.describe(migrate.migrate_file(conn, table, path)), flush=True)
+            with logs.timed() as took:
+                summary = migrate.migrate_file(conn, table, path)
+            print(migrate.describe(summary), flush=True)
+            counts = {k: summary.get(k) for k in ("batch_id", "submitted", "inserted", "rejected")}
+            logs.event(log, "migrate", source=f"csv:{path.name}", table=table,
+                       status=summary["status"], **counts, **took)  # fmt: skip
     return 0
 
 
@@ -94,7 +101,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /schema/openapi.json)")
     if settings.token_file.exists() and not settings.extra.get("DATAARCH_API_TOKEN"):
         print(f"API token (from {settings.token_file}): {settings.api_tokens[0]}")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        create_app(settings), host=args.host, port=args.port, log_level="warning", log_config=None
+    )
     return 0
 
 
@@ -221,6 +230,7 @@ def _add_client_options(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
+    logs.configure(settings.log_file)
     handler: Handler = args.handler
     try:
         return handler(args, settings)

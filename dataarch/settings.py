@@ -27,6 +27,10 @@ class Settings:
     api_database_url: str | None = None
     api_tokens: tuple[str, ...] = ()
     backup_dir: Path = PROJECT_DIR / "var" / "backups"
+    reports_dir: Path = PROJECT_DIR / "var" / "reports"
+    database_password: str | None = None
+    api_database_password: str | None = None
+    log_file: Path | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -35,6 +39,12 @@ class Settings:
         return cls(
             var_dir=var_dir,
             backup_dir=Path(environ.get("DATAARCH_BACKUP_DIR", var_dir / "backups")).absolute(),
+            reports_dir=Path(environ.get("DATAARCH_REPORTS_DIR", var_dir / "reports")).absolute(),
+            database_password=_secret(environ, "DATABASE_PASSWORD_FILE"),
+            api_database_password=_secret(environ, "DATAARCH_API_DB_PASSWORD_FILE"),
+            log_file=Path(environ["DATAARCH_LOG_FILE"])
+            if environ.get("DATAARCH_LOG_FILE")
+            else None,
             database_url=environ.get("DATABASE_URL") or None,
             use_pg_env=any(environ.get(name) for name in _PG_LOCATION_VARS),
             api_database_url=environ.get("DATAARCH_API_DATABASE_URL") or None,
@@ -56,13 +66,15 @@ class Settings:
         return self.project_dir / "data" / "historical"
 
     @property
-    def reports_dir(self) -> Path:
-        return self.var_dir / "reports"
-
-    @property
     def token_file(self) -> Path:
         """Where `make run` keeps the token it generated when none was given."""
         return self.var_dir / "api-token"
+
+
+def _secret(environ: Mapping[str, str], name: str) -> str | None:
+    """The content of the file a *_FILE variable names (Docker secrets), stripped."""
+    path = environ.get(name)
+    return Path(path).read_text().strip() if path else None
 
 
 def _api_tokens(environ: Mapping[str, str]) -> tuple[str, ...]:
