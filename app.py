@@ -29,7 +29,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
-from litestar.params import HeaderParameter, PathParameter, QueryParameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -41,6 +41,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from backup import BackupInfo, RestoreError, backup_tables, list_backups, restore_table
 from backup.store import backup_files
 from dataarch import db
+from dataarch.logs import event, timed
 from dataarch.settings import Settings
 from reports import PAGES, load_data, render_page
 
@@ -234,12 +235,21 @@ async def post_rows(
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValidationException(f"body is not UTF-8: {exc.reason} at byte {exc.start}") from exc
-    result = await _fetch_json(
-        request,
-        "select ingest_batch_json(%s, %s, %s, 'api', %s)::text",
-        (table, text, mode, idempotency_key),
-    )
-    return Response(content=result or b"", media_type=JSON)
+    pool: AsyncConnectionPool = request.app.state.pool
+    with timed() as took:
+        async with pool.connection() as conn:
+            cursor = await conn.execute(
+                "select r::text, r ->> 'batch_id', r ->> 'submitted', r ->> 'inserted',"
+                " r ->> 'rejected' from ingest_batch_json(%s, %s, %s, 'api', %s) as r",
+                (table, text, mode, idempotency_key),
+            )
+            result, batch_id, submitted, inserted, rejected = await cursor.fetchone()
+    event(
+        log, "batch", source="api", table=table, mode=mode, batch_id=int(batch_id),
+        submitted=int(submitted), inserted=int(inserted), rejected=int(rejected),
+        idempotency_key=idempotency_key is not None, **took,
+    )  # fmt: skip
+    return Response(content=result.encode(), media_type=JSON)
 
 
 @get(
@@ -341,7 +351,7 @@ def get_backups(request: Request, table: TablePath) -> list[BackupInfo]:
     responses=_problems(400, 401, 404, 422, 503),
 )
 def post_restore(
-    request: Request, table: TablePath, data: RestoreRequest | None = None
+    request: Request, table: TablePath, data: JSONBody[RestoreRequest | None] = None
 ) -> RestoreResult:
     _known_table(table)
     files = {p.name: p for p in backup_files(request.app.state.settings.backup_dir, table)}
@@ -487,8 +497,10 @@ async def health(request: Request) -> Response[Health]:
 
 def _database_problem(exc: psycopg.Error) -> ProblemDetailsException:
     status = http_status(exc.sqlstate)
-    if status >= 500:
-        log.error("database error %s: %s", exc.sqlstate, exc)
+    if status >= 500:  # the primary message only: details can quote row contents
+        log.error("database error", extra={"fields": {
+            "sqlstate": exc.sqlstate, "message": exc.diag.message_primary, "status": status,
+        }})  # fmt: skip
     if status == 503:
         detail = "the database is unavailable; retry later"
     elif status == 500:
@@ -529,7 +541,7 @@ def _pool_problem(_: PoolTimeout) -> ProblemDetailsException:
 
 
 def _unexpected_problem(exc: Exception) -> ProblemDetailsException:
-    log.exception("unhandled error", exc_info=exc)
+    log.error("unhandled error", exc_info=exc)
     return ProblemDetailsException(
         status_code=500, title=HTTPStatus(500).phrase, detail="unexpected error; it is logged"
     )
@@ -584,6 +596,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[protected, health],
         lifespan=[lifespan],
+        logging_config=None,  # the program that runs the app configures logging (dataarch.logs)
         request_max_body_size=MAX_BODY_BYTES,
         plugins=[
             ProblemDetailsPlugin(

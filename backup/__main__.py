@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 from backup import RestoreError, backup_tables, list_backups, restore_table
 from backup.dump import CODECS
 from backup.store import backup_files
-from dataarch import db
+from dataarch import db, logs
 from dataarch.settings import Settings
 
 TABLES = ("departments", "jobs", "employees")
+log = logging.getLogger("dataarch.backup")
 
 
 def dump(args: argparse.Namespace, settings: Settings) -> int:
     tables = args.tables or list(TABLES)
-    with db.connect(settings) as conn:
+    with db.connect(settings) as conn, logs.timed() as took:
         written = backup_tables(conn, tables, settings.backup_dir, args.codec, args.keep)
     for info in written:
         print(f"{info.table}: {info.rows} rows -> {info.path} ({info.bytes} bytes, {info.codec})")
+        logs.event(log, "backup", table=info.table, rows=info.rows, file=info.file,
+                   bytes=info.bytes, codec=info.codec, **took)  # fmt: skip
     return 0
 
 
@@ -32,9 +36,10 @@ def restore(args: argparse.Namespace, settings: Settings) -> int:
         if not files:
             raise RestoreError(f"no backup of {args.table} in {settings.backup_dir / args.table}")
         path = files[-1]
-    with db.connect(settings) as conn:
+    with db.connect(settings) as conn, logs.timed() as took:
         rows = restore_table(conn, args.table, path)
     print(f"{args.table}: restored {rows} rows from {path}")
+    logs.event(log, "restore", table=args.table, rows=rows, file=path.name, **took)
     return 0
 
 
@@ -74,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m backup", description=__doc__)
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    logs.configure(settings.log_file)
     try:
-        return args.handler(args, Settings.from_env())
+        return args.handler(args, settings)
     except (RestoreError, ValueError) as exc:
         print(f"backup: {exc}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import sys
 import time
 from collections import Counter
@@ -18,12 +19,15 @@ from typing import Any
 
 import httpx
 
+from dataarch import logs
+
 COLUMNS = {
     "departments": ("department_id", "department_name"),
     "jobs": ("job_id", "job_name"),
     "employees": ("employee_id", "employee_name", "hiring_date", "department_id", "job_id"),
 }
 BATCH_ROWS = 1000
+log = logging.getLogger("dataarch.client")
 RETRYABLE_STATUS = {502, 503, 504}
 
 
@@ -144,6 +148,9 @@ def ingest_file(client: ApiClient, table: str, path: Path) -> IngestSummary:
             summary.inserted += result["inserted"]
             summary.rejected += result["rejected"]
             summary.by_reason.update(r["reason_code"] for r in result["rejections"])
+            logs.event(log, "batch sent", table=table, batch_id=result["batch_id"],
+                       submitted=result["submitted"], inserted=result["inserted"],
+                       rejected=result["rejected"])  # fmt: skip
         _progress(summary.sent, total, table)
     return summary
 

@@ -141,12 +141,17 @@ def cli_env(dsn: str) -> dict[str, str]:
     return env
 
 
-def start_server(dsn: str) -> tuple[subprocess.Popen, str]:
+def start_server(dsn: str, **env: str) -> tuple[subprocess.Popen, str]:
+    """`dataarch serve` on a free port; returns once /health answers. Its output goes to
+    a file, not a pipe: a pipe nobody reads would block a server that logs a lot."""
     port = free_port()
+    # outlives this function, so no `with`: it closes when the test drops proc
+    output = tempfile.NamedTemporaryFile(prefix=f"dataarch-serve-{port}-", suffix=".log")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "dataarch.cli", "serve", "--port", str(port)],
-        env=cli_env(dsn), cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**cli_env(dsn), **env}, cwd=PROJECT, stdout=output, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    proc.output = output  # type: ignore[attr-defined]  # closed (and deleted) with proc
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -156,4 +161,5 @@ def start_server(dsn: str) -> tuple[subprocess.Popen, str]:
         except httpx.TransportError:
             time.sleep(0.1)
     proc.kill()
-    raise AssertionError(f"server did not start: {proc.stdout.read().decode()}")
+    output.seek(0)
+    raise AssertionError(f"server did not start: {output.read().decode()}")
