@@ -28,26 +28,36 @@ as $$
             p_table = 'employees' as is_employees
     ),
 
-    field_rules as (
+    fields as (
+        -- each field is taken out of its row once; the rules below are
+        -- inlined and refer to their argument many times
         select
             (e.ord - 1)::integer as idx,
             e.r,
             spec.cols,
             spec.is_employees,
-            case when jsonb_typeof(e.r) <> 'object' then 'invalid_type' end as p_row,
-            _id_problem(e.r -> spec.cols[1]) as p_id,
-            _name_problem(e.r -> spec.cols[2]) as p_name,
-            case when spec.is_employees then _datetime_problem(
-                e.r -> 'hiring_date',
-                regexp_match(e.r ->> 'hiring_date', _datetime_pattern())
-            ) end as p_date,
-            case when spec.is_employees
-                then _id_problem(e.r -> 'department_id') end as p_department,
-            case when spec.is_employees then _id_problem(e.r -> 'job_id') end as p_job,
-            case when jsonb_typeof(e.r) = 'object' and (e.r - spec.cols) <> '{}'::jsonb
-                then 'unexpected_field' end as p_extra
+            e.r -> spec.cols[1] as v_id,
+            e.r -> spec.cols[2] as v_name,
+            case when spec.is_employees then e.r -> 'hiring_date' end as v_date,
+            case when spec.is_employees then e.r -> 'department_id' end as v_department,
+            case when spec.is_employees then e.r -> 'job_id' end as v_job
         from jsonb_array_elements(p_rows) with ordinality as e (r, ord)
         cross join spec
+        offset 0
+    ),
+
+    field_rules as (
+        select
+            f.*,
+            case when jsonb_typeof(f.r) <> 'object' then 'invalid_type' end as p_row,
+            _id_problem(f.v_id) as p_id,
+            _name_problem(f.v_name) as p_name,
+            case when f.is_employees then _datetime_problem(f.v_date) end as p_date,
+            case when f.is_employees then _id_problem(f.v_department) end as p_department,
+            case when f.is_employees then _id_problem(f.v_job) end as p_job,
+            case when jsonb_typeof(f.r) = 'object' and (f.r - f.cols) <> '{}'::jsonb
+                then 'unexpected_field' end as p_extra
+        from fields as f
         offset 0
     ),
 
@@ -57,6 +67,11 @@ as $$
             f.r,
             f.cols,
             f.is_employees,
+            f.v_id,
+            f.v_name,
+            f.v_date,
+            f.v_department,
+            f.v_job,
             coalesce(
                 f.p_row, f.p_id, f.p_name, f.p_date, f.p_department, f.p_job, f.p_extra
             ) as reason_code,
@@ -83,15 +98,15 @@ as $$
             j.reason_code,
             j.field,
             case when j.reason_code is null
-                then (j.r ->> j.cols[1])::numeric::integer end as id,
+                then (j.v_id ->> 0)::numeric::integer end as id,
             case when j.reason_code is null
-                then btrim(j.r ->> j.cols[2], E' \t\r\n') end as name,
+                then btrim(j.v_name ->> 0, E' \t\r\n') end as name,
             case when j.reason_code is null and j.is_employees
-                then (j.r ->> 'hiring_date')::timestamptz end as hired,
+                then (j.v_date ->> 0)::timestamptz end as hired,
             case when j.reason_code is null and j.is_employees
-                then (j.r ->> 'department_id')::numeric::integer end as department_id,
+                then (j.v_department ->> 0)::numeric::integer end as department_id,
             case when j.reason_code is null and j.is_employees
-                then (j.r ->> 'job_id')::numeric::integer end as job_id
+                then (j.v_job ->> 0)::numeric::integer end as job_id
         from judged as j
         offset 0
     ),
