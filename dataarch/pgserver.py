@@ -10,9 +10,11 @@ becomes a symlink to it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -70,6 +72,15 @@ def ensure_server_binaries() -> Path:
         "PostgreSQL server binaries (initdb, pg_ctl) were not found: install them with "
         "`sudo apt-get install postgresql`, or set DATABASE_URL to an existing server."
     )
+
+
+def _alive(pid: int) -> bool:
+    """True for a running process; False for none, or for a zombie (dead, unreaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _runs_as_postgres(path: Path) -> bool:
@@ -187,16 +198,27 @@ class Cluster:
         if _is_root():
             shutil.chown(self.socket_dir, SUPERUSER, SUPERUSER)
 
+    def _lock_files(self) -> list[Path]:
+        return [self.data_dir / "postmaster.pid", self.socket_dir / f".s.PGSQL.{self.port}.lock"]
+
     def is_running(self) -> bool:
-        if not self.is_initialized():
-            return False
-        return self._pg_ctl("status", check=False).returncode == 0
+        pid_file = self.data_dir / "postmaster.pid"
+        return pid_file.exists() and _alive(int(pid_file.read_text().split()[0]))
+
+    def _clear_stale_locks(self) -> None:
+        """Remove lock files of a server that died (e.g. SIGKILL). PostgreSQL itself would
+        refuse to start while their PID exists, and a killed postmaster whose parent
+        never reaps it (PID 1 in many containers) lingers as a zombie."""
+        for lock in self._lock_files():
+            if lock.exists() and not _alive(int(lock.read_text().split()[0])):
+                lock.unlink()
 
     def start(self) -> None:
         """Start the server (initialising it first) and wait until it accepts connections."""
         self.init()
         if self.is_running():
             return
+        self._clear_stale_locks()
         self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log_file))
         deadline = time.monotonic() + 30
         while not (self.socket_dir / f".s.PGSQL.{self.port}").exists():
@@ -210,10 +232,28 @@ class Cluster:
         self._pg_ctl("stop", "-w", "-m", "fast")
 
     def kill(self) -> None:
-        """SIGKILL the postmaster, as a crash would (fault-injection tests)."""
+        """SIGKILL the server and all its processes at once, as a crash would
+        (fault-injection tests); the next start runs crash recovery."""
         pid_file = self.data_dir / "postmaster.pid"
-        if pid_file.exists():
-            os.kill(int(pid_file.read_text().split()[0]), 9)
+        if not pid_file.exists():
+            return
+        postmaster = int(pid_file.read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # the process ended while we looked
+            if int(fields[1]) == postmaster:
+                children.append(int(stat.parent.name))
+        for pid in [postmaster, *children]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in [postmaster, *children]):
+            if time.monotonic() > deadline:
+                raise ClusterError(f"server processes survived SIGKILL: {postmaster}")
+            time.sleep(0.01)
 
     def destroy(self) -> None:
         self.stop()
