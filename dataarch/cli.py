@@ -17,6 +17,7 @@ import httpx
 import psycopg
 
 import backup.__main__ as backup_cli
+import bench.__main__ as bench_cli
 import reports.__main__ as reports_cli
 from backup import RestoreError
 from dataarch import client, db, installer, logs, migrate
@@ -210,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_rejections)
 
     backup_cli.add_commands(sub, names=("backup", "restore", "backups"))
+
+    p = sub.add_parser("bench", help="measure every path against its physical limit")
+    bench_cli.add_arguments(p)
+    p.set_defaults(handler=bench_cli.run)
 
     p = sub.add_parser("report", help="write the KPI reports as HTML pages")
     reports_cli.add_arguments(p)

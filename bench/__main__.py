@@ -1,0 +1,40 @@
+"""python -m bench [--rows N] [--bad-ratio R] [--json FILE] (also `dataarch bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rows", type=int, default=1_000_000, help="employee rows (default 1M)")
+    parser.add_argument("--bad-ratio", type=float, default=0.01)
+    parser.add_argument("--sample", type=int, default=100_000,
+                        help="rows for the row-at-a-time paths (naive insert, ingest)")  # fmt: skip
+    parser.add_argument("--reps", type=int, default=3, help="repetitions; the median counts")
+    parser.add_argument("--json", help="also write the results to this file")
+
+
+def run(args: argparse.Namespace, _settings: object = None) -> int:
+    from bench.run import Bench, format_table
+
+    if args.reps < 3:
+        print("bench: --reps must be at least 3 (figures are medians)", file=sys.stderr)
+        return 2
+    result = Bench(args.rows, args.bad_ratio, min(args.sample, args.rows), args.reps).run()
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""The measurements of `dataarch bench`, in one run, and the targets they are held to."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from bench.measure import Rate, p50_ms, repeat, run_child
+from dataarch.client import batches, csv_rows
+from dataarch.generate import generate
+from dataarch.installer import install
+from dataarch.pgserver import Cluster
+
+# ratio name -> (numerator, denominator, comparison, target)
+TARGETS: dict[str, tuple[str, str | None, str, float]] = {
+    "migrate / copy_fk": ("migrate", "copy_fk", ">=", 1.5),
+    "migrate / copy_raw": ("migrate", "copy_raw", ">=", 0.25),
+    "migrate / naive_insert": ("migrate", "naive_insert", ">=", 4),
+    "ingest_sql / copy_fk": ("ingest_sql", "copy_fk", ">=", 0.8),
+    "ingest_http / ingest_sql": ("ingest_http", "ingest_sql", ">=", 1.0),
+    "http_overhead": ("http_overhead", None, "<=", 1.10),
+    "backup / copy_to": ("backup", "copy_to", ">=", 0.25),
+    "restore / copy_from": ("restore", "copy_from", ">=", 0.4),
+    "kpi1_ms(N) / kpi1_ms(10k)": ("kpi1_ms_n", "kpi1_ms_10k", "<=", 2),
+    "kpi2_ms(N) / kpi2_ms(10k)": ("kpi2_ms_n", "kpi2_ms_10k", "<=", 2),
+    "backup_peak_rss_mb": ("backup_peak_rss_mb", None, "<=", 200),
+    "restore_peak_rss_mb": ("restore_peak_rss_mb", None, "<=", 200),
+}
+PROJECT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "dataarch.cli"]
+
+
+class Bench:
+    def __init__(self, rows: int, bad_ratio: float, sample: int, reps: int) -> None:
+        self.rows, self.bad_ratio, self.sample, self.reps = rows, bad_ratio, sample, reps
+        self.work = Path(tempfile.mkdtemp(prefix="dataarch-bench-"))
+        self.work.chmod(0o755)  # the postgres user must reach the cluster when we are root
+        self.cluster: Cluster | None = None
+        self.measurements: dict[str, dict] = {}
+        self.token = secrets.token_urlsafe(16)
+
+    # -- setup -----------------------------------------------------------------------
+
+    def database(self) -> str:
+        if url := os.environ.get("DATABASE_URL"):
+            return url
+        self.cluster = Cluster(self.work / "pg", durable=False)
+        self.cluster.start()
+        self.cluster.ensure_database("bench")
+        return self.cluster.conninfo("bench")
+
+    def env(self) -> dict[str, str]:
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PG")},
+            "DATABASE_URL": self.dsn,
+            "DATAARCH_API_TOKEN": self.token,
+            "DATAARCH_BACKUP_DIR": str(self.work / "backups"),
+            "DATAARCH_VAR_DIR": str(self.work / "var"),
+        }
+
+    def record(self, name: str, value: Rate | dict) -> None:
+        self.measurements[name] = value.as_dict() if isinstance(value, Rate) else value
+        shown = self.measurements[name]
+        figure = shown.get("rows_per_s") or shown.get("p50_ms") or shown.get("value")
+        print(f"  {name:22s} {figure}", file=sys.stderr, flush=True)
+
+    # -- the measurements --------------------------------------------------------------
+
+    def run(self) -> dict:
+        self.dsn = self.database()
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                install(conn)
+                csv_dir = self.work / "csv"
+                generate(csv_dir, employees=self.rows, bad_ratio=self.bad_ratio)
+                self.measure_migrate(conn, csv_dir)
+                valid_file = self.measure_copies(conn)
+                self.measure_backup_restore(conn)
+                with self.server() as url:
+                    self.measure_kpis(conn, url, valid_file)
+                    self.measure_naive_insert(conn, valid_file)
+                    self.measure_ingest(conn, csv_dir / "hired_employees.csv", url)
+            return self.report()
+        finally:
+            if self.cluster:
+                self.cluster.destroy()
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def reset(self, conn: psycopg.Connection, *, reference: bool) -> None:
+        tables = "employees, ingest_errors, idempotency_keys, migrated_files, ingest_batches"
+        conn.execute(f"truncate {tables}" + (", departments, jobs" if reference else ""))
+
+    def measure_migrate(self, conn: psycopg.Connection, csv_dir: Path) -> None:
+        argv = [*CLI, "migrate", "--csv-dir", str(csv_dir)]
+        rate = repeat(
+            self.rows, self.reps,
+            lambda: self.reset(conn, reference=True),
+            lambda: run_child(argv, self.env()),
+        )  # fmt: skip
+        self.record("migrate", rate)
+
+    def measure_copies(self, conn: psycopg.Connection) -> Path:
+        """The physical limits: COPY out, COPY into a bare keyed table, COPY into employees."""
+        valid = conn.execute("select count(*) from employees").fetchone()[0]
+        path = self.work / "valid.copy"
+
+        def copy_out() -> None:
+            with path.open("wb") as f, conn.cursor().copy("copy employees to stdout") as copy:
+                for chunk in copy:
+                    f.write(chunk)
+
+        self.record("copy_to", repeat(valid, self.reps, lambda: None, copy_out))
+        conn.execute("drop table if exists bench_raw")
+        # primary key and CHECK constraints, no foreign keys, no triggers
+        conn.execute("create table bench_raw (like employees including constraints"
+                     " including indexes)")  # fmt: skip
+
+        def copy_in(table: str) -> None:
+            with path.open("rb") as f, conn.cursor().copy(f"copy {table} from stdin") as copy:
+                while chunk := f.read(1 << 20):
+                    copy.write(chunk)
+
+        truncate_raw = lambda: conn.execute("truncate bench_raw")  # noqa: E731
+        self.record(
+            "copy_raw", repeat(valid, self.reps, truncate_raw, lambda: copy_in("bench_raw"))
+        )
+        self.record(
+            "copy_from", repeat(valid, self.reps, truncate_raw, lambda: copy_in("bench_raw"))
+        )
+        truncate = lambda: conn.execute("truncate employees")  # noqa: E731
+        self.record("copy_fk", repeat(valid, self.reps, truncate, lambda: copy_in("employees")))
+        conn.execute("drop table bench_raw")
+        return path
+
+    def measure_backup_restore(self, conn: psycopg.Connection) -> None:
+        valid = conn.execute("select count(*) from employees").fetchone()[0]
+        for name, argv in [
+            ("backup", [*CLI, "backup", "employees", "--keep", "1"]),
+            ("restore", [*CLI, "restore", "employees"]),
+        ]:
+            runs = [run_child(argv, self.env()) for _ in range(self.reps)]
+            self.record(name, Rate(valid, [s for s, _ in runs]))
+            self.record(f"{name}_peak_rss_mb", {"value": round(max(m for _, m in runs), 1)})
+
+    def measure_kpis(self, conn: psycopg.Connection, url: str, valid_file: Path) -> None:
+        def p50(path: str) -> float:
+            samples = []
+            with httpx.Client(base_url=url, headers=self.auth, timeout=60) as http:
+                for _ in range(max(self.reps, 15)):
+                    start = time.perf_counter()
+                    http.get(path).raise_for_status()
+                    samples.append(time.perf_counter() - start)
+            return p50_ms(samples)
+
+        kpi1, kpi2 = "/kpis/hires-by-quarter?year=2021", "/kpis/departments-above-mean?year=2021"
+        self.record("kpi1_ms_n", {"p50_ms": p50(kpi1), "employees": self.count(conn)})
+        self.record("kpi2_ms_n", {"p50_ms": p50(kpi2), "employees": self.count(conn)})
+        conn.execute("truncate employees")
+        with valid_file.open("rb") as f, conn.cursor().copy("copy employees from stdin") as copy:
+            copy.write(b"".join(f.readline() for _ in range(10_000)))
+        self.record("kpi1_ms_10k", {"p50_ms": p50(kpi1), "employees": self.count(conn)})
+        self.record("kpi2_ms_10k", {"p50_ms": p50(kpi2), "employees": self.count(conn)})
+
+    def measure_naive_insert(self, conn: psycopg.Connection, valid_file: Path) -> None:
+        """The seed's way: one INSERT per row from Python (executemany)."""
+        with valid_file.open() as f:
+            lines = zip(range(self.sample), f, strict=False)
+            rows = [line.rstrip("\n").split("\t") for _, line in lines]
+
+        def insert() -> None:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "insert into employees (employee_id, employee_name, hiring_date,"
+                    " department_id, job_id) values (%s, %s, %s, %s, %s)", rows,
+                )  # fmt: skip
+
+        truncate = lambda: conn.execute("truncate employees")  # noqa: E731
+        self.record("naive_insert", repeat(len(rows), self.reps, truncate, insert))
+
+    def measure_ingest(self, conn: psycopg.Connection, csv_file: Path, url: str) -> None:
+        sample = zip(range(self.sample), csv_rows(csv_file, "employees"), strict=False)
+        rows_iter = (row for _, row in sample)
+        bodies = [json.dumps(batch) for batch in batches(rows_iter)]
+        n = sum(len(json.loads(b)) for b in bodies)
+
+        def direct() -> None:
+            for body in bodies:
+                conn.execute("select ingest_batch_json('employees', %s)", (body,))
+
+        def over_http(clients: int = 4) -> None:
+            queue = iter(bodies)
+            lock = threading.Lock()
+
+            def worker() -> None:
+                with httpx.Client(base_url=url, headers=self.json_auth, timeout=120) as http:
+                    while True:
+                        with lock:
+                            body = next(queue, None)
+                        if body is None:
+                            return
+                        http.post("/tables/employees/rows", content=body).raise_for_status()
+
+            threads = [threading.Thread(target=worker) for _ in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+        truncate = lambda: self.reset(conn, reference=False)  # noqa: E731
+        self.record("ingest_sql", repeat(n, self.reps, truncate, direct))
+        self.record("ingest_http", repeat(n, self.reps, truncate, over_http))
+        self.measure_http_overhead(conn, url, bodies)
+
+    def measure_http_overhead(self, conn: psycopg.Connection, url: str, bodies: list[str]) -> None:
+        """p50 of one 1000-row POST over p50 of the same call made directly."""
+        full = [b for b in bodies if b.count('"employee_id"') == 1000][:20] or bodies[:20]
+        direct, http_times = [], []
+        with httpx.Client(base_url=url, headers=self.json_auth, timeout=120) as http:
+            for body in full:
+                self.reset(conn, reference=False)
+                start = time.perf_counter()
+                conn.execute("select ingest_batch_json('employees', %s)", (body,))
+                direct.append(time.perf_counter() - start)
+                self.reset(conn, reference=False)
+                start = time.perf_counter()
+                http.post("/tables/employees/rows", content=body).raise_for_status()
+                http_times.append(time.perf_counter() - start)
+        ratio = round(p50_ms(http_times) / p50_ms(direct), 3)
+        self.record("http_overhead", {"value": ratio, "http_p50_ms": p50_ms(http_times),
+                                      "sql_p50_ms": p50_ms(direct)})  # fmt: skip
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def json_auth(self) -> dict[str, str]:
+        return {**self.auth, "Content-Type": "application/json"}
+
+    @staticmethod
+    def count(conn: psycopg.Connection) -> int:
+        return conn.execute("select count(*) from employees").fetchone()[0]
+
+    @contextmanager
+    def server(self) -> Iterator[str]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        import subprocess
+
+        proc = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=self.env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    def report(self) -> dict:
+        figures = {
+            name: m.get("rows_per_s") or m.get("p50_ms") or m.get("value")
+            for name, m in self.measurements.items()
+        }
+        ratios, targets = {}, {}
+        for name, (top, bottom, op, target) in TARGETS.items():
+            value = figures[top] / figures[bottom] if bottom else figures[top]
+            ratios[name] = round(value, 3)
+            met = value >= target if op == ">=" else value <= target
+            targets[name] = {"value": round(value, 3), "target": f"{op} {target}", "met": met}
+        return {
+            "rows": self.rows,
+            "bad_ratio": self.bad_ratio,
+            "sample_rows": self.sample,
+            "measurements": self.measurements,
+            "ratios": ratios,
+            "targets": targets,
+        }
+
+
+def format_table(result: dict) -> str:
+    lines = [f"dataarch bench: {result['rows']} rows, {result['bad_ratio']:.0%} bad", ""]
+    lines.append(f"{'measurement':24s} {'figure':>14s}")
+    for name, m in result["measurements"].items():
+        if "rows_per_s" in m:
+            figure = f"{m['rows_per_s']:,} rows/s"
+        elif "p50_ms" in m:
+            figure = f"{m['p50_ms']} ms"
+        else:
+            figure = str(m["value"])
+        lines.append(f"{name:24s} {figure:>14s}")
+    lines += ["", f"{'target':28s} {'value':>9s} {'goal':>8s}  met"]
+    for name, t in result["targets"].items():
+        lines.append(f"{name:28s} {t['value']:>9} {t['target']:>8s}  {'yes' if t['met'] else 'NO'}")
+    return "\n".join(lines)

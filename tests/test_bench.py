@@ -1,0 +1,39 @@
+"""`dataarch bench` works end to end (at a tiny N: speed is measured by the
+command itself, never by a timed test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import PROJECT
+
+from bench.run import TARGETS
+
+
+def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "dataarch.cli", "bench", "--rows", "2000", "--sample", "1000",
+         "--json", str(out)],
+        cwd=PROJECT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["rows"] == 2000
+    expected = {
+        "copy_raw", "copy_fk", "naive_insert", "migrate", "ingest_sql", "ingest_http",
+        "http_overhead", "copy_to", "copy_from", "backup", "restore", "backup_peak_rss_mb",
+        "restore_peak_rss_mb", "kpi1_ms_10k", "kpi1_ms_n", "kpi2_ms_10k", "kpi2_ms_n",
+    }  # fmt: skip
+    assert set(result["measurements"]) == expected
+    for name, m in result["measurements"].items():
+        figure = m.get("rows_per_s") or m.get("p50_ms") or m.get("value")
+        assert figure and figure > 0, name
+        if "seconds" in m:
+            assert len(m["seconds"]) >= 3, name  # medians of at least three runs
+    assert set(result["targets"]) == set(TARGETS) == set(result["ratios"])
+    for target in result["targets"].values():
+        assert set(target) == {"value", "target", "met"}
+    assert "migrate / copy_fk" in done.stdout and "met" in done.stdout
