@@ -58,7 +58,7 @@ def migrate_file(
     with conn.transaction():
         conn.execute(
             "create temp table csv_lines ("
-            " line_number bigint generated always as identity, raw_line text"
+            " line_number bigint generated always as identity primary key, raw_line text"
             ") on commit drop"
         )
         try:

@@ -64,20 +64,24 @@ as $$
 -- nothing changes. Returns the number of rows restored.
 declare
     v_found record;
+    v_keys jsonb;
 begin
     if _table_columns(p_table) is null then
         raise exception 'unknown table "%"', p_table using errcode = 'DAT01';
     end if;
     -- Employees may be restored while departments and jobs stay, and the
-    -- reverse: references are checked once, at commit, not row by row.
+    -- reverse: references are checked once for the table, not row by row.
     set constraints all deferred;
     if p_table = 'employees' then
+        v_keys := _suspend_foreign_keys('employees');
         truncate employees;
+        insert into employees select * from pg_temp.restore_rows;
+        perform _reinstate_foreign_keys('employees', v_keys);
     else
         execute format('delete from %I', p_table);  -- referenced: no truncate
+        execute format('insert into %I select * from pg_temp.restore_rows', p_table);
     end if;
-    execute format('insert into %I select * from pg_temp.restore_rows', p_table);
-    -- check the references now, so a broken one is reported as such
+    -- check deferred references now, so a broken one is reported as such
     set constraints all immediate;
     select * into v_found from table_checksum(p_table);
     if v_found.row_count <> p_rows or v_found.checksum <> p_checksum then

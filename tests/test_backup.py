@@ -67,6 +67,9 @@ def test_round_trip_every_table(db, tmp_path, codec) -> None:
         assert restore_table(db, table, files[table]) == len(before[table])
     db.autocommit = True
     assert {t: snapshot(db, t) for t in before} == before
+    keys = db.execute("select count(*) from pg_constraint where contype = 'f'"
+                      " and conrelid = 'employees'::regclass and condeferrable").fetchone()  # fmt: skip
+    assert keys == (2,)
 
 
 def test_plain_fastavro_reads_the_file(db, tmp_path) -> None:

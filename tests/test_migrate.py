@@ -147,3 +147,16 @@ def test_real_challenge_data(db, folder) -> None:
         ).fetchall()
     )
     assert by_field == {"employee_name": 19, "hiring_date": 14, "department_id": 21, "job_id": 16}
+
+
+def test_foreign_keys_are_back_after_a_migration(db, tmp_path) -> None:
+    generate(tmp_path, employees=300)
+    migrate_dir(db, tmp_path)
+    keys = db.execute(
+        "select conname, condeferrable, convalidated from pg_constraint"
+        " where conrelid = 'employees'::regclass and contype = 'f' order by 1"
+    ).fetchall()
+    assert keys == [
+        ("employees_department_id_fkey", True, True),
+        ("employees_job_id_fkey", True, True),
+    ]
