@@ -67,9 +67,11 @@ def test_round_trip_every_table(db, tmp_path, codec) -> None:
         assert restore_table(db, table, files[table]) == len(before[table])
     db.autocommit = True
     assert {t: snapshot(db, t) for t in before} == before
-    keys = db.execute("select count(*) from pg_constraint where contype = 'f'"
-                      " and conrelid = 'employees'::regclass and condeferrable").fetchone()  # fmt: skip
-    assert keys == (2,)
+    keys = db.execute(
+        "select count(*) from pg_constraint where contype = 'f'"
+        " and conrelid = 'employees'::regclass and condeferrable"
+    ).fetchone()
+    assert keys == (2,)  # the restore re-created the foreign keys it suspended
 
 
 def test_plain_fastavro_reads_the_file(db, tmp_path) -> None:
