@@ -18,15 +18,24 @@ as $$
     end
 $$;
 
+create or replace function _presence_problem(v jsonb)
+returns text
+language sql immutable parallel safe
+as $$
+    -- Every field is mandatory: absent, or JSON null, is the first problem.
+    select case
+        when v is null then 'missing_field'
+        when jsonb_typeof(v) = 'null' then 'null_value'
+    end
+$$;
+
 create or replace function _id_problem(v jsonb)
 returns text
 language sql immutable parallel safe
 as $$
     -- An id is a JSON integer, or a string of digits (CSV fields are strings),
     -- from 1 to 2147483647. 1.0 is an integer; 1.5, "12a", true and {} are not.
-    select case
-        when v is null then 'missing_field'
-        when jsonb_typeof(v) = 'null' then 'null_value'
+    select coalesce(_presence_problem(v), case
         when jsonb_typeof(v) = 'number' then
             case
                 when v::numeric <> trunc(v::numeric) then 'invalid_type'
@@ -38,7 +47,7 @@ as $$
             or length(ltrim(btrim(v ->> 0), '+-0')) > 10
             or ltrim(btrim(v ->> 0), '+-0')::bigint > 2147483647
             then 'out_of_range'
-    end
+    end)
 $$;
 
 create or replace function _name_problem(v jsonb)
@@ -47,14 +56,12 @@ language sql immutable parallel safe
 as $$
     -- A name is a string, not blank once trimmed, at most 200 characters.
     -- U+FFFF stands in for a NUL that ingest_batch_json had to replace.
-    select case
-        when v is null then 'missing_field'
-        when jsonb_typeof(v) = 'null' then 'null_value'
+    select coalesce(_presence_problem(v), case
         when jsonb_typeof(v) <> 'string' then 'invalid_type'
         when strpos(v ->> 0, U&'\FFFF') > 0 then 'invalid_character'
         when btrim(v ->> 0, E' \t\r\n') = '' then 'blank_string'
         when char_length(btrim(v ->> 0, E' \t\r\n')) > 200 then 'too_long'
-    end
+    end)
 $$;
 
 create or replace function _datetime_pattern()
@@ -112,13 +119,11 @@ returns text
 language sql immutable parallel safe
 as $$
     -- A hiring date is a string in _datetime_pattern's shape, in range.
-    select case
-        when v is null then 'missing_field'
-        when jsonb_typeof(v) = 'null' then 'null_value'
+    select coalesce(_presence_problem(v), case
         when jsonb_typeof(v) <> 'string' then 'invalid_type'
         when (v ->> 0) !~ _datetime_pattern() then 'invalid_datetime'
         when not _datetime_in_range(v ->> 0) then 'invalid_datetime'
-    end
+    end)
 $$;
 
 create or replace function _constraint_for(p_table text, p_field text, p_reason text)
