@@ -319,15 +319,24 @@ def test_api_killed_during_restore_leaves_the_table(own_cluster, tmp_path) -> No
     _, dsn = own_cluster
     before = big_employees(dsn, tmp_path)
     proc, url = start_server(dsn, DATAARCH_BACKUP_DIR=str(tmp_path / "backups"))
-    request = threading.Thread(target=lambda: httpx.post(
-        f"{url}/tables/employees/restore", headers=AUTH, timeout=60), daemon=True)  # fmt: skip
+    failures: list[Exception] = []
+
+    def restore_over_http() -> None:
+        try:
+            httpx.post(f"{url}/tables/employees/restore", headers=AUTH, timeout=60)
+        except httpx.TransportError as exc:  # the server dies under the request
+            failures.append(exc)
+
+    request = threading.Thread(target=restore_over_http, daemon=True)
     try:
         request.start()
         wait_for_copy(dsn, proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
+        request.join(timeout=30)
     finally:
         proc.kill()
+    assert len(failures) == 1  # the restore never answered: it was cut off mid-load
     deadline = time.monotonic() + 30
     with psycopg.connect(dsn, autocommit=True) as conn:
         while conn.execute("select count(*) from pg_stat_activity where query like"
