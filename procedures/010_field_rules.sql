@@ -18,6 +18,22 @@ as $$
     end
 $$;
 
+create or replace function _require_table(p_table text)
+returns text[]
+language plpgsql immutable
+set search_path = pg_catalog, public
+as $$
+-- Promise: p_table's columns, or DAT01 (-> HTTP 404) naming the tables.
+begin
+    if _table_columns(p_table) is null then
+        raise exception 'unknown table "%"', p_table
+            using errcode = 'DAT01',
+                hint = 'The tables are departments, jobs and employees.';
+    end if;
+    return _table_columns(p_table);
+end;
+$$;
+
 create or replace function _presence_problem(v jsonb)
 returns text
 language sql immutable parallel safe

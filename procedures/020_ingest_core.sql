@@ -224,9 +224,7 @@ begin
                 then 'job_id' else c.field end
         from c left join ins on c.reason_code is null and ins.job_id = c.id;
     else
-        raise exception 'unknown table "%"', p_table
-            using errcode = 'DAT01',
-                hint = 'The tables are departments, jobs and employees.';
+        perform _require_table(p_table);  -- raises: only the three tables reach here
     end if;
 end;
 $$;

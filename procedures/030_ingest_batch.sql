@@ -29,11 +29,7 @@ declare
     v_rejected integer;
     v_rejections jsonb;
 begin
-    if _table_columns(p_table) is null then
-        raise exception 'unknown table "%"', p_table
-            using errcode = 'DAT01',
-                hint = 'The tables are departments, jobs and employees.';
-    end if;
+    perform _require_table(p_table);
     if jsonb_typeof(p_rows) is distinct from 'array' then
         raise exception 'rows must be a JSON array of row objects, not %',
             coalesce(jsonb_typeof(p_rows), 'nothing')

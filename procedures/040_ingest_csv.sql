@@ -48,7 +48,7 @@ as $$
 -- is not read again: the summary says so. Blank lines are skipped, and are
 -- neither submitted nor rejected.
 declare
-    v_cols text[] := _table_columns(p_table);
+    v_cols text[] := _require_table(p_table);
     v_source text := 'csv:' || p_file;
     v_chunk constant integer := 5000;
     v_done record;
@@ -66,9 +66,6 @@ declare
     v_ok bigint;
     v_keys jsonb;
 begin
-    if v_cols is null then
-        raise exception 'unknown table "%"', p_table using errcode = 'DAT01';
-    end if;
     select m.batch_id, m.migrated_at, m.file_name into v_done
     from migrated_files as m
     where m.table_name = p_table and m.sha256 = p_sha256;

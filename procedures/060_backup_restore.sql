@@ -17,9 +17,7 @@ as $$
 -- Promise: the row count and an order-independent 64-bit checksum of the
 -- rows' text, stable across sessions (zone and date style are pinned here).
 begin
-    if _table_columns(p_table) is null then
-        raise exception 'unknown table "%"', p_table using errcode = 'DAT01';
-    end if;
+    perform _require_table(p_table);
     return query execute format(
         'select count(*), coalesce(mod(sum(hashtextextended(t::text, 0)::numeric),'
         ' 18446744073709551616)::text, ''0'') from %I as t', p_table
@@ -38,9 +36,7 @@ as $$
 -- pg_temp.restore_rows (shaped like p_table, dropped at commit) that the
 -- caller may COPY into. Returns the staging table's name.
 begin
-    if _table_columns(p_table) is null then
-        raise exception 'unknown table "%"', p_table using errcode = 'DAT01';
-    end if;
+    perform _require_table(p_table);
     execute format('lock table %I in access exclusive mode', p_table);
     drop table if exists pg_temp.restore_rows;
     execute format(
@@ -66,9 +62,7 @@ declare
     v_found record;
     v_keys jsonb;
 begin
-    if _table_columns(p_table) is null then
-        raise exception 'unknown table "%"', p_table using errcode = 'DAT01';
-    end if;
+    perform _require_table(p_table);
     -- Employees may be restored while departments and jobs stay, and the
     -- reverse: references are checked once for the table, not row by row.
     set constraints all deferred;
