@@ -190,7 +190,9 @@ def _known_table(table: str) -> str:
     return table
 
 
-async def _fetch_json(request: Request, query: str, params: tuple[object, ...]) -> bytes | None:
+async def _fetch_json(
+    request: Request, query: str | sql.Composable, params: tuple[object, ...] = ()
+) -> bytes | None:
     """Run a query returning one jsonb value and hand back its text, undecoded."""
     pool: AsyncConnectionPool = request.app.state.pool
     async with pool.connection() as conn:
@@ -412,15 +414,13 @@ def _kpi_sql(name: str, year: int, output: str) -> sql.Composed:
 
 async def _kpi_response(request: Request, name: str, year: int, fmt: str | None) -> Response:
     wants_csv = fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("accept", ""))
+    if not wants_csv:
+        return Response(content=await _fetch_json(request, _kpi_sql(name, year, "json")),
+                        media_type=JSON)  # fmt: skip
     pool: AsyncConnectionPool = request.app.state.pool
-    async with pool.connection() as conn:
-        if wants_csv:
-            async with conn.cursor().copy(_kpi_sql(name, year, "csv")) as copy:
-                body = b"".join([bytes(chunk) async for chunk in copy])
-            return Response(content=body, media_type="text/csv")
-        cursor = await conn.execute(_kpi_sql(name, year, "json"))
-        row = await cursor.fetchone()
-    return Response(content=row[0].encode(), media_type=JSON)
+    async with pool.connection() as conn, conn.cursor().copy(_kpi_sql(name, year, "csv")) as copy:
+        body = b"".join([bytes(chunk) async for chunk in copy])
+    return Response(content=body, media_type="text/csv")
 
 
 @get(
