@@ -97,10 +97,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from app import create_app
 
+    token_is_ours = not settings.api_tokens  # none configured: var/api-token serves
     settings = _with_token(settings)
     db.conninfo(settings)  # starts the embedded server when it is the one in use
     print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /schema/openapi.json)")
-    if settings.token_file.exists() and not settings.extra.get("DATAARCH_API_TOKEN"):
+    if token_is_ours:  # a token the user configured is theirs already; never echo it
         print(f"API token (from {settings.token_file}): {settings.api_tokens[0]}")
     uvicorn.run(
         create_app(settings), host=args.host, port=args.port, log_level="warning", log_config=None
