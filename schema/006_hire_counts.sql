@@ -18,4 +18,8 @@ create table if not exists hire_counts (
     constraint hire_counts_quarter_valid check (hire_quarter between 1 and 4)
 );
 
+-- Every batch updates ~1000 of these rows in place. Half-empty pages keep
+-- the updates HOT (no new index entry), which halved the trigger's time.
+alter table hire_counts set (fillfactor = 50);
+
 grant select on hire_counts to dataarch_api;
