@@ -94,3 +94,45 @@ def test_every_row_is_accounted_for(conn: psycopg.Connection, batch: list) -> No
         ).fetchall()
     }
     assert logged == rejected
+
+
+# Date-times shaped like ISO 8601 but with any two digits in every field: the rule
+# must accept exactly those that PostgreSQL's own ::timestamptz cast takes as written.
+def _two_digits(*values: int) -> st.SearchStrategy[str]:
+    return st.sampled_from(values).map("{:02d}".format)
+
+
+SHAPED_DATETIMES = st.builds(
+    "{}-{}-{}T{}:{}:{}{}".format,
+    st.sampled_from(["0000", "1900", "2000", "2021", "2024", "2100"]),
+    _two_digits(*range(14)),
+    _two_digits(0, 1, 9, 28, 29, 30, 31, 32, 99),
+    _two_digits(0, 9, 23, 24, 99),
+    _two_digits(0, 59, 60),
+    _two_digits(0, 59, 60, 61),
+    st.one_of(st.just("Z"), st.builds("{}{}:{}".format, st.sampled_from("+-"),
+                                      _two_digits(0, 14, 15, 99), _two_digits(0, 59, 60))),
+)  # fmt: skip
+
+
+@settings(
+    max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=SHAPED_DATETIMES)
+def test_the_datetime_rule_matches_the_cast(conn: psycopg.Connection, text: str) -> None:
+    problem = conn.execute("select _datetime_problem(%s, 'string')", (text,)).fetchone()[0]
+    month, day, hour, minute, second = (int(text[i : i + 2]) for i in (5, 8, 11, 14, 17))
+    offset_hours, offset_minutes = (int(text[i : i + 2]) if len(text) > 20 else 0 for i in (20, 23))
+    try:
+        with conn.transaction():
+            conn.execute("select %s::timestamptz", (text,))
+        cast_ok = True
+    except psycopg.errors.DataError:
+        cast_ok = False
+    # the cast also takes what the rule refuses on purpose: 24:00, a leap second,
+    # offsets beyond 14:59, year 0 (read as 1 BC)
+    means_what_it_says = (
+        hour < 24 and minute < 60 and second < 60 and offset_hours < 15 and offset_minutes < 60
+        and not text.startswith("0000") and 1 <= month <= 12 and day >= 1
+    )  # fmt: skip
+    assert (problem is None) == (cast_ok and means_what_it_says), (text, problem)
