@@ -1,10 +1,78 @@
 -- The validation core shared by the HTTP/psql path (ingest_batch) and the CSV
--- migration (ingest_csv_lines). It is set-based: a handful of statements over
--- the whole batch, no per-row loop and no per-row EXCEPTION block.
+-- migration (ingest_csv_lines). Each first stages its rows in the session's
+-- pg_temp.incoming_rows, every field as (text, JSON type); _classify_rows
+-- judges them all and _insert_rows inserts the valid ones. Set-based: a
+-- handful of statements per batch, no per-row loop or EXCEPTION block, and
+-- no detour through jsonb for a CSV line.
 
-create or replace function _classify_rows(p_table text, p_rows jsonb)
+-- The core took its rows as jsonb before incoming_rows existed.
+drop function if exists _ingest_rows(text, jsonb, boolean);
+drop function if exists _insert_rows(text, jsonb);
+drop function if exists _classify_rows(text, jsonb);
+
+create or replace function _prepare_incoming_rows()
+returns void
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: pg_temp.incoming_rows exists and is empty. The table lives as
+-- long as the session and is emptied at every commit, so a pooled
+-- connection creates it once: a table per batch would churn the catalog
+-- and throw away every cached plan that reads it.
+begin
+    if to_regclass('pg_temp.incoming_rows') is null then
+        create temp table incoming_rows (
+            idx bigint not null,  -- 0-based index in a batch, or a CSV line number
+            row_type text,        -- JSON type of the row itself; CSV lines are objects
+            field_count integer,  -- fields on a CSV line; NULL for JSON
+            id_text text, id_type text,
+            name_text text, name_type text,
+            date_text text, date_type text,
+            department_text text, department_type text,
+            job_text text, job_type text,
+            unexpected_field text  -- the first key that is not a column, if any
+        ) on commit delete rows;
+    elsif exists (select from pg_temp.incoming_rows) then
+        truncate pg_temp.incoming_rows;  -- an earlier batch of this transaction
+    end if;
+end;
+$$;
+
+create or replace function _stage_json_rows(p_table text, p_rows jsonb)
+returns void
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: pg_temp.incoming_rows holds exactly the elements of p_rows (a JSON
+-- array), each field taken out of its object once.
+declare
+    v_cols text[] := _require_table(p_table);
+begin
+    perform _prepare_incoming_rows();
+    insert into pg_temp.incoming_rows
+    select
+        e.ord - 1,
+        jsonb_typeof(e.r),
+        null,
+        e.r ->> v_cols[1], jsonb_typeof(e.r -> v_cols[1]),
+        e.r ->> v_cols[2], jsonb_typeof(e.r -> v_cols[2]),
+        e.r ->> v_cols[3], jsonb_typeof(e.r -> v_cols[3]),
+        e.r ->> v_cols[4], jsonb_typeof(e.r -> v_cols[4]),
+        e.r ->> v_cols[5], jsonb_typeof(e.r -> v_cols[5]),
+        case when jsonb_typeof(e.r) = 'object' and (e.r - v_cols) <> '{}'::jsonb then (
+            select min(k) from jsonb_object_keys(e.r - v_cols) as k
+        ) end
+    from jsonb_array_elements(p_rows) with ordinality as e (r, ord);
+end;
+$$;
+
+-- A SQL function's body is checked when it is created, so the installer's
+-- own session needs the table too.
+select _prepare_incoming_rows();
+
+create or replace function _classify_rows(p_table text)
 returns table (
-    idx integer,
+    idx bigint,
     reason_code text,
     field text,
     id integer,
@@ -13,80 +81,61 @@ returns table (
     department_id integer,
     job_id integer
 )
-language sql stable parallel safe
+language sql stable
 as $$
-    -- For each element of p_rows (a JSON array of row objects) in order: its
-    -- 0-based index and either the first broken rule (reason_code, field) or
-    -- the typed, trimmed values to insert. Checks run in column order, then
-    -- unexpected keys, references, and repeats within the batch. duplicate_id
-    -- is left to the insert (ON CONFLICT), which also sees concurrent batches.
-    -- OFFSET 0 fences keep the planner from re-evaluating each rule in every
-    -- later use of its column.
-    with spec as (
+    -- For each row of pg_temp.incoming_rows: either the first broken rule
+    -- (reason_code, field) or the typed, trimmed values to insert. Checks run
+    -- in column order, then unexpected keys, references, and repeats within
+    -- the batch. duplicate_id is left to the insert (ON CONFLICT), which also
+    -- sees concurrent batches. OFFSET 0 fences keep the planner from
+    -- re-evaluating each (inlined) rule in every later use of its result.
+    with rules as (
         select
-            _table_columns(p_table) as cols,
-            p_table = 'employees' as is_employees
-    ),
-
-    fields as (
-        -- each field is taken out of its row once; the rules below are
-        -- inlined and refer to their argument many times
-        select
-            (e.ord - 1)::integer as idx,
-            e.r,
+            i.*,
             spec.cols,
             spec.is_employees,
-            e.r -> spec.cols[1] as v_id,
-            e.r -> spec.cols[2] as v_name,
-            case when spec.is_employees then e.r -> 'hiring_date' end as v_date,
-            case when spec.is_employees then e.r -> 'department_id' end as v_department,
-            case when spec.is_employees then e.r -> 'job_id' end as v_job
-        from jsonb_array_elements(p_rows) with ordinality as e (r, ord)
-        cross join spec
-        offset 0
-    ),
-
-    field_rules as (
-        select
-            f.*,
-            case when jsonb_typeof(f.r) <> 'object' then 'invalid_type' end as p_row,
-            _id_problem(f.v_id) as p_id,
-            _name_problem(f.v_name) as p_name,
-            case when f.is_employees then _datetime_problem(f.v_date) end as p_date,
-            case when f.is_employees then _id_problem(f.v_department) end as p_department,
-            case when f.is_employees then _id_problem(f.v_job) end as p_job,
-            case when jsonb_typeof(f.r) = 'object' and (f.r - f.cols) <> '{}'::jsonb
-                then 'unexpected_field' end as p_extra
-        from fields as f
+            case
+                when i.row_type <> 'object' then 'invalid_type'
+                when i.field_count <> cardinality(spec.cols) then 'malformed_line'
+            end as p_row,
+            _id_problem(i.id_text, i.id_type) as p_id,
+            _name_problem(i.name_text, i.name_type) as p_name,
+            case when spec.is_employees
+                then _datetime_problem(i.date_text, i.date_type) end as p_date,
+            case when spec.is_employees
+                then _id_problem(i.department_text, i.department_type) end as p_department,
+            case when spec.is_employees
+                then _id_problem(i.job_text, i.job_type) end as p_job,
+            case when i.unexpected_field is not null then 'unexpected_field' end as p_extra
+        from pg_temp.incoming_rows as i
+        cross join (
+            select _table_columns(p_table) as cols, p_table = 'employees' as is_employees
+        ) as spec
         offset 0
     ),
 
     judged as (
         select
-            f.idx,
-            f.r,
-            f.cols,
-            f.is_employees,
-            f.v_id,
-            f.v_name,
-            f.v_date,
-            f.v_department,
-            f.v_job,
+            r.idx,
+            r.is_employees,
             coalesce(
-                f.p_row, f.p_id, f.p_name, f.p_date, f.p_department, f.p_job, f.p_extra
+                r.p_row, r.p_id, r.p_name, r.p_date, r.p_department, r.p_job, r.p_extra
             ) as reason_code,
             case
-                when f.p_row is not null then null
-                when f.p_id is not null then f.cols[1]
-                when f.p_name is not null then f.cols[2]
-                when f.p_date is not null then 'hiring_date'
-                when f.p_department is not null then 'department_id'
-                when f.p_job is not null then 'job_id'
-                when f.p_extra is not null then (
-                    select min(k) from jsonb_object_keys(f.r - f.cols) as k
-                )
-            end as field
-        from field_rules as f
+                when r.p_row is not null then null
+                when r.p_id is not null then r.cols[1]
+                when r.p_name is not null then r.cols[2]
+                when r.p_date is not null then 'hiring_date'
+                when r.p_department is not null then 'department_id'
+                when r.p_job is not null then 'job_id'
+                when r.p_extra is not null then r.unexpected_field
+            end as field,
+            r.id_text,
+            r.name_text,
+            r.date_text,
+            r.department_text,
+            r.job_text
+        from rules as r
         offset 0
     ),
 
@@ -98,20 +147,22 @@ as $$
             j.reason_code,
             j.field,
             case when j.reason_code is null
-                then (j.v_id ->> 0)::numeric::integer end as id,
+                then j.id_text::numeric::integer end as id,
             case when j.reason_code is null
-                then btrim(j.v_name ->> 0, E' \t\r\n') end as name,
+                then btrim(j.name_text, E' \t\r\n') end as name,
             case when j.reason_code is null and j.is_employees
-                then (j.v_date ->> 0)::timestamptz end as hired,
+                then j.date_text::timestamptz end as hired,
             case when j.reason_code is null and j.is_employees
-                then (j.v_department ->> 0)::numeric::integer end as department_id,
+                then j.department_text::numeric::integer end as department_id,
             case when j.reason_code is null and j.is_employees
-                then (j.v_job ->> 0)::numeric::integer end as job_id
+                then j.job_text::numeric::integer end as job_id
         from judged as j
         offset 0
     ),
 
     referenced as (
+        -- NOT IN over a sub-select is one hashed lookup a row; _insert_rows
+        -- checks again under lock
         select
             t.idx,
             t.field,
@@ -122,12 +173,11 @@ as $$
             t.job_id,
             case
                 when t.reason_code is not null then t.reason_code
-                when t.is_employees and not exists (
-                    select from departments as d where d.department_id = t.department_id
+                when t.is_employees and t.department_id not in (
+                    select d.department_id from departments as d
                 ) then 'unknown_department'
-                when t.is_employees and not exists (
-                    select from jobs as j where j.job_id = t.job_id
-                ) then 'unknown_job'
+                when t.is_employees and t.job_id not in (select j.job_id from jobs as j)
+                    then 'unknown_job'
             end as reason_code
         from typed as t
         offset 0
@@ -155,43 +205,80 @@ as $$
         r.department_id,
         r.job_id
     from referenced as r
-    order by r.idx
 $$;
 
-create or replace function _insert_rows(p_table text, p_rows jsonb)
-returns table (idx integer, reason_code text, field text)
+create or replace function _insert_rows(p_table text)
+returns table (idx bigint, reason_code text, field text)
 language plpgsql
 set search_path = pg_catalog, public
 set plan_cache_mode = force_generic_plan
+-- Referential integrity per batch, not per row: replica mode skips the
+-- foreign keys' per-row RI triggers (~11 us a row), and the employees branch
+-- below does their work once for the batch. Triggers that must still fire
+-- are ENABLE ALWAYS (hire_counts); the replica mode ends with this function.
+set session_replication_role = replica
 as $$
--- Promise: inserts every valid row of p_rows into p_table and returns every
--- row exactly once: reason_code NULL for an inserted row, else its reason. Rows go in in id order, so two
--- batches with overlapping ids never deadlock; a row whose id is taken, by an
--- earlier row or by a concurrent batch that committed first, is duplicate_id.
+-- Promise: inserts every valid row of pg_temp.incoming_rows into p_table
+-- and returns every row exactly once: reason_code NULL for an inserted row,
+-- else its reason.
+-- Rows go in in id order, so two batches with overlapping ids never
+-- deadlock; a row whose id is taken, by an earlier row or by a concurrent
+-- batch that committed first, is duplicate_id. An employee goes in only if
+-- its department and job are locked FOR KEY SHARE (as the RI triggers would
+-- lock them) in this statement: a parent deleted concurrently is either
+-- seen as gone here (unknown_department / unknown_job) or its DELETE waits
+-- for this transaction and then fails on the new reference.
 begin
     if p_table = 'employees' then
         return query
-        with c as materialized (select * from _classify_rows(p_table, p_rows)),
+        with c as materialized (select * from _classify_rows(p_table)),
+        locked_departments as materialized (
+            select d.department_id from departments as d
+            where d.department_id in (select c.department_id from c where c.reason_code is null)
+            for key share of d
+        ),
+        locked_jobs as materialized (
+            select j.job_id from jobs as j
+            where j.job_id in (select c.job_id from c where c.reason_code is null)
+            for key share of j
+        ),
+        ready as materialized (
+            select
+                c.*,
+                case
+                    when c.reason_code is not null then c.reason_code
+                    when c.department_id not in (select department_id from locked_departments)
+                        then 'unknown_department'
+                    when c.job_id not in (select job_id from locked_jobs) then 'unknown_job'
+                end as final_reason
+            from c
+        ),
         ins as (
             insert into employees as e (
                 employee_id, employee_name, hiring_date, department_id, job_id
             )
-            select c.id, c.name, c.hired, c.department_id, c.job_id
-            from c where c.reason_code is null
-            order by c.id
+            select r.id, r.name, r.hired, r.department_id, r.job_id
+            from ready as r where r.final_reason is null
+            order by r.id
             on conflict (employee_id) do nothing
             returning e.employee_id
         )
         select
-            c.idx,
-            case when c.reason_code is null and ins.employee_id is null
-                then 'duplicate_id' else c.reason_code end,
-            case when c.reason_code is null and ins.employee_id is null
-                then 'employee_id' else c.field end
-        from c left join ins on c.reason_code is null and ins.employee_id = c.id;
+            r.idx,
+            case when r.final_reason is null and ins.employee_id is null
+                then 'duplicate_id' else r.final_reason end,
+            case
+                when r.final_reason is null and ins.employee_id is null then 'employee_id'
+                when r.reason_code is null and r.final_reason = 'unknown_department'
+                    then 'department_id'
+                when r.reason_code is null and r.final_reason = 'unknown_job' then 'job_id'
+                else r.field
+            end
+        from ready as r
+        left join ins on r.final_reason is null and ins.employee_id = r.id;
     elsif p_table = 'departments' then
         return query
-        with c as materialized (select * from _classify_rows(p_table, p_rows)),
+        with c as materialized (select * from _classify_rows(p_table)),
         ins as (
             insert into departments as d (department_id, department_name)
             select c.id, c.name from c where c.reason_code is null
@@ -208,7 +295,7 @@ begin
         from c left join ins on c.reason_code is null and ins.department_id = c.id;
     elsif p_table = 'jobs' then
         return query
-        with c as materialized (select * from _classify_rows(p_table, p_rows)),
+        with c as materialized (select * from _classify_rows(p_table)),
         ins as (
             insert into jobs as j (job_id, job_name)
             select c.id, c.name from c where c.reason_code is null
@@ -234,19 +321,21 @@ returns table (idx integer, reason_code text, field text)
 language plpgsql
 set search_path = pg_catalog, public
 as $$
--- Promise: as _insert_rows; with p_atomic, either every row is inserted or
--- none is, and then every otherwise valid row is atomic_batch_rejected.
+-- Promise: as _insert_rows, for the JSON array p_rows; with p_atomic, either
+-- every row is inserted or none is, and then every otherwise valid row is
+-- atomic_batch_rejected.
 declare
     v_rejected jsonb;
 begin
+    perform _stage_json_rows(p_table, p_rows);
     if not p_atomic then
-        return query select * from _insert_rows(p_table, p_rows);
+        return query select r.idx::integer, r.reason_code, r.field from _insert_rows(p_table) as r;
         return;
     end if;
     begin  -- one subtransaction for the whole batch, only in atomic mode
         select jsonb_agg(jsonb_build_array(r.idx, r.reason_code, r.field))
         into v_rejected
-        from _insert_rows(p_table, p_rows) as r
+        from _insert_rows(p_table) as r
         where r.reason_code is not null;
         if v_rejected is null then
             return query select i::integer, null::text, null::text
@@ -268,8 +357,10 @@ begin
 end;
 $$;
 
-revoke all on function _classify_rows(text, jsonb) from public;
-revoke all on function _insert_rows(text, jsonb) from public;
+revoke all on function _prepare_incoming_rows() from public;
+revoke all on function _stage_json_rows(text, jsonb) from public;
+revoke all on function _classify_rows(text) from public;
+revoke all on function _insert_rows(text) from public;
 revoke all on function _ingest_rows(text, jsonb, boolean) from public;
 
 -- _table_columns stays callable by everyone: it is the data dictionary's

@@ -1,7 +1,8 @@
 -- The CSV migration's half in the database. dataarch migrate COPYs a file's
 -- raw lines into the session's temporary table csv_lines(line_number,
--- raw_line) and calls ingest_csv_lines, which turns the lines into row objects
--- and runs them through the same core as ingest_batch (_ingest_rows).
+-- raw_line) and calls ingest_csv_lines, which splits the lines into fields,
+-- stages them in pg_temp.incoming_rows and runs them through the same core
+-- as ingest_batch (_insert_rows), the whole file in one set-based pass.
 --
 -- Raises DAT04 when the file is not a CSV of the table at all, so nothing of
 -- it is loaded.
@@ -40,31 +41,26 @@ create or replace function ingest_csv_lines(p_table text, p_file text, p_sha256 
 returns jsonb
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
+-- the whole file is judged in one statement; its sorts fit in memory
+set work_mem = '256MB'
 as $$
 -- Promise: loads every line of pg_temp.csv_lines into p_table through the
 -- validation core, logs each rejected line (file, line number, raw text,
 -- reason) in ingest_errors, records the batch and the file's checksum, and
 -- returns a summary. A file whose checksum is already recorded for p_table
 -- is not read again: the summary says so. Blank lines are skipped, and are
--- neither submitted nor rejected.
+-- neither submitted nor rejected. The file is one batch: a repeated id is
+-- duplicate_in_batch wherever it repeats.
 declare
     v_cols text[] := _require_table(p_table);
     v_source text := 'csv:' || p_file;
-    v_chunk constant integer := 5000;
     v_done record;
     v_batch_id bigint;
-    v_last bigint;
-    v_from bigint := 1;
-    v_rows jsonb;
-    v_lines bigint[];
-    v_lines_read bigint := 0;
-    v_blank bigint := 0;
-    v_wellformed bigint := 0;
-    v_inserted bigint := 0;
-    v_rejected bigint := 0;
-    v_n bigint;
-    v_ok bigint;
-    v_keys jsonb;
+    v_lines_read bigint;
+    v_staged bigint;
+    v_wellformed bigint;
+    v_inserted bigint;
+    v_rejected bigint;
 begin
     select m.batch_id, m.migrated_at, m.file_name into v_done
     from migrated_files as m
@@ -81,98 +77,69 @@ begin
     values (p_table, v_source, 'per_row')
     returning batch_id into v_batch_id;
 
-    select coalesce(max(line_number), 0), count(*) into v_last, v_lines_read
-    from csv_lines;
-    -- the core already rejects unknown references, set-based; the foreign
-    -- keys are re-validated once at the end instead of per inserted row
-    v_keys := _suspend_foreign_keys(p_table::regclass);
-
-    create temp table if not exists csv_chunk (
-        line_number bigint, raw_line text, fields text[]
-    ) on commit drop;
-
-    while v_from <= v_last loop
-        -- One chunk: split the lines, log the malformed ones, ingest the rest.
-        -- A blank line (nothing but a CR or a byte-order mark) splits to {}.
-        truncate csv_chunk;
-        insert into csv_chunk
+    -- Stage the lines for the core. A blank line (nothing but a CR or a
+    -- byte-order mark) splits to {} and is left out.
+    perform _prepare_incoming_rows();
+    insert into pg_temp.incoming_rows
+    select
+        l.line_number, 'object', coalesce(cardinality(l.f), -1),
+        l.f[1], case when l.f[1] is not null then 'string' end,
+        l.f[2], case when l.f[2] is not null then 'string' end,
+        l.f[3], case when l.f[3] is not null then 'string' end,
+        l.f[4], case when l.f[4] is not null then 'string' end,
+        l.f[5], case when l.f[5] is not null then 'string' end,
+        null
+    from (
         select
             c.line_number,
-            c.raw_line,
             _split_csv_line(rtrim(
                 case when c.line_number = 1 then ltrim(c.raw_line, U&'\FEFF')
                     else c.raw_line end,
                 E'\r'
-            ))
+            )) as f
         from csv_lines as c
-        where c.line_number between v_from and v_from + v_chunk - 1;
-        delete from csv_chunk where coalesce(cardinality(fields), 1) = 0 or raw_line is null;
-        get diagnostics v_n = row_count;
-        v_blank := v_blank + v_n;
+        where c.raw_line is not null
+        offset 0
+    ) as l
+    where coalesce(cardinality(l.f), -1) <> 0;
+    get diagnostics v_staged = row_count;
+    select count(*) into v_lines_read from csv_lines;
 
+    with outcome as materialized (
+        select * from _insert_rows(p_table)
+    ),
+    logged as (
         insert into ingest_errors (
-            batch_id, table_name, source_file, line_number, raw_line, reason_code,
-            field, message, sqlstate, source
+            batch_id, table_name, source_file, line_number, raw_line,
+            reason_code, field, message, constraint_name, sqlstate, source
         )
         select
-            v_batch_id, p_table, p_file, k.line_number, k.raw_line, 'malformed_line', null,
-            format(
+            v_batch_id, p_table, p_file, o.idx, c.raw_line, o.reason_code, o.field,
+            case when o.reason_code = 'malformed_line' then format(
                 'line has %s comma-separated fields; %s needs %s (%s)',
-                coalesce(cardinality(k.fields)::text, 'unbalanced quotes and no'),
+                coalesce(nullif(i.field_count, -1)::text, 'unbalanced quotes and no'),
                 p_table, cardinality(v_cols), array_to_string(v_cols, ', ')
-            ),
-            '22P04', v_source
-        from csv_chunk as k
-        where cardinality(k.fields) is distinct from cardinality(v_cols);
-        get diagnostics v_ok = row_count;
-        v_rejected := v_rejected + v_ok;
+            ) else _rejection_message(o.field, o.reason_code, rc.description) end,
+            _constraint_for(p_table, o.field, o.reason_code), rc.sqlstate, v_source
+        from outcome as o
+        join reason_codes as rc on rc.reason_code = o.reason_code
+        join csv_lines as c on c.line_number = o.idx
+        join pg_temp.incoming_rows as i on i.idx = o.idx
+        returning reason_code
+    )
+    select
+        (select count(*) from outcome where reason_code is null),
+        (select count(*) from logged),
+        (select count(*) from logged where reason_code <> 'malformed_line')
+    into v_inserted, v_rejected, v_wellformed;
+    v_wellformed := v_wellformed + v_inserted;
 
-        select
-            jsonb_agg(
-                jsonb_strip_nulls(jsonb_object(v_cols, k.fields)) order by k.line_number
-            ),
-            array_agg(k.line_number order by k.line_number)
-        into v_rows, v_lines
-        from csv_chunk as k
-        where cardinality(k.fields) = cardinality(v_cols);
-
-        if v_rows is not null then
-            v_wellformed := v_wellformed + cardinality(v_lines);
-            with outcome as materialized (
-                select * from _ingest_rows(p_table, v_rows, false)
-            ),
-            logged as (
-                insert into ingest_errors (
-                    batch_id, table_name, source_file, line_number, raw_line,
-                    reason_code, field, message, constraint_name, sqlstate, source
-                )
-                select
-                    v_batch_id, p_table, p_file, k.line_number, k.raw_line,
-                    o.reason_code, o.field,
-                    _rejection_message(o.field, o.reason_code, rc.description),
-                    _constraint_for(p_table, o.field, o.reason_code), rc.sqlstate, v_source
-                from outcome as o
-                join reason_codes as rc on rc.reason_code = o.reason_code
-                join csv_chunk as k on k.line_number = v_lines[o.idx + 1]
-                returning 1
-            )
-            select
-                (select count(*) from outcome where reason_code is null),
-                (select count(*) from logged)
-            into v_ok, v_n;
-            v_inserted := v_inserted + v_ok;
-            v_rejected := v_rejected + v_n;
-        end if;
-        v_from := v_from + v_chunk;
-    end loop;
-
-    if v_wellformed = 0 and v_lines_read > v_blank then
+    if v_wellformed = 0 and v_staged > 0 then
         raise exception 'file % is not a CSV of %: no line has the % comma-separated fields (%) it needs',
             p_file, p_table, cardinality(v_cols), array_to_string(v_cols, ', ')
             using errcode = 'DAT04';
     end if;
 
-    perform _reinstate_foreign_keys(p_table::regclass, v_keys);
     update ingest_batches
     set submitted = v_inserted + v_rejected, inserted = v_inserted,
         rejected = v_rejected, finished_at = clock_timestamp()
@@ -182,7 +149,8 @@ begin
 
     return jsonb_build_object(
         'status', 'migrated', 'table', p_table, 'file', p_file, 'batch_id', v_batch_id,
-        'lines', v_lines_read, 'blank', v_blank, 'submitted', v_inserted + v_rejected,
+        'lines', v_lines_read, 'blank', v_lines_read - v_staged,
+        'submitted', v_inserted + v_rejected,
         'inserted', v_inserted, 'rejected', v_rejected,
         'by_reason', coalesce((
             select jsonb_object_agg(reason_code, n)

@@ -105,6 +105,13 @@ create trigger employees_hire_counts_truncate
 after truncate on employees
 for each statement execute function _hire_counts_after_truncate();
 
+-- ALWAYS: they must also fire under session_replication_role = replica, in
+-- which _insert_rows inserts (it checks references itself, per batch).
+alter table employees enable always trigger employees_hire_counts_insert;
+alter table employees enable always trigger employees_hire_counts_update;
+alter table employees enable always trigger employees_hire_counts_delete;
+alter table employees enable always trigger employees_hire_counts_truncate;
+
 -- First install onto a table that already has rows: count them once.
 do $$
 begin
