@@ -57,6 +57,23 @@ def write_backup(conn, tmp_path: Path, *tables: str, codec: str = "deflate") -> 
     return {info.table: Path(info.path) for info in infos}
 
 
+def test_worker_processes_write_one_file_in_page_order(db, tmp_path, monkeypatch) -> None:
+    """A table of several parts is encoded by worker processes in the backup's snapshot."""
+    monkeypatch.setattr("backup.dump.PAGES_PER_PART", 1)
+    db.autocommit = True
+    pages = db.execute("select pg_relation_size('employees') / 8192").fetchone()[0]
+    assert pages >= 3  # so there are several parts, and so workers
+    in_page_order = [r[0] for r in db.execute("select employee_id from employees order by ctid")]
+    before = snapshot(db, "employees")
+    files = write_backup(db, tmp_path, "employees")
+    with files["employees"].open("rb") as f:
+        assert [r["employee_id"] for r in fastavro.reader(f)] == in_page_order
+    db.execute("delete from employees")
+    assert restore_table(db, "employees", files["employees"]) == len(before)
+    db.autocommit = True
+    assert snapshot(db, "employees") == before
+
+
 @pytest.mark.parametrize("codec", ["deflate", "snappy", "null"])
 def test_round_trip_every_table(db, tmp_path, codec) -> None:
     before = {t: snapshot(db, t) for t in ("departments", "jobs", "employees")}
