@@ -1,8 +1,10 @@
--- Bulk loads (CSV migration, restore) check references once per load instead
--- of once per row: inside the load's transaction the table's foreign keys
--- are dropped and re-added, which PostgreSQL validates with one anti-join.
--- Every FK trigger lookup costs ~11 us a row; the re-validation a fraction.
--- The definitions come from pg_constraint, so schema/ stays the one source.
+-- A restore replaces a whole table in one transaction. Instead of checking
+-- each row's references and maintaining each index row by row, it drops the
+-- table's foreign keys and indexes inside that transaction and re-creates
+-- them after the load: PostgreSQL validates a foreign key with one anti-join
+-- and builds an index with one sort (1M employees: 2.9 s with them live,
+-- 1.8 s this way). The definitions come from the catalog, so schema/ stays
+-- the one source.
 
 create or replace function _suspend_foreign_keys(p_table regclass)
 returns jsonb
@@ -50,5 +52,69 @@ begin
 end;
 $$;
 
+create or replace function _suspend_indexes(p_table regclass)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: drops every index of p_table, including those behind its primary
+-- key and unique constraints, and returns the statements that re-create
+-- them, for _reinstate_indexes. Refuses (DAT07) when another table's foreign
+-- key depends on one of them. Only useful inside a transaction that ends by
+-- reinstating them, or rolls back.
+declare
+    v_statements jsonb;
+    v_drops text[];
+begin
+    if exists (
+        select from pg_constraint as f
+        where f.contype = 'f' and f.confrelid = p_table and f.conrelid <> p_table
+    ) then
+        raise exception 'indexes of % back keys other tables reference', p_table
+            using errcode = 'DAT07';
+    end if;
+    select
+        coalesce(jsonb_agg(case
+            when c.oid is not null then format(
+                'alter table %s add constraint %I %s',
+                p_table, c.conname, pg_get_constraintdef(c.oid)
+            )
+            else pg_get_indexdef(i.indexrelid)
+        end), '[]'::jsonb),
+        array_agg(case
+            when c.oid is not null then format(
+                'alter table %s drop constraint %I', p_table, c.conname
+            )
+            else format('drop index %s', i.indexrelid::regclass)
+        end)
+    into v_statements, v_drops
+    from pg_index as i
+    left join pg_constraint as c on c.conindid = i.indexrelid and c.conrelid = p_table
+    where i.indrelid = p_table;
+    for i in 1 .. coalesce(cardinality(v_drops), 0) loop
+        execute v_drops[i];
+    end loop;
+    return v_statements;
+end;
+$$;
+
+create or replace function _reinstate_indexes(p_statements jsonb)
+returns void
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: runs the statements _suspend_indexes returned; a duplicate key
+-- raises 23505 and the caller's transaction rolls back.
+declare
+    v_statement text;
+begin
+    for v_statement in select jsonb_array_elements_text(p_statements) loop
+        execute v_statement;
+    end loop;
+end;
+$$;
+
 revoke all on function _suspend_foreign_keys(regclass) from public;
+revoke all on function _suspend_indexes(regclass) from public;
+revoke all on function _reinstate_indexes(jsonb) from public;
 revoke all on function _reinstate_foreign_keys(regclass, jsonb) from public;

@@ -61,15 +61,19 @@ as $$
 declare
     v_found record;
     v_keys jsonb;
+    v_indexes jsonb;
 begin
     perform _require_table(p_table);
     -- Employees may be restored while departments and jobs stay, and the
     -- reverse: references are checked once for the table, not row by row.
     set constraints all deferred;
     if p_table = 'employees' then
+        -- nothing references employees: keys and indexes are rebuilt once
         v_keys := _suspend_foreign_keys('employees');
+        v_indexes := _suspend_indexes('employees');
         truncate employees;
         insert into employees select * from pg_temp.restore_rows;
+        perform _reinstate_indexes(v_indexes);
         perform _reinstate_foreign_keys('employees', v_keys);
     else
         execute format('delete from %I', p_table);  -- referenced: no truncate

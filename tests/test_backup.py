@@ -77,6 +77,8 @@ def test_worker_processes_write_one_file_in_page_order(db, tmp_path, monkeypatch
 @pytest.mark.parametrize("codec", ["deflate", "snappy", "null"])
 def test_round_trip_every_table(db, tmp_path, codec) -> None:
     before = {t: snapshot(db, t) for t in ("departments", "jobs", "employees")}
+    indexes = "select indexdef from pg_indexes where tablename = 'employees' order by 1"
+    indexes_before = db.execute(indexes).fetchall()
     files = write_backup(db, tmp_path, "departments", "jobs", "employees", codec=codec)
     db.execute("delete from employees where employee_id > 100")
     db.execute("update jobs set job_name = 'changed'")
@@ -89,6 +91,7 @@ def test_round_trip_every_table(db, tmp_path, codec) -> None:
         " and conrelid = 'employees'::regclass and condeferrable"
     ).fetchone()
     assert keys == (2,)  # the restore re-created the foreign keys it suspended
+    assert db.execute(indexes).fetchall() == indexes_before  # and the indexes, pkey included
 
 
 def test_plain_fastavro_reads_the_file(db, tmp_path) -> None:
@@ -173,6 +176,7 @@ def not_avro(_: Path, tmp_path: Path) -> Path:
         (lambda p, t: with_edited_row(p, t, employee_name=""), "employees_name_not_blank"),
         (lambda p, t: with_edited_row(p, t, employee_name=" x"), "employees_name_trimmed"),
         (lambda p, t: with_edited_row(p, t, department_id=999), "employees_department_id_fkey"),
+        (lambda p, t: with_edited_row(p, t, employee_id=2), "employees_pkey"),  # a repeated id
         (not_avro, "not an Avro"),
     ],
 )
