@@ -213,17 +213,16 @@ language plpgsql
 set search_path = pg_catalog, public
 set plan_cache_mode = force_generic_plan
 -- Referential integrity per batch, not per row: replica mode skips the
--- foreign keys' per-row RI triggers (~11 us a row), and the employees branch
--- below does their work once for the batch. Triggers that must still fire
+-- foreign keys' per-row RI triggers (a lookup and a row lock for every
+-- row), and the employees branch below does their work once for the batch. Triggers that must still fire
 -- are ENABLE ALWAYS (hire_counts); the replica mode ends with this function.
 set session_replication_role = replica
 as $$
 -- Promise: inserts every valid row of pg_temp.incoming_rows into p_table
 -- and returns every row exactly once: reason_code NULL for an inserted row,
--- else its reason.
--- Rows go in in id order, so two batches with overlapping ids never
--- deadlock; a row whose id is taken, by an earlier row or by a concurrent
--- batch that committed first, is duplicate_id. An employee goes in only if
+-- else its reason. Rows go in in id order, so two batches with overlapping
+-- ids never deadlock; a row whose id is taken, by an earlier row or by a
+-- concurrent batch that committed first, is duplicate_id. An employee goes in only if
 -- its department and job are locked FOR KEY SHARE (as the RI triggers would
 -- lock them) in this statement: a parent deleted concurrently is either
 -- seen as gone here (unknown_department / unknown_job) or its DELETE waits
