@@ -214,8 +214,9 @@ set search_path = pg_catalog, public
 set plan_cache_mode = force_generic_plan
 -- Referential integrity per batch, not per row: replica mode skips the
 -- foreign keys' per-row RI triggers (a lookup and a row lock for every
--- row), and the employees branch below does their work once for the batch. Triggers that must still fire
--- are ENABLE ALWAYS (hire_counts); the replica mode ends with this function.
+-- row), and the employees branch below does their work once for the
+-- batch. Triggers that must still fire are ENABLE ALWAYS (hire_counts); the
+-- replica mode ends with this function.
 set session_replication_role = replica
 as $$
 -- Promise: inserts every valid row of pg_temp.incoming_rows into p_table
