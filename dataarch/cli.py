@@ -12,15 +12,15 @@ import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import httpx
 import psycopg
 
 import backup.__main__ as backup_cli
 import bench.__main__ as bench_cli
 import reports.__main__ as reports_cli
 from backup import RestoreError
-from dataarch import client, db, installer, logs, migrate
+from dataarch import db, installer, logs, migrate
 from dataarch.generate import generate
 from dataarch.pgserver import ClusterError
 from dataarch.settings import Settings
@@ -109,35 +109,57 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _client(args: argparse.Namespace, settings: Settings) -> client.ApiClient:
+def _with_api(args: argparse.Namespace, settings: Settings, work: Callable[[Any], int]) -> int:
+    """Run `work` with an API client; its failures become one line. The client
+    (httpx) is imported here, so the other commands start without it."""
+    import httpx
+
+    from dataarch import client
+
     token = args.token or (_with_token(settings).api_tokens[0])
-    return client.ApiClient(args.url, token)
+    try:
+        with client.ApiClient(args.url, token) as api:
+            return work(api)
+    except client.ApiError as exc:
+        print(f"dataarch: {exc}", file=sys.stderr)
+    except httpx.TransportError as exc:
+        print(f"dataarch: cannot reach the API at {args.url}: {exc}", file=sys.stderr)
+    return 1
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    with _client(args, settings) as api:
+    from dataarch import client
+
+    def work(api: client.ApiClient) -> int:
         summary = client.ingest_file(api, args.table, Path(args.file))
-    print(client.describe(summary))
-    return 1 if summary.refused else 0
+        print(client.describe(summary))
+        return 1 if summary.refused else 0
+
+    return _with_api(args, settings, work)
 
 
 def _get(args: argparse.Namespace, settings: Settings) -> int:
-    with _client(args, settings) as api:
+    def work(api: Any) -> int:
         print(json.dumps(api.request("GET", f"/tables/{args.table}/rows/{args.id}"), indent=2))
-    return 0
+        return 0
+
+    return _with_api(args, settings, work)
 
 
 def _rejections(args: argparse.Namespace, settings: Settings) -> int:
     params = {"limit": args.limit, "offset": args.offset}
     if args.batch:
         params["batch_id"] = args.batch
-    with _client(args, settings) as api:
+
+    def work(api: Any) -> int:
         page = api.request("GET", f"/tables/{args.table}/rejections", params=params)
-    for item in page["items"]:
-        where = item["row_index"] if item["line_number"] is None else item["line_number"]
-        print(f"batch {item['batch_id']} #{where}: {item['reason_code']}: {item['message']}")
-    print(f"{len(page['items'])} of {page['total']} shown")
-    return 0
+        for item in page["items"]:
+            where = item["row_index"] if item["line_number"] is None else item["line_number"]
+            print(f"batch {item['batch_id']} #{where}: {item['reason_code']}: {item['message']}")
+        print(f"{len(page['items'])} of {page['total']} shown")
+        return 0
+
+    return _with_api(args, settings, work)
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
@@ -192,19 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_serve)
 
     p = sub.add_parser("ingest", help="send a header-less CSV to the API in batches")
-    p.add_argument("table", choices=sorted(client.COLUMNS))
+    p.add_argument("table", choices=sorted(migrate.TABLE_FILES))
     p.add_argument("file")
     _add_client_options(p)
     p.set_defaults(handler=_ingest)
 
     p = sub.add_parser("get", help="one row by id, from the API")
-    p.add_argument("table", choices=sorted(client.COLUMNS))
+    p.add_argument("table", choices=sorted(migrate.TABLE_FILES))
     p.add_argument("id")
     _add_client_options(p)
     p.set_defaults(handler=_get)
 
     p = sub.add_parser("rejections", help="logged rejections of a table, newest first")
-    p.add_argument("table", choices=sorted(client.COLUMNS))
+    p.add_argument("table", choices=sorted(migrate.TABLE_FILES))
     p.add_argument("--batch", type=int)
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--offset", type=int, default=0)
@@ -245,12 +267,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except psycopg.OperationalError as exc:
         print(f"dataarch: cannot reach the database: {exc}".rstrip(), file=sys.stderr)
-        return 1
-    except client.ApiError as exc:
-        print(f"dataarch: {exc}", file=sys.stderr)
-        return 1
-    except httpx.TransportError as exc:
-        print(f"dataarch: cannot reach the API at {args.url}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

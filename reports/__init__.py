@@ -7,6 +7,16 @@ load nothing from the network (a Content-Security-Policy forbids it), so a
 file opened offline looks the same as the page the app serves at /reports/.
 """
 
-from reports.render import PAGES, ReportData, load_data, render_page, write_reports
+from __future__ import annotations
 
 __all__ = ["PAGES", "ReportData", "load_data", "render_page", "write_reports"]
+
+
+def __getattr__(name: str) -> object:
+    # Imported on first use (PEP 562): Jinja2 costs every `dataarch` command
+    # ~0.06 s at start-up, and only the report commands and the app need it.
+    if name in __all__:
+        from reports import render
+
+        return getattr(render, name)
+    raise AttributeError(f"module 'reports' has no attribute {name!r}")

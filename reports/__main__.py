@@ -8,7 +8,6 @@ from pathlib import Path
 
 from dataarch import db
 from dataarch.settings import Settings
-from reports import write_reports
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from reports import write_reports
+
     out = Path(args.out) if args.out else settings.reports_dir
     with db.connect(settings) as conn:
         for path in write_reports(conn, args.year, out):
