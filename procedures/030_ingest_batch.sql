@@ -142,8 +142,9 @@ as $$
 -- that is not JSON. jsonb cannot hold \u0000, so each unescaped \u0000
 -- becomes \uFFFF first and the rows holding it are rejected as
 -- invalid_character instead of the whole batch failing. With an idempotency
--- key, a repeat of the same request returns the first response and writes
--- nothing; the key with a different request is refused (DAT05).
+-- key, a repeat of the same request within 24 hours returns the first
+-- response and writes nothing; the key with a different request is refused
+-- (DAT05). After 24 hours a key is forgotten and may be used again.
 declare
     v_rows jsonb;
     v_hash text;
@@ -165,6 +166,19 @@ begin
     end if;
 
     if p_idempotency_key is not null then
+        -- Keys live 24 hours. Each keyed request removes up to 100 expired
+        -- ones, skipping rows another request is removing: no waiting.
+        delete from idempotency_keys as k
+        where k.ctid in (
+            select x.ctid from idempotency_keys as x
+            where x.created_at < now() - interval '24 hours'
+            order by x.created_at
+            limit 100
+            for update skip locked
+        );
+        delete from idempotency_keys as k  -- this key, if expired: it is new again
+        where k.idempotency_key = p_idempotency_key
+            and k.created_at < now() - interval '24 hours';
         v_hash := encode(sha256(convert_to(
             concat_ws(E'\n', p_table, p_mode, p_body), 'UTF8')), 'hex');
         insert into idempotency_keys (idempotency_key, request_sha256)

@@ -116,6 +116,18 @@ def test_idempotent_replay(client, conn) -> None:
     assert "already used for a different request" in other.json()["detail"]
 
 
+def test_idempotency_keys_are_forgotten_after_24_hours(client, conn) -> None:
+    old = {**JSON_AUTH, "Idempotency-Key": "old-key"}
+    assert post(client, "employees", [employee(1)], old).status_code == 200
+    other = {**JSON_AUTH, "Idempotency-Key": "other"}
+    assert post(client, "employees", [employee(2)], other).status_code == 200
+    conn.execute("update idempotency_keys set created_at = now() - interval '25 hours'")
+    reused = post(client, "employees", [employee(3)], old)  # another body: new again
+    assert reused.status_code == 200 and reused.json()["inserted"] == 1
+    keys = conn.execute("select idempotency_key from idempotency_keys").fetchall()
+    assert keys == [("old-key",)]  # the expired "other" was pruned on the way
+
+
 def test_get_row(client) -> None:
     post(client, "employees", [employee(7)])
     found = client.get("/tables/employees/rows/7", headers=AUTH)
