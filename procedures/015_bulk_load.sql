@@ -6,6 +6,10 @@
 -- 1.8 s this way). The definitions come from the catalog, so schema/ stays
 -- the one source.
 
+-- Earlier forms: foreign keys came back through their own function.
+drop function if exists _reinstate_foreign_keys(regclass, jsonb);
+drop function if exists _reinstate_indexes(jsonb);
+
 create or replace function _suspend_foreign_keys(p_table regclass)
 returns jsonb
 language plpgsql
@@ -13,42 +17,25 @@ set search_path = pg_catalog, public
 as $$
 -- Promise: locks every table p_table references in SHARE mode (no row can
 -- be deleted or changed there until commit), drops p_table's foreign keys,
--- and returns their definitions for _reinstate_foreign_keys. Only useful
--- inside a transaction that ends by reinstating them, or rolls back.
-declare
-    v_keys jsonb;
-    v_key record;
-begin
-    select coalesce(jsonb_agg(jsonb_build_array(
-        c.conname, pg_get_constraintdef(c.oid), c.confrelid::regclass::text
-    ) order by c.conname), '[]'::jsonb)
-    into v_keys
-    from pg_constraint as c
-    where c.conrelid = p_table and c.contype = 'f';
-    for v_key in select k from jsonb_array_elements(v_keys) as k loop
-        execute format('lock table %s in share mode', v_key.k ->> 2);
-        execute format('alter table %s drop constraint %I', p_table, v_key.k ->> 0);
-    end loop;
-    return v_keys;
-end;
-$$;
-
-create or replace function _reinstate_foreign_keys(p_table regclass, p_keys jsonb)
-returns void
-language plpgsql
-set search_path = pg_catalog, public
-as $$
--- Promise: re-creates the foreign keys _suspend_foreign_keys dropped, each
--- validated against every row (a violation raises 23503 and the caller's
--- transaction rolls back).
+-- and returns the statements that re-create them, for _reinstate. Only
+-- useful inside a transaction that ends by reinstating them, or rolls back.
 declare
     v_key record;
+    v_statements jsonb := '[]'::jsonb;
 begin
-    for v_key in select k from jsonb_array_elements(p_keys) as k loop
-        execute format(
-            'alter table %s add constraint %I %s', p_table, v_key.k ->> 0, v_key.k ->> 1
-        );
+    for v_key in
+        select c.conname, pg_get_constraintdef(c.oid) as definition, c.confrelid::regclass as parent
+        from pg_constraint as c
+        where c.conrelid = p_table and c.contype = 'f'
+        order by c.conname
+    loop
+        execute format('lock table %s in share mode', v_key.parent);
+        execute format('alter table %s drop constraint %I', p_table, v_key.conname);
+        v_statements := v_statements || to_jsonb(format(
+            'alter table %s add constraint %I %s', p_table, v_key.conname, v_key.definition
+        ));
     end loop;
+    return v_statements;
 end;
 $$;
 
@@ -59,12 +46,12 @@ set search_path = pg_catalog, public
 as $$
 -- Promise: drops every index of p_table, including those behind its primary
 -- key and unique constraints, and returns the statements that re-create
--- them, for _reinstate_indexes. Refuses (DAT07) when another table's foreign
--- key depends on one of them. Only useful inside a transaction that ends by
+-- them, for _reinstate. Refuses (DAT07) when another table's foreign key
+-- depends on one of them. Only useful inside a transaction that ends by
 -- reinstating them, or rolls back.
 declare
-    v_statements jsonb;
-    v_drops text[];
+    v_index record;
+    v_statements jsonb := '[]'::jsonb;
 begin
     if exists (
         select from pg_constraint as f
@@ -73,38 +60,35 @@ begin
         raise exception 'indexes of % back keys other tables reference', p_table
             using errcode = 'DAT07';
     end if;
-    select
-        coalesce(jsonb_agg(case
-            when c.oid is not null then format(
+    for v_index in
+        select i.indexrelid::regclass as index_name, c.conname, c.oid as constraint_oid
+        from pg_index as i
+        left join pg_constraint as c on c.conindid = i.indexrelid and c.conrelid = p_table
+        where i.indrelid = p_table
+    loop
+        if v_index.conname is not null then
+            v_statements := v_statements || to_jsonb(format(
                 'alter table %s add constraint %I %s',
-                p_table, c.conname, pg_get_constraintdef(c.oid)
-            )
-            else pg_get_indexdef(i.indexrelid)
-        end), '[]'::jsonb),
-        array_agg(case
-            when c.oid is not null then format(
-                'alter table %s drop constraint %I', p_table, c.conname
-            )
-            else format('drop index %s', i.indexrelid::regclass)
-        end)
-    into v_statements, v_drops
-    from pg_index as i
-    left join pg_constraint as c on c.conindid = i.indexrelid and c.conrelid = p_table
-    where i.indrelid = p_table;
-    for i in 1 .. coalesce(cardinality(v_drops), 0) loop
-        execute v_drops[i];
+                p_table, v_index.conname, pg_get_constraintdef(v_index.constraint_oid)
+            ));
+            execute format('alter table %s drop constraint %I', p_table, v_index.conname);
+        else
+            v_statements := v_statements || to_jsonb(pg_get_indexdef(v_index.index_name));
+            execute format('drop index %s', v_index.index_name);
+        end if;
     end loop;
     return v_statements;
 end;
 $$;
 
-create or replace function _reinstate_indexes(p_statements jsonb)
+create or replace function _reinstate(p_statements jsonb)
 returns void
 language plpgsql
 set search_path = pg_catalog, public
 as $$
--- Promise: runs the statements _suspend_indexes returned; a duplicate key
--- raises 23505 and the caller's transaction rolls back.
+-- Promise: runs the re-create statements a _suspend_* function returned, in
+-- order. A foreign key is validated against every row (23503) and a unique
+-- index built over them (23505); either error rolls the caller back.
 declare
     v_statement text;
 begin
@@ -116,5 +100,4 @@ $$;
 
 revoke all on function _suspend_foreign_keys(regclass) from public;
 revoke all on function _suspend_indexes(regclass) from public;
-revoke all on function _reinstate_indexes(jsonb) from public;
-revoke all on function _reinstate_foreign_keys(regclass, jsonb) from public;
+revoke all on function _reinstate(jsonb) from public;

@@ -73,8 +73,8 @@ begin
         v_indexes := _suspend_indexes('employees');
         truncate employees;
         insert into employees select * from pg_temp.restore_rows;
-        perform _reinstate_indexes(v_indexes);
-        perform _reinstate_foreign_keys('employees', v_keys);
+        perform _reinstate(v_indexes);
+        perform _reinstate(v_keys);
     else
         execute format('delete from %I', p_table);  -- referenced: no truncate
         execute format('insert into %I select * from pg_temp.restore_rows', p_table);
