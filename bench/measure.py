@@ -50,10 +50,13 @@ def p50_ms(samples: list[float]) -> float:
     return round(statistics.median(samples) * 1000, 3)
 
 
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
 def _tree_rss_kb(root: int) -> int:
     """Resident memory of `root` and every process under it, in KiB."""
-    parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
+    children: dict[int, list[int]] = {}
+    rss_pages: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -63,14 +66,14 @@ def _tree_rss_kb(root: int) -> int:
         except OSError:
             continue  # it ended meanwhile
         pid = int(entry.name)
-        parents[pid] = int(fields[1])
-        rss[pid] = int(fields[21]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+        children.setdefault(int(fields[1]), []).append(pid)
+        rss_pages[pid] = int(fields[21])
     total, stack = 0, [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
-        stack.extend(child for child, parent in parents.items() if parent == pid)
-    return total
+        total += rss_pages.get(pid, 0)
+        stack.extend(children.get(pid, ()))
+    return total * _PAGE_KB
 
 
 def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
