@@ -41,7 +41,7 @@ create or replace function ingest_csv_lines(p_table text, p_file text, p_sha256 
 returns jsonb
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
--- the whole file is judged in one statement; its sorts fit in memory
+-- the whole file is judged in one statement: room for its sorts and hashes
 set work_mem = '256MB'
 as $$
 -- Promise: loads every line of pg_temp.csv_lines into p_table through the
