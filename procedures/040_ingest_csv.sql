@@ -121,7 +121,9 @@ begin
                 p_table, cardinality(v_cols), array_to_string(v_cols, ', ')
             ) else _rejection_message(o.field, o.reason_code, rc.description) end,
             _constraint_for(p_table, o.field, o.reason_code), rc.sqlstate, v_source
-        from outcome as o
+        -- only the rejected lines meet csv_lines and incoming_rows: joined
+        -- first, every line of the file paid for two lookups (1.4 s a million)
+        from (select * from outcome where reason_code is not null offset 0) as o
         join reason_codes as rc on rc.reason_code = o.reason_code
         join csv_lines as c on c.line_number = o.idx
         join pg_temp.incoming_rows as i on i.idx = o.idx
