@@ -1,25 +1,61 @@
 -- The validation core shared by the HTTP/psql path (ingest_batch) and the CSV
 -- migration (ingest_csv_lines). Each first stages its rows in the session's
--- pg_temp.incoming_rows, every field as (text, JSON type); _classify_rows
--- judges them all and _insert_rows inserts the valid ones. Set-based: a
--- handful of statements per batch, no per-row loop or EXCEPTION block, and
+-- pg_temp.incoming_rows, every field as (text, JSON type); _judge_rows
+-- applies the rules to each row, _classify_rows adds what needs the whole
+-- batch (repeated ids), and _insert_rows inserts the valid ones. Set-based:
+-- a handful of statements per batch, no per-row loop or EXCEPTION block, and
 -- no detour through jsonb for a CSV line.
+--
+-- Rows judged earlier wait in pg_temp.judged_rows: a large CSV file is
+-- judged in two sessions at once (judge_csv_lines), and the second one's
+-- verdicts are copied into the first one's transaction. _classify_rows reads
+-- both tables, so a batch is judged once whichever way it came.
 
 -- The core took its rows as jsonb before incoming_rows existed.
 drop function if exists _ingest_rows(text, jsonb, boolean);
 drop function if exists _insert_rows(text, jsonb);
 drop function if exists _classify_rows(text, jsonb);
 
-create or replace function _prepare_incoming_rows()
+-- Before judged_rows, this took no argument; _classify_rows returned a table.
+drop function if exists _prepare_incoming_rows();
+drop function if exists _classify_rows(text);
+
+-- A row's verdict: the first broken rule (reason_code, field), or the typed
+-- values to insert. _judge_rows and _classify_rows return it, and
+-- pg_temp.judged_rows keeps it.
+do $$
+begin
+    if to_regtype('judged_row') is null then
+        create type judged_row as (
+            idx bigint,  -- the row's index in its batch, or its CSV line number
+            reason_code text,
+            field text,
+            id integer,
+            name text,
+            hired timestamptz,
+            department_id integer,
+            job_id integer
+        );
+    end if;
+end;
+$$;
+
+create or replace function _prepare_incoming_rows(p_keep_judged boolean default false)
 returns void
 language plpgsql
 set search_path = pg_catalog, public
 as $$
--- Promise: pg_temp.incoming_rows exists and is empty. The table lives as
--- long as the session and is emptied at every commit, so a pooled
--- connection creates it once: a table per batch would churn the catalog
--- and throw away every cached plan that reads it.
+-- Promise: pg_temp.incoming_rows and pg_temp.judged_rows exist and are
+-- empty; with p_keep_judged, judged_rows keeps what it holds. The tables
+-- live as long as the session and are emptied at every commit, so a pooled
+-- connection creates them once: tables per batch would churn the catalog
+-- and throw away every cached plan that reads them.
 begin
+    if to_regclass('pg_temp.judged_rows') is null then
+        create temp table judged_rows of judged_row on commit delete rows;
+    elsif not p_keep_judged and exists (select from pg_temp.judged_rows) then
+        truncate pg_temp.judged_rows;  -- verdicts an earlier call left unused
+    end if;
     if to_regclass('pg_temp.incoming_rows') is null then
         create temp table incoming_rows (
             idx bigint not null,  -- 0-based index in a batch, or a CSV line number
@@ -70,25 +106,15 @@ $$;
 -- own session needs the table too.
 select _prepare_incoming_rows();
 
-create or replace function _classify_rows(p_table text)
-returns table (
-    idx bigint,
-    reason_code text,
-    field text,
-    id integer,
-    name text,
-    hired timestamptz,
-    department_id integer,
-    job_id integer
-)
+create or replace function _judge_rows(p_table text)
+returns setof judged_row
 language sql stable
 as $$
-    -- For each row of pg_temp.incoming_rows: either the first broken rule
-    -- (reason_code, field) or the typed, trimmed values to insert. Checks run
-    -- in column order, then unexpected keys, references, and repeats within
-    -- the batch. duplicate_id is left to the insert (ON CONFLICT), which also
-    -- sees concurrent batches. OFFSET 0 fences keep the planner from
-    -- re-evaluating each (inlined) rule in every later use of its result.
+    -- For each row of pg_temp.incoming_rows, on its own: either the first
+    -- broken rule (reason_code, field) or the typed, trimmed values to
+    -- insert. Checks run in column order, then unexpected keys, then
+    -- references. OFFSET 0 fences keep the planner from re-evaluating each
+    -- (inlined) rule in every later use of its result.
     with rules as (
         select
             i.*,
@@ -158,19 +184,26 @@ as $$
                 then j.job_text::numeric::integer end as job_id
         from judged as j
         offset 0
-    ),
+    )
 
-    referenced as (
-        -- NOT IN over a sub-select is one hashed lookup a row; _insert_rows
-        -- checks again under lock
+    -- NOT IN over a sub-select is one hashed lookup a row; _insert_rows
+    -- checks again under lock
+    select
+        v.idx,
+        v.verdict as reason_code,
+        case
+            when v.verdict = 'unknown_department' then 'department_id'
+            when v.verdict = 'unknown_job' then 'job_id'
+            else v.field
+        end as field,
+        v.id,
+        v.name,
+        v.hired,
+        v.department_id,
+        v.job_id
+    from (
         select
-            t.idx,
-            t.field,
-            t.id,
-            t.name,
-            t.hired,
-            t.department_id,
-            t.job_id,
+            t.*,
             case
                 when t.reason_code is not null then t.reason_code
                 when t.is_employees and t.department_id not in (
@@ -178,11 +211,20 @@ as $$
                 ) then 'unknown_department'
                 when t.is_employees and t.job_id not in (select j.job_id from jobs as j)
                     then 'unknown_job'
-            end as reason_code
+            end as verdict
         from typed as t
         offset 0
-    )
+    ) as v
+$$;
 
+create or replace function _classify_rows(p_table text)
+returns setof judged_row
+language sql stable
+as $$
+    -- Every row of the batch, judged now (pg_temp.incoming_rows) or earlier
+    -- (pg_temp.judged_rows), with repeats of an id within the batch marked
+    -- duplicate_in_batch: the first occurrence wins. duplicate_id is left to
+    -- the insert (ON CONFLICT), which also sees concurrent batches.
     select
         r.idx,
         case
@@ -192,8 +234,6 @@ as $$
             ) > 1 then 'duplicate_in_batch'
         end as reason_code,
         case
-            when r.reason_code = 'unknown_department' then 'department_id'
-            when r.reason_code = 'unknown_job' then 'job_id'
             when r.reason_code is not null then r.field
             when row_number() over (
                 partition by r.reason_code is null, r.id order by r.idx
@@ -204,7 +244,11 @@ as $$
         r.hired,
         r.department_id,
         r.job_id
-    from referenced as r
+    from (
+        select * from pg_temp.judged_rows
+        union all
+        select * from _judge_rows(p_table)
+    ) as r
 $$;
 
 create or replace function _insert_rows(p_table text)
@@ -219,8 +263,9 @@ set plan_cache_mode = force_generic_plan
 -- replica mode ends with this function.
 set session_replication_role = replica
 as $$
--- Promise: inserts every valid row of pg_temp.incoming_rows into p_table
--- and returns every row exactly once: reason_code NULL for an inserted row,
+-- Promise: inserts every valid row of pg_temp.incoming_rows and
+-- pg_temp.judged_rows into p_table (and empties judged_rows), and returns
+-- every row exactly once: reason_code NULL for an inserted row,
 -- else its reason. Rows go in in id order, so two batches with overlapping
 -- ids never deadlock; a row whose id is taken, by an earlier row or by a
 -- concurrent batch that committed first, is duplicate_id. An employee goes in only if
@@ -320,6 +365,9 @@ begin
     else
         perform _require_table(p_table);  -- raises: only the three tables reach here
     end if;
+    if exists (select from pg_temp.judged_rows) then
+        truncate pg_temp.judged_rows;  -- used: they belong to no later batch
+    end if;
 end;
 $$;
 
@@ -364,8 +412,9 @@ begin
 end;
 $$;
 
-revoke all on function _prepare_incoming_rows() from public;
+revoke all on function _prepare_incoming_rows(boolean) from public;
 revoke all on function _stage_json_rows(text, jsonb) from public;
+revoke all on function _judge_rows(text) from public;
 revoke all on function _classify_rows(text) from public;
 revoke all on function _insert_rows(text) from public;
 revoke all on function _ingest_rows(text, jsonb, boolean) from public;

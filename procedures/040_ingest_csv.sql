@@ -1,8 +1,12 @@
 -- The CSV migration's half in the database. dataarch migrate COPYs a file's
 -- raw lines into the session's temporary table csv_lines(line_number,
--- raw_line) and calls ingest_csv_lines, which splits the lines into fields,
--- stages them in pg_temp.incoming_rows and runs them through the same core
--- as ingest_batch (_insert_rows), the whole file in one set-based pass.
+-- raw_line). judge_csv_lines splits a range of them into fields, stages them
+-- in pg_temp.incoming_rows and keeps _judge_rows' verdicts in
+-- pg_temp.judged_rows; ingest_csv_lines then runs the whole file through the
+-- same core as ingest_batch (_insert_rows), in one set-based pass. A large
+-- file is judged by two sessions at once, each over half of its lines: the
+-- verdicts are per line, so they are copied into the one transaction that
+-- inserts, logs and commits the file.
 --
 -- Raises DAT04 when the file is not a CSV of the table at all, so nothing of
 -- it is loaded.
@@ -37,6 +41,58 @@ as $$
     end
 $$;
 
+create or replace function _csv_line_fields(p_line_number bigint, p_raw_line text)
+returns text[]
+language sql immutable parallel safe
+as $$
+    -- The fields of a raw file line: its CR (a CRLF file) and, on line 1, a
+    -- byte-order mark are not data. A blank line gives {}.
+    select _split_csv_line(rtrim(
+        case when p_line_number = 1 then ltrim(p_raw_line, U&'\FEFF') else p_raw_line end,
+        E'\r'
+    ))
+$$;
+
+create or replace function judge_csv_lines(p_table text, p_first bigint, p_last bigint)
+returns bigint
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+set work_mem = '256MB'
+as $$
+-- Promise: judges the lines of pg_temp.csv_lines numbered p_first to p_last
+-- (NULL: to the end) and adds their verdicts to pg_temp.judged_rows, where
+-- ingest_csv_lines finds them; blank lines are left out. Returns how many
+-- lines were judged. Changes no table but the session's own.
+declare
+    v_judged bigint;
+begin
+    perform _prepare_incoming_rows(p_keep_judged => true);
+    insert into pg_temp.incoming_rows
+    select
+        l.line_number, 'object', coalesce(cardinality(l.f), -1),
+        l.f[1], case when l.f[1] is not null then 'string' end,
+        l.f[2], case when l.f[2] is not null then 'string' end,
+        l.f[3], case when l.f[3] is not null then 'string' end,
+        l.f[4], case when l.f[4] is not null then 'string' end,
+        l.f[5], case when l.f[5] is not null then 'string' end,
+        null
+    from (
+        select c.line_number, _csv_line_fields(c.line_number, c.raw_line) as f
+        from csv_lines as c
+        where c.raw_line is not null
+            and c.line_number >= p_first
+            and (p_last is null or c.line_number <= p_last)
+        offset 0
+    ) as l
+    where coalesce(cardinality(l.f), -1) <> 0;
+
+    insert into pg_temp.judged_rows select * from _judge_rows(p_table);
+    get diagnostics v_judged = row_count;
+    truncate pg_temp.incoming_rows;  -- judged: _classify_rows must not judge them again
+    return v_judged;
+end;
+$$;
+
 create or replace function ingest_csv_lines(p_table text, p_file text, p_sha256 text)
 returns jsonb
 language plpgsql
@@ -47,7 +103,9 @@ as $$
 -- Promise: loads every line of pg_temp.csv_lines into p_table through the
 -- validation core, logs each rejected line (file, line number, raw text,
 -- reason) in ingest_errors, records the batch and the file's checksum, and
--- returns a summary. A file whose checksum is already recorded for p_table
+-- returns a summary. Lines already judged by judge_csv_lines (in
+-- pg_temp.judged_rows) are not judged again; with none, all are judged
+-- here. A file whose checksum is already recorded for p_table
 -- is not read again: the summary says so. Blank lines are skipped, and are
 -- neither submitted nor rejected. The file is one batch: a repeated id is
 -- duplicate_in_batch wherever it repeats.
@@ -77,32 +135,11 @@ begin
     values (p_table, v_source, 'per_row')
     returning batch_id into v_batch_id;
 
-    -- Stage the lines for the core. A blank line (nothing but a CR or a
-    -- byte-order mark) splits to {} and is left out.
-    perform _prepare_incoming_rows();
-    insert into pg_temp.incoming_rows
-    select
-        l.line_number, 'object', coalesce(cardinality(l.f), -1),
-        l.f[1], case when l.f[1] is not null then 'string' end,
-        l.f[2], case when l.f[2] is not null then 'string' end,
-        l.f[3], case when l.f[3] is not null then 'string' end,
-        l.f[4], case when l.f[4] is not null then 'string' end,
-        l.f[5], case when l.f[5] is not null then 'string' end,
-        null
-    from (
-        select
-            c.line_number,
-            _split_csv_line(rtrim(
-                case when c.line_number = 1 then ltrim(c.raw_line, U&'\FEFF')
-                    else c.raw_line end,
-                E'\r'
-            )) as f
-        from csv_lines as c
-        where c.raw_line is not null
-        offset 0
-    ) as l
-    where coalesce(cardinality(l.f), -1) <> 0;
-    get diagnostics v_staged = row_count;
+    perform _prepare_incoming_rows(p_keep_judged => true);
+    if not exists (select from pg_temp.judged_rows) then
+        perform judge_csv_lines(p_table, 1, null);
+    end if;
+    select count(*) into v_staged from pg_temp.judged_rows;
     select count(*) into v_lines_read from csv_lines;
 
     with outcome as materialized (
@@ -117,7 +154,10 @@ begin
             v_batch_id, p_table, p_file, o.idx, c.raw_line, o.reason_code, o.field,
             case when o.reason_code = 'malformed_line' then format(
                 'line has %s comma-separated fields; %s needs %s (%s)',
-                coalesce(nullif(i.field_count, -1)::text, 'unbalanced quotes and no'),
+                coalesce(
+                    cardinality(_csv_line_fields(c.line_number, c.raw_line))::text,
+                    'unbalanced quotes and no'
+                ),
                 p_table, cardinality(v_cols), array_to_string(v_cols, ', ')
             ) else _rejection_message(o.field, o.reason_code, rc.description) end,
             _constraint_for(p_table, o.field, o.reason_code), rc.sqlstate, v_source
@@ -126,7 +166,6 @@ begin
         from (select * from outcome where reason_code is not null offset 0) as o
         join reason_codes as rc on rc.reason_code = o.reason_code
         join csv_lines as c on c.line_number = o.idx
-        join pg_temp.incoming_rows as i on i.idx = o.idx
         returning reason_code
     )
     select
@@ -167,4 +206,6 @@ $$;
 
 revoke all on function _split_csv_line(text) from public;
 revoke all on function _split_quoted_csv_line(text) from public;
+revoke all on function _csv_line_fields(bigint, text) from public;
+revoke all on function judge_csv_lines(text, bigint, bigint) from public;
 revoke all on function ingest_csv_lines(text, text, text) from public;

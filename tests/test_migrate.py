@@ -9,7 +9,7 @@ import pytest
 from conftest import SEED_DATA, requires_seed_data
 
 from dataarch.generate import generate
-from dataarch.migrate import MigrationError, find_files, migrate_file
+from dataarch.migrate import TWO_SESSIONS_FROM, MigrationError, find_files, migrate_file
 
 REFERENCE = b"1,Sales\n2,Research and Development\n"
 JOBS = b"1,Data engineer\n2,Recruiter\n"
@@ -21,8 +21,17 @@ def write(tmp_path: Path, name: str, content: bytes) -> Path:
     return path
 
 
-def migrate_dir(conn: psycopg.Connection, csv_dir: Path) -> dict[str, dict]:
-    return {table: migrate_file(conn, table, path) for table, path in find_files(csv_dir)}
+def migrate_dir(
+    conn: psycopg.Connection, csv_dir: Path, two_sessions_from: int = TWO_SESSIONS_FROM
+) -> dict[str, dict]:
+    return {
+        table: migrate_file(conn, table, path, two_sessions_from=two_sessions_from)
+        for table, path in find_files(csv_dir)
+    }
+
+
+# A file is judged in one session, or split between two from this many lines.
+ONE_SESSION, TWO_SESSIONS = TWO_SESSIONS_FROM, 2
 
 
 @pytest.fixture
@@ -50,7 +59,8 @@ def test_crlf_quotes_utf8_blank_lines_no_final_newline(db, tmp_path) -> None:
     assert people == [("Zoë Núñez",), ('O\'Brien, "Ty"',), ("😀 Emoji",)]
 
 
-def test_rejected_lines_keep_file_line_and_raw_text(db, tmp_path) -> None:
+@pytest.mark.parametrize("sessions", [ONE_SESSION, TWO_SESSIONS])
+def test_rejected_lines_keep_file_line_and_raw_text(db, tmp_path, sessions) -> None:
     write(tmp_path, "departments.csv", REFERENCE)
     write(tmp_path, "jobs.csv", JOBS)
     write(
@@ -64,7 +74,8 @@ def test_rejected_lines_keep_file_line_and_raw_text(db, tmp_path) -> None:
         b"5,Cy,2021-01-01T00:00:00Z,7,1\n"
         b"1,Ann again,2021-01-01T00:00:00Z,1,1\n",
     )
-    summary = migrate_dir(db, tmp_path)["employees"]
+    # two sessions: lines 1-3 here, 4-7 in the helper; line 7 repeats line 1's id
+    summary = migrate_dir(db, tmp_path, sessions)["employees"]
     assert (summary["lines"], summary["blank"], summary["submitted"]) == (7, 1, 6)
     assert (summary["inserted"], summary["rejected"]) == (1, 5)
     logged = db.execute(
@@ -83,6 +94,47 @@ def test_rejected_lines_keep_file_line_and_raw_text(db, tmp_path) -> None:
         (7, "duplicate_in_batch", "employee_id", "1,Ann again,2021-01-01T00:00:00Z,1,1",
          "hired_employees.csv", "csv:hired_employees.csv"),
     ]  # fmt: skip
+    messages = db.execute(
+        "select message from ingest_errors where reason_code = 'malformed_line' order by 1"
+    ).fetchall()
+    assert messages == [
+        ("line has 4 comma-separated fields; employees needs 5 (employee_id, employee_name,"
+         " hiring_date, department_id, job_id)",),
+        ("line has unbalanced quotes and no comma-separated fields; employees needs 5"
+         " (employee_id, employee_name, hiring_date, department_id, job_id)",),
+    ]  # fmt: skip
+
+
+def test_two_sessions_judge_a_file_as_one_does(db, tmp_path, caplog) -> None:
+    generate(tmp_path, employees=3000, bad_ratio=0.05)
+    outcomes = []
+    for sessions in (ONE_SESSION, TWO_SESSIONS):
+        db.execute("truncate employees, departments, jobs, ingest_errors, ingest_batches,"
+                   " idempotency_keys, migrated_files")  # fmt: skip
+        db.commit()  # csv_lines lives until the commit
+        summary = migrate_dir(db, tmp_path, sessions)["employees"]
+        summary.pop("batch_id")
+        rejected = db.execute(
+            "select line_number, raw_line, reason_code, field, message from ingest_errors"
+            " where table_name = 'employees' order by line_number"
+        ).fetchall()
+        loaded = db.execute("select * from table_checksum('employees')").fetchone()
+        outcomes.append((summary, rejected, loaded))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0]["by_reason"]["duplicate_in_batch"] > 0
+    assert "judging in one session" not in caplog.text  # the helper did its half
+
+
+def test_without_a_second_session_one_judges_it_all(db, tmp_path, monkeypatch, caplog) -> None:
+    path = write(tmp_path, "departments.csv", REFERENCE + b"3,Legal\n3,Legal again\n")
+
+    def no_slot_left(*args: object, **kwargs: object) -> None:
+        raise psycopg.OperationalError("sorry, too many clients already")
+
+    monkeypatch.setattr(psycopg, "connect", no_slot_left)
+    summary = migrate_file(db, "departments", path, two_sessions_from=TWO_SESSIONS)
+    assert (summary["inserted"], summary["by_reason"]) == (3, {"duplicate_in_batch": 1})
+    assert "judging in one session" in caplog.text
 
 
 def test_rerun_is_a_no_op_and_new_files_append(db, tmp_path) -> None:
