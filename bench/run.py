@@ -6,8 +6,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,6 +22,7 @@ from dataarch.client import batches, csv_rows
 from dataarch.generate import generate
 from dataarch.installer import install
 from dataarch.pgserver import Cluster
+from dataarch.server_process import start_server
 
 # ratio name -> (numerator, denominator, comparison, target)
 TARGETS: dict[str, tuple[str, str | None, str, float]] = {
@@ -260,19 +259,8 @@ class Bench:
 
     @contextmanager
     def server(self) -> Iterator[str]:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        proc = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=self.env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
+        proc, url = start_server(self.env())
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
             yield url
         finally:
             proc.terminate()
