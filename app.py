@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -171,8 +172,10 @@ class _RowsOperation(Operation):
 # -- auth and checks ----------------------------------------------------------------------
 
 
-def require_token(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """Bearer token, compared in constant time against every configured token."""
+async def require_token(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """Bearer token, compared in constant time against every configured token.
+    Async although it never awaits: Litestar runs a sync guard in a worker
+    thread, a hop of its own on every request."""
     scheme, _, presented = connection.headers.get("authorization", "").partition(" ")
     tokens: tuple[bytes, ...] = connection.app.state.tokens
     matches = [hmac.compare_digest(presented.strip().encode(), t) for t in tokens]
@@ -550,6 +553,17 @@ def _unexpected_problem(exc: Exception) -> ProblemDetailsException:
 # -- the application ----------------------------------------------------------------------
 
 
+async def _check_if_suspect(conn: psycopg.AsyncConnection) -> None:
+    """The pool's check of a connection it hands out, without a round trip
+    each time (0.37 ms of a 1000-row POST). An idle connection has nothing to
+    read unless the server closed it or sent it an error (a restart, a
+    terminated backend): only then is the full check, an empty query, run."""
+    waiting = select.poll()  # poll, not select: a busy server's fds pass 1024
+    waiting.register(conn.fileno(), select.POLLIN)
+    if waiting.poll(0):
+        await AsyncConnectionPool.check_connection(conn)
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the app; the database pool opens in the lifespan, never at import time."""
     settings = settings or Settings.from_env()
@@ -564,7 +578,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             min_size=2,
             max_size=10,
             timeout=3,  # a request waits this long for the database, then gets 503
-            check=AsyncConnectionPool.check_connection,  # drop connections a restart broke
+            check=_check_if_suspect,  # drop connections a restart broke
             open=False,
         )
         await pool.open(wait=False)  # start even while the database is down

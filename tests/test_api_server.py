@@ -23,6 +23,7 @@ from conftest import (
     start_server,
 )
 
+from dataarch.db import API_ROLE
 from dataarch.generate import generate
 from dataarch.installer import install
 from dataarch.pgserver import Cluster
@@ -152,3 +153,26 @@ def test_database_down_is_503_and_the_service_recovers(tmp_path) -> None:
             proc.wait(timeout=10)
     finally:
         cluster.destroy()
+
+
+def test_connections_the_server_dropped_are_replaced_unseen(server, conn) -> None:
+    """The pool hands out only live connections: after the database ends
+    every session of the API (as a restart does), the next requests still
+    succeed, none with a 503."""
+    load_reference_rows(conn)
+    conn.commit()
+
+    def post(first_id: int) -> int:
+        rows = [employee(i) for i in range(first_id, first_id + 10)]
+        return httpx.post(f"{server}/tables/employees/rows", headers=JSON_AUTH, json=rows,
+                          timeout=30).status_code  # fmt: skip
+
+    assert [post(k * 10 + 1) for k in range(4)] == [200] * 4  # the pool holds several now
+    ended = conn.execute(
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity where usename = %s",
+        (API_ROLE,),
+    ).fetchone()[0]
+    conn.commit()
+    assert ended >= 2
+    time.sleep(0.2)  # the sessions have closed their sockets
+    assert [post(k * 10 + 1) for k in range(4, 10)] == [200] * 6
