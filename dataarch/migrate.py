@@ -71,11 +71,14 @@ def migrate_file(
 ) -> dict:
     """Load one file in one transaction; return ingest_csv_lines' summary. A
     file of at least `two_sessions_from` lines is judged by two sessions at
-    once (the second one changes nothing but its own temporary tables)."""
+    once (the second one changes nothing but its own temporary tables),
+    unless conn is already inside a transaction."""
     digest = sha256_of(path)
+    # inside a caller's transaction, a helper would not see what it changed
+    alone = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
     with conn.transaction():
         lines = _copy_lines(conn, path, progress)
-        if lines >= two_sessions_from:
+        if lines >= two_sessions_from and not alone:
             _judge_in_two_sessions(conn, table, lines)  # else ingest_csv_lines judges
         try:
             row = conn.execute(

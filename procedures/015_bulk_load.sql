@@ -3,12 +3,16 @@
 -- table's foreign keys and indexes inside that transaction and re-creates
 -- them after the load: PostgreSQL validates a foreign key with one anti-join
 -- and builds an index with one sort (1M employees: 2.9 s with them live,
--- 1.8 s this way). The definitions come from the catalog, so schema/ stays
--- the one source.
+-- 1.8 s this way). A CSV file larger than the table it loads into does the
+-- same with the secondary indexes (1M lines: 1.55 s of index upkeep, 0.67 s
+-- to rebuild). The definitions come from the catalog, so schema/ stays the
+-- one source.
 
--- Earlier forms: foreign keys came back through their own function.
+-- Earlier forms: foreign keys came back through their own function; all of
+-- a table's indexes were suspended.
 drop function if exists _reinstate_foreign_keys(regclass, jsonb);
 drop function if exists _reinstate_indexes(jsonb);
+drop function if exists _suspend_indexes(regclass);
 
 create or replace function _suspend_foreign_keys(p_table regclass)
 returns jsonb
@@ -39,21 +43,23 @@ begin
 end;
 $$;
 
-create or replace function _suspend_indexes(p_table regclass)
+create or replace function _suspend_indexes(
+    p_table regclass, p_keep_constraints boolean default false
+)
 returns jsonb
 language plpgsql
 set search_path = pg_catalog, public
 as $$
 -- Promise: drops every index of p_table, including those behind its primary
--- key and unique constraints, and returns the statements that re-create
--- them, for _reinstate. Refuses (DAT07) when another table's foreign key
--- depends on one of them. Only useful inside a transaction that ends by
--- reinstating them, or rolls back.
+-- key and unique constraints unless p_keep_constraints, and returns the
+-- statements that re-create them, for _reinstate. Refuses (DAT07) when
+-- another table's foreign key depends on one it would drop. Only useful
+-- inside a transaction that ends by reinstating them, or rolls back.
 declare
     v_index record;
     v_statements jsonb := '[]'::jsonb;
 begin
-    if exists (
+    if not p_keep_constraints and exists (
         select from pg_constraint as f
         where f.contype = 'f' and f.confrelid = p_table and f.conrelid <> p_table
     ) then
@@ -64,7 +70,7 @@ begin
         select i.indexrelid::regclass as index_name, c.conname, c.oid as constraint_oid
         from pg_index as i
         left join pg_constraint as c on c.conindid = i.indexrelid and c.conrelid = p_table
-        where i.indrelid = p_table
+        where i.indrelid = p_table and not (p_keep_constraints and c.oid is not null)
     loop
         if v_index.conname is not null then
             v_statements := v_statements || to_jsonb(format(
@@ -99,5 +105,5 @@ end;
 $$;
 
 revoke all on function _suspend_foreign_keys(regclass) from public;
-revoke all on function _suspend_indexes(regclass) from public;
+revoke all on function _suspend_indexes(regclass, boolean) from public;
 revoke all on function _reinstate(jsonb) from public;

@@ -119,6 +119,7 @@ declare
     v_wellformed bigint;
     v_inserted bigint;
     v_rejected bigint;
+    v_suspended jsonb;
 begin
     select m.batch_id, m.migrated_at, m.file_name into v_done
     from migrated_files as m
@@ -141,6 +142,20 @@ begin
     end if;
     select count(*) into v_staged from pg_temp.judged_rows;
     select count(*) into v_lines_read from csv_lines;
+
+    -- An initial load (a large file, at least as many lines as the table has
+    -- rows by the statistics, which need no lock on it): its secondary
+    -- indexes are rebuilt once after the insert instead of grown a row at a
+    -- time. Dropping them locks the table until commit; nothing of this
+    -- transaction has touched it before, so no lock is upgraded.
+    if v_staged >= 100000 and v_staged >= (
+        select greatest(c.reltuples, s.n_live_tup)
+        from pg_class as c
+        left join pg_stat_all_tables as s on s.relid = c.oid
+        where c.oid = p_table::regclass
+    ) then
+        v_suspended := _suspend_indexes(p_table::regclass, p_keep_constraints => true);
+    end if;
 
     with outcome as materialized (
         select * from _insert_rows(p_table)
@@ -179,6 +194,10 @@ begin
         raise exception 'file % is not a CSV of %: no line has the % comma-separated fields (%) it needs',
             p_file, p_table, cardinality(v_cols), array_to_string(v_cols, ', ')
             using errcode = 'DAT04';
+    end if;
+
+    if v_suspended is not null then
+        perform _reinstate(v_suspended);
     end if;
 
     update ingest_batches

@@ -212,3 +212,36 @@ def test_foreign_keys_are_back_after_a_migration(db, tmp_path) -> None:
         ("employees_department_id_fkey", True, True),
         ("employees_job_id_fkey", True, True),
     ]
+
+
+def test_an_initial_load_rebuilds_the_secondary_indexes_once(db, tmp_path) -> None:
+    def indexes() -> dict[str, tuple[int, str]]:
+        rows = db.execute(
+            "select c.relname, c.oid, pg_get_indexdef(c.oid) from pg_index as i"
+            " join pg_class as c on c.oid = i.indexrelid"
+            " where i.indrelid = 'employees'::regclass"
+        ).fetchall()
+        return {name: (oid, definition) for name, oid, definition in rows}
+
+    generate(tmp_path, employees=100_000, bad_ratio=0.01)  # the smallest initial load
+    before = indexes()
+    db.commit()  # each migrate_file commits on its own only from outside a transaction
+    summary = migrate_dir(db, tmp_path)["employees"]
+    assert summary["inserted"] + summary["rejected"] == 100_000
+    rebuilt = indexes()
+    assert {n: d for n, (_, d) in rebuilt.items()} == {n: d for n, (_, d) in before.items()}
+    renewed = {n for n in before if rebuilt[n][0] != before[n][0]}
+    assert renewed == {"employees_department_id_idx", "employees_job_id_idx"}  # pkey kept
+
+    assert summary["by_reason"]["unknown_department"] < 1000  # both halves saw them
+    db.commit()
+    write(tmp_path, "hired_employees.csv", b"100001,Late Hire,2021-05-05T10:00:00Z,1,1\n")
+    assert migrate_dir(db, tmp_path)["employees"]["inserted"] == 1
+    assert indexes() == rebuilt  # a small file into a large table leaves them be
+
+
+def test_inside_a_transaction_one_session_judges_and_sees_it(db, tmp_path) -> None:
+    db.execute("insert into departments values (1, 'Sales'); insert into jobs values (1, 'Clerk')")
+    path = write(tmp_path, "hired_employees.csv", b"1,Ann,2021-01-01T00:00:00Z,1,1\n" * 2)
+    summary = migrate_file(db, "employees", path, two_sessions_from=TWO_SESSIONS)
+    assert (summary["inserted"], summary["by_reason"]) == (1, {"duplicate_in_batch": 1})
