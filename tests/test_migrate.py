@@ -30,8 +30,8 @@ def migrate_dir(
     }
 
 
-# A file is judged in one session, or split between two from this many lines.
-ONE_SESSION, TWO_SESSIONS = TWO_SESSIONS_FROM, 2
+# A file is judged in one session, or split between two from this many bytes.
+ONE_SESSION, TWO_SESSIONS = TWO_SESSIONS_FROM, 1
 
 
 @pytest.fixture
