@@ -10,7 +10,8 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +63,32 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     with db.connect(settings) as conn:
         installer.install(conn)
         for table, path in migrate.find_files(csv_dir):
-            with logs.timed() as took:
-                summary = migrate.migrate_file(conn, table, path)
+            with logs.timed() as took, _status_line(path.name) as status:
+                summary = migrate.migrate_file(conn, table, path, progress=status)
             print(migrate.describe(summary), flush=True)
             counts = {k: summary.get(k) for k in ("batch_id", "submitted", "inserted", "rejected")}
             logs.event(log, "migrate", source=f"csv:{path.name}", table=table,
                        status=summary["status"], **counts, **took)  # fmt: skip
     return 0
+
+
+@contextmanager
+def _status_line(label: str) -> Iterator[migrate.Progress | None]:
+    """One line on a terminal's stderr that each new phrase overwrites, and
+    that is erased at the end; nothing when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+
+    def show(text: str) -> None:
+        sys.stderr.write(f"\r\033[K{label}: {text}")
+        sys.stderr.flush()
+
+    try:
+        yield show
+    finally:
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:

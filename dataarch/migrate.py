@@ -40,6 +40,13 @@ TWO_SESSIONS_FROM = 2 << 20
 _CHUNK = 1 << 20
 
 
+Progress = Callable[[str], None]  # told what a migration is doing, a phrase at a time
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
 class MigrationError(RuntimeError):
     """A file could not be migrated at all; nothing of it was loaded."""
 
@@ -67,22 +74,32 @@ def migrate_file(
     conn: psycopg.Connection,
     table: str,
     path: Path,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
     two_sessions_from: int = TWO_SESSIONS_FROM,
 ) -> dict:
     """Load one file in one transaction; return ingest_csv_lines' summary. A
     file of at least `two_sessions_from` bytes is judged by two sessions at
     once (the second one changes nothing but its own temporary tables),
-    unless conn is already inside a transaction."""
-    digest = sha256_of(path)
+    unless conn is already inside a transaction. `progress` is told what is
+    happening, a short phrase at a time."""
+    report = progress or _quiet
     # inside a caller's transaction, a helper would not see what it changed
     alone = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+    digest = sha256_of(path)
+    with conn.transaction():  # a rerun reads no file again
+        done = conn.execute(
+            "select already_migrated(%s, %s, %s)", (table, path.name, digest)
+        ).fetchone()[0]
+    if done is not None:
+        return done
     helper = None if alone or path.stat().st_size < two_sessions_from else _helper(conn)
     with conn.transaction(), helper or nullcontext():
         if helper:
-            _judge_in_two_sessions(conn, helper, table, path, progress)
+            lines = _judge_in_two_sessions(conn, helper, table, path, report)
+            report(f"inserting and logging {lines:,} lines")
         else:
-            _copy_lines(conn, path, progress)  # ingest_csv_lines judges them
+            lines = _copy_lines(conn, path, report)
+            report(f"judging, inserting and logging {lines:,} lines")
         try:
             row = conn.execute(
                 "select ingest_csv_lines(%s, %s, %s)", (table, path.name, digest)
@@ -95,18 +112,17 @@ def migrate_file(
     return row[0]
 
 
-def _copy_lines(
-    conn: psycopg.Connection, path: Path, progress: Callable[[int], None] | None
-) -> int:
+def _copy_lines(conn: psycopg.Connection, path: Path, report: Progress) -> int:
     """The file's lines into pg_temp.csv_lines, numbered from 1; returns how many."""
     conn.execute(CREATE_CSV_LINES)
     cursor = conn.cursor()
+    size, done = path.stat().st_size / 1e6, 0
     try:
         with cursor.copy(COPY_RAW_LINES) as copy, path.open("rb") as f:
             for chunk in iter(lambda: f.read(_CHUNK), b""):
                 copy.write(chunk)
-                if progress:
-                    progress(len(chunk))
+                done += len(chunk)
+                report(f"reading {done / 1e6:.1f} of {size:.1f} MB")
     except (psycopg.errors.DataError, psycopg.errors.BadCopyFileFormat) as exc:
         raise MigrationError(
             f"{path.name} is not a UTF-8 text CSV file ({exc.diag.message_primary});"
@@ -125,29 +141,29 @@ def _helper(conn: psycopg.Connection) -> psycopg.Connection | None:
 
 
 def _judge_in_two_sessions(
-    conn: psycopg.Connection,
-    helper: psycopg.Connection,
-    table: str,
-    path: Path,
-    progress: Callable[[int], None] | None,
-) -> None:
+    conn: psycopg.Connection, helper: psycopg.Connection, table: str, path: Path, report: Progress
+) -> int:
     """Both sessions COPY the file (the same COPY numbers its lines the same
     way), then judge half of its lines each, at the same time; the helper's
     verdicts are copied into this transaction's pg_temp.judged_rows. Judging
     is per line and most of a migration's work; inserting stays in the one
-    transaction that commits."""
+    transaction that commits. Returns the number of lines."""
 
-    def judge(session: psycopg.Connection, second_half: bool, report: Callable | None) -> None:
-        half = _copy_lines(session, path, report) // 2
-        first, last = (half + 1, None) if second_half else (1, half)
+    def judge(session: psycopg.Connection, second_half: bool, report: Progress) -> int:
+        lines = _copy_lines(session, path, report)
+        first, last = (lines // 2 + 1, None) if second_half else (1, lines // 2)
+        if not second_half:
+            report(f"judging {lines:,} lines in two sessions")
         session.execute("select judge_csv_lines(%s, %s, %s)", (table, first, last))
+        return lines
 
     with helper.transaction(), ThreadPoolExecutor(1) as other_core:
-        theirs = other_core.submit(judge, helper, True, None)
-        judge(conn, False, progress)
+        theirs = other_core.submit(judge, helper, True, _quiet)
+        lines = judge(conn, False, report)
         theirs.result()
         _pipe(helper, "copy judged_rows to stdout (format binary)",
               conn, "copy judged_rows from stdin (format binary)")  # fmt: skip
+    return lines
 
 
 def _pipe(

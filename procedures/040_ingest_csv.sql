@@ -93,6 +93,22 @@ begin
 end;
 $$;
 
+create or replace function already_migrated(p_table text, p_file text, p_sha256 text)
+returns jsonb
+language sql stable
+set search_path = pg_catalog, public
+as $$
+    -- The summary ingest_csv_lines gives for a file whose content (p_sha256)
+    -- was migrated into p_table before, or NULL. dataarch migrate asks first,
+    -- so a rerun reads no file again.
+    select jsonb_build_object(
+        'status', 'already_migrated', 'table', p_table, 'file', p_file,
+        'batch_id', m.batch_id, 'migrated_at', m.migrated_at, 'as_file', m.file_name
+    )
+    from migrated_files as m
+    where m.table_name = p_table and m.sha256 = p_sha256
+$$;
+
 create or replace function ingest_csv_lines(p_table text, p_file text, p_sha256 text)
 returns jsonb
 language plpgsql
@@ -112,7 +128,7 @@ as $$
 declare
     v_cols text[] := _require_table(p_table);
     v_source text := 'csv:' || p_file;
-    v_done record;
+    v_done jsonb;
     v_batch_id bigint;
     v_lines_read bigint;
     v_staged bigint;
@@ -121,15 +137,9 @@ declare
     v_rejected bigint;
     v_suspended jsonb;
 begin
-    select m.batch_id, m.migrated_at, m.file_name into v_done
-    from migrated_files as m
-    where m.table_name = p_table and m.sha256 = p_sha256;
-    if found then
-        return jsonb_build_object(
-            'status', 'already_migrated', 'table', p_table, 'file', p_file,
-            'batch_id', v_done.batch_id, 'migrated_at', v_done.migrated_at,
-            'as_file', v_done.file_name
-        );
+    v_done := already_migrated(p_table, p_file, p_sha256);
+    if v_done is not null then
+        return v_done;
     end if;
 
     insert into ingest_batches (table_name, source, mode)
@@ -227,4 +237,5 @@ revoke all on function _split_csv_line(text) from public;
 revoke all on function _split_quoted_csv_line(text) from public;
 revoke all on function _csv_line_fields(bigint, text) from public;
 revoke all on function judge_csv_lines(text, bigint, bigint) from public;
+revoke all on function already_migrated(text, text, text) from public;
 revoke all on function ingest_csv_lines(text, text, text) from public;

@@ -245,3 +245,17 @@ def test_inside_a_transaction_one_session_judges_and_sees_it(db, tmp_path) -> No
     path = write(tmp_path, "hired_employees.csv", b"1,Ann,2021-01-01T00:00:00Z,1,1\n" * 2)
     summary = migrate_file(db, "employees", path, two_sessions_from=TWO_SESSIONS)
     assert (summary["inserted"], summary["by_reason"]) == (1, {"duplicate_in_batch": 1})
+
+
+def test_progress_names_each_phase_and_a_rerun_reads_nothing(db, tmp_path) -> None:
+    path = write(tmp_path, "departments.csv", REFERENCE)
+    phases: list[str] = []
+    migrate_file(db, "departments", path, progress=phases.append, two_sessions_from=TWO_SESSIONS)
+    assert phases == [
+        "reading 0.0 of 0.0 MB",
+        "judging 2 lines in two sessions",
+        "inserting and logging 2 lines",
+    ]
+    again: list[str] = []
+    summary = migrate_file(db, "departments", path, progress=again.append)
+    assert (summary["status"], again) == ("already_migrated", [])
