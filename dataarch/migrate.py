@@ -1,6 +1,8 @@
 """Historical CSV migration: stream each file's raw lines into the database
 with COPY, then let ingest_csv_lines validate and load them with the same core
-as ingest_batch. Python only moves bytes and prints the summary.
+as ingest_batch. Python moves bytes, reports progress and, for a large file,
+has a second session judge half of the lines (judge_csv_lines) while the
+first judges the other half; the rules stay in SQL.
 """
 
 from __future__ import annotations
