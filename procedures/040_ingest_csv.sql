@@ -150,7 +150,6 @@ begin
     if not exists (select from pg_temp.judged_rows) then
         perform judge_csv_lines(p_table, 1, null);
     end if;
-    select count(*) into v_staged from pg_temp.judged_rows;
     select count(*) into v_lines_read from csv_lines;
 
     -- An initial load (a large file, at least as many lines as the table has
@@ -158,7 +157,7 @@ begin
     -- indexes are rebuilt once after the insert instead of grown a row at a
     -- time. Dropping them locks the table until commit; nothing of this
     -- transaction has touched it before, so no lock is upgraded.
-    if v_staged >= 100000 and v_staged >= (
+    if v_lines_read >= 100000 and v_lines_read >= (
         select greatest(c.reltuples, s.n_live_tup)
         from pg_class as c
         left join pg_stat_all_tables as s on s.relid = c.oid
@@ -186,8 +185,8 @@ begin
                 p_table, cardinality(v_cols), array_to_string(v_cols, ', ')
             ) else _rejection_message(o.field, o.reason_code, rc.description) end,
             _constraint_for(p_table, o.field, o.reason_code), rc.sqlstate, v_source
-        -- only the rejected lines meet csv_lines and incoming_rows: joined
-        -- first, every line of the file paid for two lookups (1.4 s a million)
+        -- only the rejected lines are joined to their raw text: joined first,
+        -- every line of the file paid for the lookups (1.4 s a million)
         from (select * from outcome where reason_code is not null offset 0) as o
         join reason_codes as rc on rc.reason_code = o.reason_code
         join csv_lines as c on c.line_number = o.idx
@@ -199,6 +198,7 @@ begin
         (select count(*) from logged where reason_code <> 'malformed_line')
     into v_inserted, v_rejected, v_wellformed;
     v_wellformed := v_wellformed + v_inserted;
+    v_staged := v_inserted + v_rejected;  -- every judged line comes back once
 
     if v_wellformed = 0 and v_staged > 0 then
         raise exception 'file % is not a CSV of %: no line has the % comma-separated fields (%) it needs',
