@@ -34,7 +34,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 def _db(args: argparse.Namespace, settings: Settings) -> int:
     cluster = db.embedded_cluster(settings)
-    if args.action in ("start", "stop", "status") and not settings.embedded:
+    if args.action in ("start", "stop") and not settings.embedded:
         print("DATABASE_URL or PG* variables are set: the embedded server is not in use.")
         return 0 if args.action != "start" else 1
     if args.action == "start":
@@ -44,17 +44,45 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
         cluster.stop()
         print("PostgreSQL stopped.")
     elif args.action == "status":
-        running = cluster.is_running()
-        print(f"embedded PostgreSQL at {cluster.root}: {'running' if running else 'stopped'}")
-        return 0 if running else 3
+        return _db_status(settings)
     elif args.action == "url":
         print(db.conninfo(settings))
     elif args.action == "init":
         with db.connect(settings) as conn:
-            changed = installer.install(conn)
+            applied = installer.install(conn)
             db.set_api_password(conn, settings)
             version = installer.schema_version(conn)
-        print(f"schema installed (version {version}; {len(changed)} file(s) changed)")
+        migrations = sum(name.startswith("schema/") for name in applied)
+        print(
+            f"schema version {version}: {migrations} migration(s) and"
+            f" {len(applied) - migrations} code file(s) applied"
+            if applied
+            else f"schema version {version}: up to date"
+        )
+    return 0
+
+
+def _db_status(settings: Settings) -> int:
+    """Where the database is, whether it runs, and what an install would change."""
+    if settings.embedded:
+        cluster = db.embedded_cluster(settings)
+        running = cluster.is_running()
+        print(f"embedded PostgreSQL at {cluster.root}: {'running' if running else 'stopped'}")
+        if not running:
+            return 3
+    with db.connect(settings) as conn:
+        todo = installer.plan(conn)
+    print(f"schema version: {todo.version}")
+    for sql_file in todo.pending:
+        print(f"  pending migration: {sql_file.name}")
+    for sql_file in todo.repeatable:
+        print(f"  code to apply: {sql_file.name}")
+    for name in todo.edited:
+        print(f"  EDITED after it was applied (install will refuse): {name}")
+    if todo.up_to_date:
+        print("  up to date")
+    else:
+        print("  run `dataarch db init` to apply")
     return 0
 
 

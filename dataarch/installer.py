@@ -1,64 +1,136 @@
-"""The SQL installer: applies schema/, procedures/ and views/ in numbered order.
+"""The SQL installer: forward-only migrations, then repeatable code.
 
-The CLI (`dataarch db init`), the app, the tests and the benchmarks all call
-`install`. Files run without query parameters, so `%` in RAISE is safe, and
-all of them in one transaction under an advisory lock, so a failed or
+`schema/NNN_*.sql` are migrations: each is applied once, in order, and
+recorded with its checksum in `installed_sql`; an applied file whose content
+changed is refused, because its change would never reach a database that
+already ran it (a change to a table is a new file with an ALTER).
+`procedures/` and `views/` are repeatable (CREATE OR REPLACE): applied when
+new or changed, and all of them again after any migration, which may have
+dropped what they define.
+
+The CLI (`dataarch db init|status`), the tests and the benchmarks all call
+this module. Files run without query parameters, so `%` in RAISE is safe,
+and all of them in one transaction under an advisory lock, so a failed or
 concurrent install leaves nothing half-applied.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
 from dataarch.settings import PROJECT_DIR
 
-SQL_DIRS = ("schema", "procedures", "views")
+MIGRATIONS_DIR = "schema"
+REPEATABLE_DIRS = ("procedures", "views")
 _LOCK_KEY = 0x64617461  # "data": serialises concurrent installers
 
 
 class InstallError(RuntimeError):
-    """An SQL file failed; the message names the file."""
+    """An SQL file failed or may not be applied; the message names the file."""
 
 
-def sql_files(project_dir: Path = PROJECT_DIR) -> list[Path]:
-    return [path for d in SQL_DIRS for path in sorted((project_dir / d).glob("*.sql"))]
+@dataclass(frozen=True)
+class SqlFile:
+    name: str  # "schema/002_employees.sql": the key in installed_sql
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    @property
+    def is_migration(self) -> bool:
+        return self.name.startswith(f"{MIGRATIONS_DIR}/")
 
 
-def install(conn: psycopg.Connection) -> list[str]:
-    """Apply every SQL file; return the names of those that changed since the last install."""
-    changed = []
+@dataclass
+class Plan:
+    """What an install would do to one database."""
+
+    version: str  # the last applied migration, or "none"
+    pending: list[SqlFile] = field(default_factory=list)  # migrations not yet applied
+    repeatable: list[SqlFile] = field(default_factory=list)  # code to (re)apply
+    edited: list[str] = field(default_factory=list)  # applied migrations changed since
+
+    @property
+    def up_to_date(self) -> bool:
+        return not (self.pending or self.repeatable or self.edited)
+
+
+def sql_files(project_dir: Path = PROJECT_DIR) -> list[SqlFile]:
+    """Every SQL file in the order it is applied."""
+    dirs = (MIGRATIONS_DIR, *REPEATABLE_DIRS)
+    return [
+        SqlFile(f"{d}/{path.name}", path.read_text())
+        for d in dirs
+        for path in sorted((project_dir / d).glob("*.sql"))
+    ]
+
+
+def _applied(conn: psycopg.Connection) -> dict[str, str]:
+    """file name -> sha256 of what was applied; empty for a database without the schema."""
+    if conn.execute("select to_regclass('installed_sql')").fetchone()[0] is None:
+        return {}
+    return dict(conn.execute("select file_name, sha256 from installed_sql").fetchall())
+
+
+def plan(conn: psycopg.Connection, project_dir: Path = PROJECT_DIR) -> Plan:
+    applied = _applied(conn)
+    files = sql_files(project_dir)
+    migrations = [f for f in files if f.is_migration]
+    done = [f for f in migrations if f.name in applied]
+    result = Plan(version=_version_of([f.name for f in done]))
+    result.edited = [f.name for f in done if applied[f.name] != f.sha256]
+    result.pending = [f for f in migrations if f.name not in applied]
+    result.repeatable = [
+        f
+        for f in files
+        if not f.is_migration and (result.pending or applied.get(f.name) != f.sha256)
+    ]
+    return result
+
+
+def install(conn: psycopg.Connection, project_dir: Path = PROJECT_DIR) -> list[str]:
+    """Apply pending migrations, then new or changed code, in one transaction;
+    return the names of the files applied (none when the database is current)."""
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        for path in sql_files():
-            name = f"{path.parent.name}/{path.name}"
-            text = path.read_text()
-            try:
-                conn.execute(text.encode())  # no parameters: sent as a simple query
-            except psycopg.Error as exc:
-                raise InstallError(f"{name}: {exc.diag.message_primary or exc}") from exc
-            digest = hashlib.sha256(text.encode()).hexdigest()
-            previous = conn.execute(
-                "insert into installed_sql (file_name, sha256) values (%s, %s)"
-                " on conflict (file_name) do update set sha256 = excluded.sha256,"
-                " installed_at = now()"
-                " returning (select sha256 from installed_sql where file_name = %s)",
-                (name, digest, name),
-            ).fetchone()
-            if previous is None or previous[0] != digest:
-                changed.append(name)
-    return changed
+        todo = plan(conn, project_dir)
+        if todo.edited:
+            raise InstallError(
+                f"{', '.join(todo.edited)}: already applied to this database with other"
+                " content. Applied migrations never change: restore the file"
+                f" (git checkout -- {' '.join(todo.edited)}) and put the change in a new"
+                f" {MIGRATIONS_DIR}/NNN_*.sql file."
+            )
+        for sql_file in [*todo.pending, *todo.repeatable]:
+            _apply(conn, sql_file)
+    return [f.name for f in [*todo.pending, *todo.repeatable]]
+
+
+def _apply(conn: psycopg.Connection, sql_file: SqlFile) -> None:
+    try:
+        conn.execute(sql_file.text.encode())  # no parameters: sent as a simple query
+    except psycopg.Error as exc:
+        raise InstallError(f"{sql_file.name}: {exc.diag.message_primary or exc}") from exc
+    conn.execute(
+        "insert into installed_sql (file_name, sha256) values (%s, %s)"
+        " on conflict (file_name) do update set sha256 = excluded.sha256, installed_at = now()",
+        (sql_file.name, sql_file.sha256),
+    )
+
+
+def _version_of(migration_names: list[str]) -> str:
+    return Path(max(migration_names)).stem if migration_names else "none"
 
 
 def schema_version(conn: psycopg.Connection) -> str:
-    """A short hash of the installed SQL; equal databases have equal versions."""
-    row = conn.execute(
-        "select left(md5(string_agg(file_name || sha256, ',' order by file_name)), 12)"
-        " from installed_sql"
-    ).fetchone()
-    return row[0] if row and row[0] else "none"
+    """The last migration applied to this database ("007_backup_catalog"), or "none"."""
+    return _version_of([n for n in _applied(conn) if n.startswith(f"{MIGRATIONS_DIR}/")])
 
 
 def load_for_pytest(host: str, port: int | str, user: str, dbname: str, **_: object) -> None:

@@ -36,11 +36,7 @@ $$;
 
 -- The rules take a field as (s, t): its text and its JSON type ('string',
 -- 'number', 'boolean', 'null', 'object', 'array'; NULL when absent). A CSV
--- field is a 'string', or absent when empty. The jsonb forms were replaced.
-drop function if exists _presence_problem(jsonb);
-drop function if exists _id_problem(jsonb);
-drop function if exists _name_problem(jsonb);
-drop function if exists _datetime_problem(jsonb);
+-- field is a 'string', or absent when empty.
 
 create or replace function _presence_problem(t text)
 returns text
@@ -106,10 +102,6 @@ as $$
         || '[Tt ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,6})?)?'
         || '([Zz]|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)$'
 $$;
-
--- The old forms took the pattern's capture groups, or checked every field.
-drop function if exists _datetime_problem(jsonb, text[]);
-drop function if exists _datetime_in_range(text);
 
 create or replace function _day_exists(s text)
 returns boolean

@@ -8,12 +8,6 @@
 -- to rebuild). The definitions come from the catalog, so schema/ stays the
 -- one source.
 
--- Earlier forms: foreign keys came back through their own function; all of
--- a table's indexes were suspended.
-drop function if exists _reinstate_foreign_keys(regclass, jsonb);
-drop function if exists _reinstate_indexes(jsonb);
-drop function if exists _suspend_indexes(regclass);
-
 create or replace function _suspend_foreign_keys(p_table regclass)
 returns jsonb
 language plpgsql

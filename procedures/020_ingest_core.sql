@@ -11,35 +11,6 @@
 -- verdicts are copied into the first one's transaction. _classify_rows reads
 -- both tables, so a batch is judged once whichever way it came.
 
--- The core took its rows as jsonb before incoming_rows existed.
-drop function if exists _ingest_rows(text, jsonb, boolean);
-drop function if exists _insert_rows(text, jsonb);
-drop function if exists _classify_rows(text, jsonb);
-
--- Before judged_rows, this took no argument; _classify_rows returned a table.
-drop function if exists _prepare_incoming_rows();
-drop function if exists _classify_rows(text);
-
--- A row's verdict: the first broken rule (reason_code, field), or the typed
--- values to insert. _judge_rows and _classify_rows return it, and
--- pg_temp.judged_rows keeps it.
-do $$
-begin
-    if to_regtype('judged_row') is null then
-        create type judged_row as (
-            idx bigint,  -- the row's index in its batch, or its CSV line number
-            reason_code text,
-            field text,
-            id integer,
-            name text,
-            hired timestamptz,
-            department_id integer,
-            job_id integer
-        );
-    end if;
-end;
-$$;
-
 create or replace function _prepare_incoming_rows(p_keep_judged boolean default false)
 returns void
 language plpgsql

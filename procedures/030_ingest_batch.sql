@@ -122,9 +122,6 @@ begin
 end;
 $$;
 
--- The idempotency key was added after the first release of this function.
-drop function if exists ingest_batch_json(text, text, text, text);
-
 create or replace function ingest_batch_json(
     p_table text,
     p_body text,

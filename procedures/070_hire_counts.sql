@@ -3,9 +3,6 @@
 -- INSERT/UPDATE/DELETE, whatever the number of rows, and keys are upserted
 -- in sorted order so concurrent batches never deadlock on them.
 
--- Written before _hire_counts_after_change upserted directly.
-drop function if exists _apply_hire_deltas(jsonb);
-
 create or replace function _hire_counts_after_change()
 returns trigger
 language plpgsql
