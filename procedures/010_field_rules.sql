@@ -129,11 +129,18 @@ create or replace function _datetime_problem(s text, t text)
 returns text
 language sql immutable parallel safe
 as $$
-    -- A hiring date is a string in _datetime_pattern's shape, on a real day.
+    -- A hiring date is a string in _datetime_pattern's shape, on a real day,
+    -- in the years 0001 to 9999 in UTC (employees_hiring_date_in_range).
+    -- Only years 0001 and 9999 can leave that range through their offset,
+    -- so only they pay for a cast here.
     select coalesce(_presence_problem(t), case
         when t <> 'string' then 'invalid_type'
         when s !~ _datetime_pattern() then 'invalid_datetime'
         when not _day_exists(s) then 'invalid_datetime'
+        when left(s, 4) in ('0001', '9999') and (
+            s::timestamptz < '0001-01-01 00:00:00+00'
+            or s::timestamptz >= '10000-01-01 00:00:00+00'
+        ) then 'datetime_out_of_range'
     end)
 $$;
 
@@ -149,6 +156,7 @@ as $$
         when p_reason = 'blank_string' then p_table || '_name_not_blank'
         when p_reason = 'too_long' then p_table || '_name_max_length'
         when p_reason = 'duplicate_id' then p_table || '_pkey'
+        when p_reason = 'datetime_out_of_range' then 'employees_hiring_date_in_range'
         when p_reason = 'unknown_department' then 'employees_department_id_fkey'
         when p_reason = 'unknown_job' then 'employees_job_id_fkey'
     end

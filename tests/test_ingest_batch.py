@@ -218,3 +218,25 @@ def test_nul_characters_are_a_clean_rejection(db) -> None:
 def test_body_that_is_not_json(db) -> None:
     with pytest.raises(psycopg.errors.InvalidTextRepresentation):
         db.execute("select ingest_batch_json('employees', %s)", ("[{,",))
+
+
+@pytest.mark.parametrize(
+    ("hiring_date", "reason"),
+    [
+        ("9999-12-31T23:59:59-14:00", "datetime_out_of_range"),  # year 10000 in UTC
+        ("0001-01-01T00:00:00+14:00", "datetime_out_of_range"),  # 1 BC in UTC
+        ("9999-12-31T23:59:59Z", None),
+        ("0001-01-01T00:00:00Z", None),
+        ("9999-12-31T09:59:59-14:00", None),
+    ],
+)
+def test_only_instants_a_backup_can_store_are_accepted(conn, hiring_date, reason) -> None:
+    load_reference_rows(conn)
+    result = ingest(conn, "employees", [employee(1, hiring_date=hiring_date)])
+    found = [r["reason_code"] for r in result["rejections"]]
+    assert found == ([reason] if reason else [])
+    if reason:
+        message = result["rejections"][0]["message"]
+        assert message == "hiring_date must be an instant in the years 0001 to 9999 in UTC"
+        with pytest.raises(psycopg.errors.CheckViolation, match="employees_hiring_date_in_range"):
+            conn.execute("insert into employees values (1, 'x', %s, 1, 1)", (hiring_date,))

@@ -136,3 +136,33 @@ def test_the_datetime_rule_matches_the_cast(conn: psycopg.Connection, text: str)
         and not text.startswith("0000") and 1 <= month <= 12 and day >= 1
     )  # fmt: skip
     assert (problem is None) == (cast_ok and means_what_it_says), (text, problem)
+
+
+# Every instant at the edges of the storable range, in every offset: accepted
+# exactly when it falls in the years 0001 to 9999 in UTC.
+EDGE_DAYS = {"0001-01-01": 0, "0001-01-02": 86400, "9999-12-30": -86400, "9999-12-31": 0}
+
+
+@settings(
+    max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    day=st.sampled_from(sorted(EDGE_DAYS)),
+    seconds=st.one_of(st.integers(0, 86399), st.sampled_from([0, 59, 86340, 86399])),
+    offset=st.one_of(st.just(None), st.integers(-(14 * 60 + 59), 14 * 60 + 59)),
+)
+def test_dates_stay_in_the_years_avro_and_iso_hold(
+    conn: psycopg.Connection, day: str, seconds: int, offset: int | None
+) -> None:
+    clock = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    zone = (
+        "Z"
+        if offset is None
+        else f"{'+' if offset >= 0 else '-'}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"
+    )
+    text = f"{day}T{clock}{zone}"
+    problem = conn.execute("select _datetime_problem(%s, 'string')", (text,)).fetchone()[0]
+    # seconds from the day's UTC midnight, shifted onto the day of the edge it is near
+    utc = seconds - 60 * (offset or 0) + EDGE_DAYS[day]
+    inside = utc >= 0 if day.startswith("0001") else utc < 86400
+    assert problem == (None if inside else "datetime_out_of_range"), text
