@@ -1,14 +1,17 @@
 """The HTTP client behind `dataarch ingest|get|rejections` (it replaces the
 seed's client.py). A CSV of any size goes up in batches of at most 1000 rows
-over one keep-alive connection; each batch carries an Idempotency-Key derived
-from its content, so a retried batch is never applied twice."""
+over one keep-alive connection. Each batch carries an Idempotency-Key made of
+this run's id and the batch's number: a retry of the batch within the run is
+never applied twice, and every run sends its rows anew (a key derived from
+the content would replay an earlier run's answer, for rows a restore may
+have removed since)."""
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
+import secrets
 import sys
 import time
 from collections import Counter
@@ -47,6 +50,7 @@ class IngestSummary:
     sent: int = 0
     inserted: int = 0
     rejected: int = 0
+    replayed: int = 0  # batches the server had applied already (a retry whose answer was lost)
     by_reason: Counter[str] = field(default_factory=Counter)
     refused: list[str] = field(default_factory=list)
 
@@ -86,8 +90,7 @@ class ApiClient:
             raise ApiError(response.status_code, problem)
         return response.json()
 
-    def post_rows(self, table: str, body: bytes) -> dict[str, Any]:
-        key = hashlib.sha256(table.encode() + b"\n" + body).hexdigest()
+    def post_rows(self, table: str, body: bytes, key: str) -> dict[str, Any]:
         return self.request(
             "POST",
             f"/tables/{table}/rows",
@@ -136,15 +139,17 @@ def ingest_file(client: ApiClient, table: str, path: Path) -> IngestSummary:
     with path.open("rb") as f:
         total = sum(1 for line in f if line.strip())
     summary = IngestSummary()
+    run = secrets.token_hex(8)
     for batch in batches(csv_rows(path, table)):
         body = json.dumps(batch, ensure_ascii=False).encode()
         summary.batches += 1
         summary.sent += len(batch)
         try:
-            result = client.post_rows(table, body)
+            result = client.post_rows(table, body, f"dataarch-ingest-{run}-{summary.batches}")
         except (ApiError, httpx.TransportError) as exc:
             summary.refused.append(f"batch {summary.batches}: {exc}")
         else:
+            summary.replayed += bool(result.get("replayed"))
             summary.inserted += result["inserted"]
             summary.rejected += result["rejected"]
             summary.by_reason.update(r["reason_code"] for r in result["rejections"])
@@ -160,6 +165,8 @@ def describe(summary: IngestSummary) -> str:
         f"sent {summary.sent} rows in {summary.batches} batches: {summary.inserted} inserted,"
         f" {summary.rejected} rejected"
     ]
+    if summary.replayed:
+        lines.append(f"  {summary.replayed} batch(es) had been applied by an earlier attempt")
     lines += [f"  {reason}: {n}" for reason, n in sorted(summary.by_reason.items())]
     lines += [f"  refused {refusal}" for refusal in summary.refused]
     return "\n".join(lines)

@@ -140,7 +140,7 @@ as $$
 -- becomes \uFFFF first and the rows holding it are rejected as
 -- invalid_character instead of the whole batch failing. With an idempotency
 -- key, a repeat of the same request within 24 hours returns the first
--- response and writes nothing; the key with a different request is refused
+-- response, marked "replayed": true, and writes nothing; the key with a different request is refused
 -- (DAT05). After 24 hours a key is forgotten and may be used again.
 declare
     v_rows jsonb;
@@ -190,7 +190,7 @@ begin
                     using errcode = 'DAT05',
                         hint = 'Use a new key for a new batch.';
             end if;
-            return v_seen.response;
+            return v_seen.response || '{"replayed": true}';
         end if;
     end if;
 

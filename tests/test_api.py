@@ -105,7 +105,7 @@ def test_idempotent_replay(client, conn) -> None:
     first = post(client, "employees", [employee(1), employee(2, job_id=99)], headers)
     again = post(client, "employees", [employee(1), employee(2, job_id=99)], headers)
     assert first.status_code == again.status_code == 200
-    assert first.json() == again.json()
+    assert again.json() == {**first.json(), "replayed": True}
     counts = conn.execute(
         "select (select count(*) from ingest_batches where table_name = 'employees'),"
         " (select count(*) from ingest_errors), (select count(*) from employees)"
@@ -192,4 +192,4 @@ def test_health_and_openapi_need_no_token(client) -> None:
 
 def test_app_refuses_to_start_without_a_token(dsn) -> None:
     with pytest.raises(RuntimeError, match="DATAARCH_API_TOKEN"):
-        create_app(api_settings(dsn, api_tokens=()))
+        create_app(api_settings(dsn, tokens=()))

@@ -17,6 +17,7 @@ from conftest import (
     PROJECT,
     SEED_DATA,
     cli_env,
+    dataarch,
     employee,
     load_reference_rows,
     requires_seed_data,
@@ -57,7 +58,7 @@ def test_client_uploads_the_real_challenge_file(server, dsn, conn) -> None:
     assert conn.execute("select count(*) from employees").fetchone()[0] == 1929
 
 
-def test_client_batches_and_a_rerun_applies_nothing_twice(server, dsn, conn, tmp_path) -> None:
+def test_client_batches_and_a_rerun_inserts_nothing_twice(server, dsn, conn, tmp_path) -> None:
     generate(tmp_path, employees=2500, bad_ratio=0.02)
     for table, name in [("departments", "departments"), ("jobs", "jobs")]:
         assert (
@@ -67,10 +68,15 @@ def test_client_batches_and_a_rerun_applies_nothing_twice(server, dsn, conn, tmp
     first = run_client(dsn, server, "ingest", "employees", path)
     assert first.returncode == 0, first.stderr
     assert "sent 2500 rows in 3 batches" in first.stdout
+    stored = conn.execute("select count(*) from employees").fetchone()[0]
     batches = conn.execute("select count(*) from ingest_batches").fetchone()[0]
+    # a second run sends again, and the rows already there are rejected and logged
     second = run_client(dsn, server, "ingest", "employees", path)
-    assert second.stdout == first.stdout  # the same responses, replayed
-    assert conn.execute("select count(*) from ingest_batches").fetchone()[0] == batches
+    assert "sent 2500 rows in 3 batches: 0 inserted, 2500 rejected" in second.stdout
+    repeats = int(first.stdout.split("duplicate_id: ")[1].split()[0])  # across batches
+    assert f"duplicate_id: {stored + repeats}" in second.stdout
+    assert conn.execute("select count(*) from employees").fetchone()[0] == stored
+    assert conn.execute("select count(*) from ingest_batches").fetchone()[0] == batches + 3
 
 
 def test_client_exits_non_zero_when_refused(server, dsn, tmp_path) -> None:
@@ -176,3 +182,59 @@ def test_connections_the_server_dropped_are_replaced_unseen(server, conn) -> Non
     assert ended >= 2
     time.sleep(0.2)  # the sessions have closed their sockets
     assert [post(k * 10 + 1) for k in range(4, 10)] == [200] * 6
+
+
+# -- the client sends; it never replays a batch of another run -----------------------
+
+
+def _employees_file(path, ids: range) -> str:
+    path.write_text("".join(f"{i},Person {i},2021-03-01T00:00:00Z,1,1\n" for i in ids))
+    return str(path)
+
+
+def test_a_file_holding_its_lines_twice_sends_them_twice(server, dsn, conn, tmp_path) -> None:
+    load_reference_rows(conn)
+    twice = tmp_path / "twice.csv"
+    lines = "".join(f"{i},Person {i},2021-03-01T00:00:00Z,1,1\n" for i in range(1, 1001))
+    twice.write_text(lines + lines)
+    done = run_client(dsn, server, "ingest", "employees", str(twice))
+    assert "sent 2000 rows in 2 batches: 1000 inserted, 1000 rejected" in done.stdout, done.stdout
+    assert "duplicate_id: 1000" in done.stdout
+    logged = conn.execute(
+        "select count(*) from ingest_errors where reason_code = 'duplicate_id'"
+    ).fetchone()[0]
+    assert logged == 1000 == conn.execute("select count(*) from employees").fetchone()[0]
+
+
+def test_a_file_sent_again_after_a_restore_is_inserted_again(server, dsn, conn, tmp_path) -> None:
+    load_reference_rows(conn)
+    backups = {"DATAARCH_BACKUP_DIR": str(tmp_path / "backups")}
+    assert dataarch(dsn, "backup", "employees", **backups).returncode == 0
+    late = _employees_file(tmp_path / "late.csv", range(1, 1501))
+    first = run_client(dsn, server, "ingest", "employees", late)
+    assert "1500 inserted" in first.stdout
+    restored = dataarch(dsn, "restore", "employees", **backups)
+    assert restored.returncode == 0, restored.stderr
+    assert conn.execute("select count(*) from employees").fetchone()[0] == 0
+    again = run_client(dsn, server, "ingest", "employees", late)
+    assert "1500 inserted, 0 rejected" in again.stdout, again.stdout
+    assert conn.execute("select count(*) from employees").fetchone()[0] == 1500
+
+
+def test_a_restore_forgets_the_keys_of_the_tables_batches(server, dsn, conn, tmp_path) -> None:
+    """A client's own Idempotency-Key, sent again after a restore removed its
+    rows, applies the batch again instead of answering with the old response."""
+    load_reference_rows(conn)
+    backups = {"DATAARCH_BACKUP_DIR": str(tmp_path / "backups")}
+    assert dataarch(dsn, "backup", "employees", **backups).returncode == 0
+    headers = {**JSON_AUTH, "Idempotency-Key": "client-chosen-1"}
+    body = [employee(7)]
+    first = httpx.post(f"{server}/tables/employees/rows", json=body, headers=headers)
+    assert first.json()["inserted"] == 1
+    assert dataarch(dsn, "restore", "employees", **backups).returncode == 0
+    again = httpx.post(f"{server}/tables/employees/rows", json=body, headers=headers)
+    assert again.json()["inserted"] == 1 and "replayed" not in again.json()
+    replay = httpx.post(f"{server}/tables/employees/rows", json=body, headers=headers)
+    assert (
+        replay.json()["replayed"] is True and replay.json()["batch_id"] == again.json()["batch_id"]
+    )
