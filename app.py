@@ -24,6 +24,7 @@ from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
     NotFoundException,
+    PermissionDeniedException,
     ValidationException,
 )
 from litestar.handlers.base import BaseRouteHandler
@@ -39,11 +40,21 @@ from litestar.plugins.problem_details import (
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from backup import BackupInfo, RestoreError, backup_tables, list_backups, restore_table
+from backup import (
+    BackupError,
+    BackupInfo,
+    BusyError,
+    RestoreResult,
+    StorageError,
+    backup_tables,
+    list_backups,
+    restore_table,
+)
 from backup.store import backup_files
+from backup.store import newest as store_newest
 from dataarch import db
 from dataarch.logs import event, timed
-from dataarch.settings import Settings
+from dataarch.settings import ApiToken, Settings
 from reports import PAGES, load_data, render_page
 
 log = logging.getLogger("dataarch.api")
@@ -67,7 +78,9 @@ SQLSTATE_TO_HTTP = {
     "57": 503,  # operator intervention: shutdown, crash recovery
     "40": 503,  # serialization failure or deadlock: retry
     "25006": 503,  # read-only transaction (a standby)
+    "55P03": 503,  # lock not available within lock_timeout: a restore holds the table
 }
+RETRY_SOON = {"Retry-After": "1"}  # on every 503: the cause passes by itself
 
 
 def http_status(sqlstate: str | None) -> int:
@@ -108,8 +121,8 @@ class RejectionPage:
 
 @dataclass
 class Health:
-    status: Literal["ok", "unavailable"]
-    database: Literal["up", "down"]
+    status: Literal["ok", "degraded", "unavailable"]
+    database: Literal["up", "busy", "down"]
 
 
 @dataclass
@@ -129,11 +142,14 @@ def _problems(*statuses: int) -> dict[int, ResponseSpec]:
     descriptions = {
         400: "malformed request: not JSON, not an array of objects, bad parameter",
         401: "missing or wrong bearer token",
+        403: "the token's scope does not allow this route",
         404: "unknown table or row",
+        409: "a backup or restore of the table is running; retry later",
         413: f"body larger than {MAX_BODY_BYTES} bytes",
         415: "Content-Type is not application/json",
         422: "0 or more than 1000 rows, or an Idempotency-Key reused for another body",
         503: "the database is unavailable; retry later",
+        507: "no space left for the backup",
     }
     return {
         s: ResponseSpec(
@@ -172,17 +188,25 @@ class _RowsOperation(Operation):
 # -- auth and checks ----------------------------------------------------------------------
 
 
-async def require_token(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """Bearer token, compared in constant time against every configured token.
+async def require_token(connection: ASGIConnection, route: BaseRouteHandler) -> None:
+    """Bearer token, compared in constant time against every configured token,
+    and allowed the route's scope (opt["scope"]: read, ingest or admin).
     Async although it never awaits: Litestar runs a sync guard in a worker
     thread, a hop of its own on every request."""
     scheme, _, presented = connection.headers.get("authorization", "").partition(" ")
-    tokens: tuple[bytes, ...] = connection.app.state.tokens
-    matches = [hmac.compare_digest(presented.strip().encode(), t) for t in tokens]
-    if scheme.lower() != "bearer" or not any(matches):
+    tokens: tuple[tuple[bytes, ApiToken], ...] = connection.app.state.tokens
+    offered = presented.strip().encode()
+    found = [token for value, token in tokens if hmac.compare_digest(offered, value)]
+    if scheme.lower() != "bearer" or not found:
         raise NotAuthorizedException(
             "send a valid API token as 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": 'Bearer realm="dataarch"'},
+        )
+    scope = route.opt.get("scope", "admin")  # a route that forgot to say is admin-only
+    if not found[0].allows(scope):
+        raise PermissionDeniedException(
+            f"this token's scope is {found[0].scope}; this route needs {scope}",
+            headers={"WWW-Authenticate": f'Bearer realm="dataarch", scope="{scope}"'},
         )
 
 
@@ -212,6 +236,7 @@ TablePath = Annotated[str, PathParameter(description="departments, jobs or emplo
 @post(
     "/tables/{table:str}/rows",
     status_code=200,
+    opt={"scope": "ingest"},
     operation_class=_RowsOperation,
     summary="Ingest 1-1000 rows into a table",
     description=(
@@ -220,7 +245,7 @@ TablePath = Annotated[str, PathParameter(description="departments, jobs or emplo
         " inserted or none. Repeating a request with the same Idempotency-Key returns the"
         " first response and changes nothing."
     ),
-    responses=_problems(400, 401, 404, 413, 415, 422, 503),
+    responses=_problems(400, 401, 403, 404, 413, 415, 422, 503),
 )
 async def post_rows(
     request: Request,
@@ -259,8 +284,9 @@ async def post_rows(
 
 @get(
     "/tables/{table:str}/rows/{row_id:str}",
+    opt={"scope": "read"},
     summary="One row by id",
-    responses=_problems(400, 401, 404, 503),
+    responses=_problems(400, 401, 403, 404, 503),
 )
 async def get_row(
     request: Request,
@@ -278,8 +304,9 @@ async def get_row(
 
 @get(
     "/tables/{table:str}/rejections",
+    opt={"scope": "read"},
     summary="Logged rejections of a table, newest first",
-    responses=_problems(400, 401, 404, 503),
+    responses=_problems(400, 401, 403, 404, 503),
 )
 async def get_rejections(
     request: Request,
@@ -301,13 +328,15 @@ async def get_rejections(
 class RestoreRequest:
     file: str | None = None
     """A backup's file name as GET /tables/{table}/backups lists it; default: the newest."""
+    dry_run: bool = False
+    """Say what the restore would change, and change nothing."""
 
 
 @dataclass
-class RestoreResult:
-    table: str
-    file: str
-    rows: int
+class BackupMade:
+    set: str
+    files: list[BackupInfo]
+    pruned: list[str]
 
 
 def _api_connection(request: Request) -> psycopg.Connection:
@@ -315,30 +344,68 @@ def _api_connection(request: Request) -> psycopg.Connection:
     return psycopg.connect(db.api_conninfo(settings), options=db.SESSION_OPTIONS, connect_timeout=3)
 
 
+def _backup(request: Request, tables: list[str] | None, codec: str, keep: int | None,
+            keep_days: float | None) -> BackupMade:  # fmt: skip
+    settings: Settings = request.app.state.settings
+    with _api_connection(request) as conn:
+        made = backup_tables(conn, tables, settings.backup_dir, codec, keep, keep_days)
+    event(log, "backup", set=made.name, tables=[f.table for f in made.files],
+          pruned=[p.name for p in made.pruned])  # fmt: skip
+    return BackupMade(made.name, made.files, [p.name for p in made.pruned])
+
+
+CodecQuery = Annotated[Literal["deflate", "snappy", "null"], QueryParameter()]
+KeepQuery = Annotated[
+    int | None, QueryParameter(ge=1, le=100_000, description="keep the newest N of each table")
+]
+KeepDaysQuery = Annotated[
+    float | None, QueryParameter(gt=0, le=100_000, description="delete those older than N days")
+]
+
+
 @post(
     "/tables/{table:str}/backups",
     status_code=201,
     sync_to_thread=True,
-    summary="Write an Avro backup of a table",
-    responses=_problems(400, 401, 404, 503),
+    opt={"scope": "admin"},
+    summary="Write an Avro backup of a table (a set of one file)",
+    description="Retention (keep, keep_days) goes by the time in each file's header and"
+    " never removes the file just written; `pruned` names what it removed.",
+    responses=_problems(400, 401, 403, 404, 503, 507),
 )
 def post_backup(
     request: Request,
     table: TablePath,
-    codec: Annotated[Literal["deflate", "snappy", "null"], QueryParameter()] = "deflate",
-    keep: Annotated[int | None, QueryParameter(ge=1, le=100_000)] = None,
-) -> BackupInfo:
-    _known_table(table)
-    with _api_connection(request) as conn:
-        (info,) = backup_tables(conn, [table], request.app.state.settings.backup_dir, codec, keep)
-    return info
+    codec: CodecQuery = "deflate",
+    keep: KeepQuery = None,
+    keep_days: KeepDaysQuery = None,
+) -> BackupMade:
+    return _backup(request, [_known_table(table)], codec, keep, keep_days)
+
+
+@post(
+    "/backups",
+    status_code=201,
+    sync_to_thread=True,
+    opt={"scope": "admin"},
+    summary="Write a full backup set: every table and the ingest log, from one snapshot",
+    responses=_problems(400, 401, 403, 503, 507),
+)
+def post_backup_set(
+    request: Request,
+    codec: CodecQuery = "deflate",
+    keep: KeepQuery = None,
+    keep_days: KeepDaysQuery = None,
+) -> BackupMade:
+    return _backup(request, None, codec, keep, keep_days)
 
 
 @get(
     "/tables/{table:str}/backups",
     sync_to_thread=True,
-    summary="The backups of a table, oldest first, with row counts and times",
-    responses=_problems(401, 404),
+    opt={"scope": "admin"},
+    summary="The backups of a table, oldest first; an unreadable file says why in `problem`",
+    responses=_problems(401, 403, 404),
 )
 def get_backups(request: Request, table: TablePath) -> list[BackupInfo]:
     return list_backups(request.app.state.settings.backup_dir, _known_table(table))
@@ -348,25 +415,42 @@ def get_backups(request: Request, table: TablePath) -> list[BackupInfo]:
     "/tables/{table:str}/restore",
     status_code=200,
     sync_to_thread=True,
+    opt={"scope": "admin"},
     summary="Replace a table's rows with a backup (default: the newest)",
     description=(
         "One transaction: the table is locked, emptied, loaded and checked (constraints,"
         " references, row count and checksum) before commit; on any problem it is unchanged."
+        " Only a state a backup of this database recorded is accepted. The answer says how"
+        " many rows were added, removed and changed; with dry_run nothing changes."
     ),
-    responses=_problems(400, 401, 404, 422, 503),
+    responses=_problems(400, 401, 403, 404, 409, 422, 503),
 )
 def post_restore(
-    request: Request, table: TablePath, data: JSONBody[RestoreRequest | None] = None
+    request: Request,
+    table: TablePath,
+    data: JSONBody[RestoreRequest | None] = None,
+    dry_run: Annotated[bool, QueryParameter()] = False,
 ) -> RestoreResult:
     _known_table(table)
-    files = {p.name: p for p in backup_files(request.app.state.settings.backup_dir, table)}
-    wanted = data.file if data and data.file else (max(files) if files else None)
+    settings: Settings = request.app.state.settings
+    files = {p.name: p for p in backup_files(settings.backup_dir, table)}
+    if data and data.file:
+        wanted = data.file
+    else:
+        newest = store_newest(settings.backup_dir, table)
+        wanted = newest.file if newest else None
     if wanted is None or wanted not in files:
         raise NotFoundException(f"no backup of {table} named {wanted}" if wanted else
                                 f"{table} has no backup yet")  # fmt: skip
     with _api_connection(request) as conn:
-        rows = restore_table(conn, table, files[wanted])
-    return RestoreResult(table=table, file=wanted, rows=rows)
+        done = restore_table(
+            conn, table, files[wanted], dry_run=dry_run or bool(data and data.dry_run),
+            catalogued_only=True, lock_timeout=settings.lock_timeout,
+        )  # fmt: skip
+    if not done.dry_run:
+        event(log, "restore", table=table, file=wanted, rows=done.rows, added=done.added,
+              removed=done.removed, changed=done.changed)  # fmt: skip
+    return done
 
 
 # KPI name -> (SQL function, output columns as the CSV header names them)
@@ -428,9 +512,10 @@ async def _kpi_response(request: Request, name: str, year: int, fmt: str | None)
 
 @get(
     "/kpis/hires-by-quarter",
+    opt={"scope": "read"},
     summary="KPI 1: hires by quarter (JSON, or CSV with Accept: text/csv or ?format=csv)",
     description=KPI_DESCRIPTIONS["hires-by-quarter"],
-    responses=_problems(400, 401, 503),
+    responses=_problems(400, 401, 403, 503),
 )
 async def kpi_hires_by_quarter(
     request: Request, year: YearQuery = 2021, fmt: FormatQuery = None
@@ -440,9 +525,10 @@ async def kpi_hires_by_quarter(
 
 @get(
     "/kpis/departments-above-mean",
+    opt={"scope": "read"},
     summary="KPI 2: departments hiring above the mean (JSON, or CSV)",
     description=KPI_DESCRIPTIONS["departments-above-mean"],
-    responses=_problems(400, 401, 503),
+    responses=_problems(400, 401, 403, 503),
 )
 async def kpi_departments_above_mean(
     request: Request, year: YearQuery = 2021, fmt: FormatQuery = None
@@ -459,9 +545,10 @@ def _report(request: Request, name: str, year: int) -> Response[str]:
 
 @get(
     ["/reports", "/reports/"],
+    opt={"scope": "read"},
     sync_to_thread=True,
     summary="The reports' index page (self-contained HTML)",
-    responses=_problems(400, 401, 503),
+    responses=_problems(400, 401, 403, 503),
 )
 def report_index(request: Request, year: YearQuery = 2021) -> Response[str]:
     return _report(request, "index", year)
@@ -469,9 +556,10 @@ def report_index(request: Request, year: YearQuery = 2021) -> Response[str]:
 
 @get(
     "/reports/{page:str}",
+    opt={"scope": "read"},
     sync_to_thread=True,
     summary="A KPI report: hires-by-quarter.html or departments-above-mean.html",
-    responses=_problems(400, 401, 404, 503),
+    responses=_problems(400, 401, 403, 404, 503),
 )
 def report_page(
     request: Request,
@@ -486,12 +574,17 @@ def report_page(
 
 @get("/health", summary="Whether the database answers (no auth)", responses=_problems(503))
 async def health(request: Request) -> Response[Health]:
+    """503 "degraded" when no connection frees up within a second (every one
+    waits on something, such as a table a restore holds), 503 "unavailable"
+    when the database does not answer at all."""
     pool: AsyncConnectionPool = request.app.state.pool
     try:
-        async with pool.connection(timeout=2) as conn:
+        async with pool.connection(timeout=1) as conn:
             await conn.execute("select 1")
-    except (psycopg.Error, PoolTimeout):
-        return Response(Health("unavailable", "down"), status_code=503)
+    except PoolTimeout:
+        return Response(Health("degraded", "busy"), status_code=503, headers=RETRY_SOON)
+    except psycopg.Error:
+        return Response(Health("unavailable", "down"), status_code=503, headers=RETRY_SOON)
     return Response(Health("ok", "up"))
 
 
@@ -504,7 +597,9 @@ def _database_problem(exc: psycopg.Error) -> ProblemDetailsException:
         log.error("database error", extra={"fields": {
             "sqlstate": exc.sqlstate, "message": exc.diag.message_primary, "status": status,
         }})  # fmt: skip
-    if status == 503:
+    if exc.sqlstate == "55P03":
+        detail = "the table is locked (a restore is running); retry later"
+    elif status == 503:
         detail = "the database is unavailable; retry later"
     elif status == 500:
         detail = "the database reported an unexpected error; it has been logged"
@@ -514,8 +609,9 @@ def _database_problem(exc: psycopg.Error) -> ProblemDetailsException:
     if exc.diag.message_hint and status < 500:
         extra["hint"] = exc.diag.message_hint
     return ProblemDetailsException(
-        status_code=status, title=HTTPStatus(status).phrase, detail=detail, extra=extra or None
-    )
+        status_code=status, title=HTTPStatus(status).phrase, detail=detail, extra=extra or None,
+        headers=RETRY_SOON if status == 503 else None,
+    )  # fmt: skip
 
 
 def _http_problem(exc: HTTPException) -> ProblemDetailsException:
@@ -533,14 +629,27 @@ def _http_problem(exc: HTTPException) -> ProblemDetailsException:
     )
 
 
-def _restore_problem(exc: RestoreError) -> ProblemDetailsException:
-    return ProblemDetailsException(status_code=422, title=HTTPStatus(422).phrase, detail=str(exc))
+def _backup_problem(exc: BackupError) -> ProblemDetailsException:
+    """409 while a backup or restore holds the table, 507 or 503 when the
+    backup directory cannot be written (the cause goes to the log: the
+    answer names no server path), else 422 with the reason."""
+    if isinstance(exc, StorageError):
+        status = 507 if exc.no_space else 503
+        log.error("backup storage", extra={"fields": {"message": str(exc), "status": status}})
+        detail = f"the server cannot write its backup directory: {exc.reason}"
+    else:
+        status = 409 if isinstance(exc, BusyError) else 422
+        detail = str(exc)
+    return ProblemDetailsException(
+        status_code=status, title=HTTPStatus(status).phrase, detail=detail
+    )
 
 
 def _pool_problem(_: PoolTimeout) -> ProblemDetailsException:
     return ProblemDetailsException(
-        status_code=503, title=HTTPStatus(503).phrase, detail="the database is unavailable"
-    )
+        status_code=503, title=HTTPStatus(503).phrase, detail="the database is unavailable",
+        headers=RETRY_SOON,
+    )  # fmt: skip
 
 
 def _unexpected_problem(exc: Exception) -> ProblemDetailsException:
@@ -567,14 +676,21 @@ async def _check_if_suspect(conn: psycopg.AsyncConnection) -> None:
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the app; the database pool opens in the lifespan, never at import time."""
     settings = settings or Settings.from_env()
-    if not settings.api_tokens:
+    if not settings.tokens:
         raise RuntimeError("no API token: set DATAARCH_API_TOKEN or DATAARCH_API_TOKEN_FILE")
+
+    lock_ms = int(settings.lock_timeout * 1000)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = AsyncConnectionPool(
             db.api_conninfo(settings),
-            kwargs={"options": db.SESSION_OPTIONS, "connect_timeout": 3, "autocommit": True},
+            kwargs={
+                # a request waits at most lock_timeout for a table a restore holds (503)
+                "options": f"{db.SESSION_OPTIONS} -c lock_timeout={lock_ms}",
+                "connect_timeout": 3,
+                "autocommit": True,
+            },
             min_size=2,
             max_size=10,
             timeout=3,  # a request waits this long for the database, then gets 503
@@ -584,7 +700,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await pool.open(wait=False)  # start even while the database is down
         app.state.pool = pool
         app.state.settings = settings
-        app.state.tokens = tuple(t.encode() for t in settings.api_tokens)
+        app.state.tokens = tuple((t.value.encode(), t) for t in settings.tokens)
         try:
             yield
         finally:
@@ -597,6 +713,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             get_row,
             get_rejections,
             post_backup,
+            post_backup_set,
             get_backups,
             post_restore,
             kpi_hires_by_quarter,
@@ -619,7 +736,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         HTTPException: _http_problem,
                         psycopg.Error: _database_problem,
                         PoolTimeout: _pool_problem,
-                        RestoreError: _restore_problem,
+                        BackupError: _backup_problem,
                         Exception: _unexpected_problem,
                     },
                 )

@@ -1,4 +1,5 @@
-"""python -m backup dump|restore|list (see the package docstring)."""
+"""python -m backup dump|verify|restore|list (see the package docstring);
+`dataarch` names them backup, backup verify, restore and backups."""
 
 from __future__ import annotations
 
@@ -7,83 +8,182 @@ import logging
 import sys
 from pathlib import Path
 
-from backup import RestoreError, backup_tables, list_backups, restore_table
-from backup.dump import CODECS
-from backup.store import backup_files
+from backup import dump as dumping
+from backup import restore as restoring
+from backup import store
+from backup.verify import verify
 from dataarch import db, logs
 from dataarch.settings import Settings
 
-TABLES = ("departments", "jobs", "employees")
 log = logging.getLogger("dataarch.backup")
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def dump(args: argparse.Namespace, settings: Settings) -> int:
-    tables = args.tables or list(TABLES)
+    if args.tables[:1] == ["verify"]:  # `dataarch backup verify [FILE|SET]`
+        if len(args.tables) > 2:
+            raise ValueError("backup verify takes one file or set name, or none for every backup")
+        return check(argparse.Namespace(target=(args.tables[1:] or [None])[0]), settings)
     with db.connect(settings) as conn, logs.timed() as took:
-        written = backup_tables(conn, tables, settings.backup_dir, args.codec, args.keep)
-    for info in written:
-        print(f"{info.table}: {info.rows} rows -> {info.path} ({info.bytes} bytes, {info.codec})")
-        logs.event(log, "backup", table=info.table, rows=info.rows, file=info.file,
-                   bytes=info.bytes, codec=info.codec, **took)  # fmt: skip
+        written = dumping.backup_tables(
+            conn, args.tables, settings.backup_dir, args.codec, args.keep, args.keep_days, _say
+        )
+    print(f"set {written.name}: {len(written.files)} file(s)")
+    for info in written.files:
+        print(f"  {info.table:<17} {info.rows:>9} rows  {store.path_of(settings.backup_dir, info)}"
+              f" ({info.bytes} bytes, {info.codec}, checksum {info.checksum})")  # fmt: skip
+        logs.event(log, "backup", set=written.name, table=info.table, rows=info.rows,
+                   file=info.file, bytes=info.bytes, codec=info.codec, **took)  # fmt: skip
+    for path in written.pruned:
+        print(f"  pruned {path}")
+    if written.pruned:
+        logs.event(log, "pruned", files=[p.name for p in written.pruned])
     return 0
+
+
+def check(args: argparse.Namespace, settings: Settings) -> int:
+    with db.connect(settings) as conn:
+        results = verify(conn, settings.backup_dir, args.target)
+    for result in results:
+        status = "ok    " if result.ok else "FAILED"
+        rows = f"{result.rows} rows" if result.rows >= 0 else ""
+        print(f"{status} {result.path}  {rows}{'  ' + result.problem if result.problem else ''}")
+    failed = sum(not r.ok for r in results)
+    print(f"{len(results) - failed} of {len(results)} file(s) verified" +
+          (f"; {failed} FAILED" if failed else ""))  # fmt: skip
+    return 1 if failed or not results else 0
 
 
 def restore(args: argparse.Namespace, settings: Settings) -> int:
-    if args.file:
-        path = Path(args.file)
-    else:
-        files = backup_files(settings.backup_dir, args.table)
-        if not files:
-            raise RestoreError(f"no backup of {args.table} in {settings.backup_dir / args.table}")
-        path = files[-1]
     with db.connect(settings) as conn, logs.timed() as took:
-        rows = restore_table(conn, args.table, path)
-    print(f"{args.table}: restored {rows} rows from {path}")
-    logs.event(log, "restore", table=args.table, rows=rows, file=path.name, **took)
+        if args.all:
+            results = restoring.restore_set(
+                conn, settings.backup_dir, args.set, dry_run=args.dry_run,
+                lock_timeout=settings.lock_timeout,
+            )  # fmt: skip
+        else:
+            path = Path(args.file) if args.file else _newest(settings.backup_dir, args.table)
+            results = [restoring.restore_table(
+                conn, args.table, path, dry_run=args.dry_run, lock_timeout=settings.lock_timeout
+            )]  # fmt: skip
+    for r in results:
+        verb = "would restore" if r.dry_run else "restored"
+        print(f"{r.table}: {verb} {r.rows} rows from {r.file}"
+              f" ({r.added} added, {r.removed} removed, {r.changed} changed)")  # fmt: skip
+        if not r.dry_run:
+            logs.event(log, "restore", table=r.table, rows=r.rows, file=r.file,
+                       added=r.added, removed=r.removed, changed=r.changed, **took)  # fmt: skip
+    if args.dry_run:
+        print("dry run: nothing changed")
     return 0
+
+
+def _newest(backup_dir: Path, table: str) -> Path:
+    found = store.newest(backup_dir, table)
+    if found is None:
+        raise restoring.RestoreError(f"no backup of {table} in {backup_dir / table}")
+    return store.path_of(backup_dir, found)
 
 
 def show(args: argparse.Namespace, settings: Settings) -> int:
-    for table in [args.table] if args.table else TABLES:
-        for info in list_backups(settings.backup_dir, table):
-            print(f"{info.table}\t{info.rows}\t{info.created_at}\t{info.bytes}\t{info.path}")
+    sets = [] if args.table else store.list_sets(settings.backup_dir)
+    if sets:
+        print("sets, oldest first:")
+    for found in sets:
+        state = "complete" if found.complete else f"INCOMPLETE (gone: {', '.join(found.missing)})"
+        tables = ", ".join(f"{t} {f['rows']}" for t, f in found.files.items())
+        print(f"  {found.name}  {state}: {tables}")
+    tables = [args.table] if args.table else _folders(settings.backup_dir)
+    infos = [i for t in tables for i in store.list_backups(settings.backup_dir, t)]
+    if infos:
+        print("files, oldest first:")
+    for info in infos:
+        path = store.path_of(settings.backup_dir, info)
+        if info.problem:
+            print(f"  {path}  UNREADABLE: {info.problem}")
+        else:
+            print(f"  {info.table:<17} {info.rows:>9} rows  {info.created_at}  {info.bytes} bytes"
+                  f"  checksum {info.checksum}  {path}")  # fmt: skip
+    if not sets and not infos:
+        print(f"no backups in {settings.backup_dir}")
     return 0
 
 
-def table_name(value: str) -> str:
-    if value not in TABLES:
-        raise argparse.ArgumentTypeError(f"unknown table {value!r}: use {', '.join(TABLES)}")
-    return value
+def _folders(backup_dir: Path) -> list[str]:
+    if not backup_dir.is_dir():
+        return []
+    return sorted(p.name for p in backup_dir.iterdir() if p.is_dir() and p.name != store.SETS)
+
+
+def _at_least(minimum: float, kind: type = int):  # noqa: ANN202
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {text}")
+        return value
+
+    return parse
 
 
 def add_commands(
     sub: argparse._SubParsersAction, names: tuple[str, str, str] = ("dump", "restore", "list")
 ) -> None:
-    """Register the three commands; `dataarch` names them backup, restore, backups."""
+    """Register the commands; `dataarch` names them backup, restore, backups."""
     dump_name, restore_name, list_name = names
-    p = sub.add_parser(dump_name, help="write an Avro backup of tables (default: all)")
-    p.add_argument("tables", nargs="*", type=table_name, metavar="TABLE")
-    p.add_argument("--keep", type=int, help="keep only the newest N backups of each table")
-    p.add_argument("--codec", choices=CODECS, default="deflate")
+    p = sub.add_parser(
+        dump_name,
+        help="write a backup set (default: every table); `verify [FILE|SET]` checks backups",
+    )
+    p.add_argument("tables", nargs="*", metavar="TABLE")
+    p.add_argument("--keep", type=_at_least(1), help="keep the newest N backups of each table")
+    p.add_argument("--keep-days", type=_at_least(0.001, float), metavar="D",
+                   help="delete backups older than D days (never the new one)")  # fmt: skip
+    p.add_argument("--codec", choices=dumping.CODECS, default="deflate")
     p.set_defaults(handler=dump)
-    p = sub.add_parser(restore_name, help="restore a table from a backup (default: latest)")
-    p.add_argument("table", choices=TABLES)
+    p = sub.add_parser(restore_name, help="restore a table, or a whole set, from a backup")
+    p.add_argument("table", nargs="?", choices=restoring.DATA_TABLES)
     p.add_argument("--file", help="backup file (default: the newest backup of the table)")
+    p.add_argument("--all", action="store_true", help="every table of a set, in one transaction")
+    p.add_argument("--set", help="with --all: the set's name (default: the newest complete one)")
+    p.add_argument("--dry-run", action="store_true", help="say what would change; change nothing")
     p.set_defaults(handler=restore)
-    p = sub.add_parser(list_name, help="list backups with row counts and times")
-    p.add_argument("table", nargs="?", choices=TABLES)
+    p = sub.add_parser(list_name, help="list backup sets and files")
+    p.add_argument("table", nargs="?")
     p.set_defaults(handler=show)
+
+
+def check_restore_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """restore takes a TABLE or --all, not both; --set only with --all."""
+    if getattr(args, "handler", None) is not restore:
+        return
+    if args.all == bool(args.table):
+        parser.error("restore needs a TABLE or --all (not both)")
+    if args.set and not args.all:
+        parser.error("--set goes with --all")
+    if args.file and args.all:
+        parser.error("--file restores one table: give a TABLE, not --all")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m backup", description=__doc__)
-    add_commands(parser.add_subparsers(dest="command", required=True))
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_commands(sub)
+    p = sub.add_parser("verify", help="read every record of backups and check their checksums")
+    p.add_argument("target", nargs="?", metavar="FILE|SET")
+    p.set_defaults(handler=check)
     args = parser.parse_args(argv)
+    check_restore_args(parser, args)
     settings = Settings.from_env()
     logs.configure(settings.log_file)
     try:
         return args.handler(args, settings)
-    except (RestoreError, ValueError) as exc:
+    except (store.BackupError, ValueError) as exc:
         print(f"backup: {exc}", file=sys.stderr)
         return 1
 

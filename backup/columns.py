@@ -7,15 +7,18 @@ from dataclasses import dataclass
 
 import psycopg
 
-# PostgreSQL type -> (Avro type, psycopg binary COPY type)
+TIMESTAMP = "timestamp with time zone"
+# PostgreSQL type -> (Avro type, psycopg binary COPY type). Timestamps leave
+# the database as epoch microseconds and jsonb as its text (see dump.py).
 TYPES: dict[str, tuple[object, str]] = {
+    "smallint": ("int", "int2"),
     "integer": ("int", "int4"),
     "bigint": ("long", "int8"),
     "text": ("string", "text"),
-    "timestamp with time zone": (
-        {"type": "long", "logicalType": "timestamp-micros"},
-        "timestamptz",
-    ),
+    "character(5)": ("string", "text"),  # bpchar's binary form is text's
+    "jsonb": ("string", "jsonb"),
+    "boolean": ("boolean", "bool"),
+    TIMESTAMP: ({"type": "long", "logicalType": "timestamp-micros"}, "timestamptz"),
 }
 
 
@@ -23,23 +26,29 @@ TYPES: dict[str, tuple[object, str]] = {
 class Column:
     name: str
     pg_type: str
+    nullable: bool = False
 
     @property
     def avro_type(self) -> object:
-        return TYPES[self.pg_type][0]
+        avro = TYPES[self.pg_type][0]
+        return ["null", avro] if self.nullable else avro
 
     @property
     def copy_type(self) -> str:
         return TYPES[self.pg_type][1]
 
+    def as_list(self) -> list[object]:
+        """How the file's header records it (dataarch.columns)."""
+        return [self.name, self.pg_type, self.nullable]
+
 
 def table_columns(conn: psycopg.Connection, table: str) -> list[Column]:
     rows = conn.execute(
-        "select attname, format_type(atttypid, atttypmod) from pg_attribute"
+        "select attname, format_type(atttypid, atttypmod), not attnotnull from pg_attribute"
         " where attrelid = %s::regclass and attnum > 0 and not attisdropped order by attnum",
         (table,),
     ).fetchall()
-    columns = [Column(name, pg_type) for name, pg_type in rows]
+    columns = [Column(name, pg_type, nullable) for name, pg_type, nullable in rows]
     unknown = [c for c in columns if c.pg_type not in TYPES]
     if unknown:
         raise TypeError(f"{table}: no Avro mapping for {unknown}")

@@ -1,7 +1,8 @@
 """Backup: rows stream from COPY ... TO STDOUT into fastavro, one block at a
-time, so memory stays flat however large the table is. Several tables are read
-in one REPEATABLE READ snapshot, so the files agree with each other (no
-employee points at a department the departments file lacks).
+time, so memory stays flat however large the table is. The tables of one
+backup are read in one REPEATABLE READ snapshot, so the files agree with
+each other (no employee points at a department the departments file lacks),
+and written as one set: every file or none (see store.py).
 
 A large table is read and encoded by one worker process per core, as
 pg_dump -j does: each worker joins the snapshot (SET TRANSACTION SNAPSHOT),
@@ -14,11 +15,13 @@ Python against 0.4 us in the server), so it is what the cores share.
 from __future__ import annotations
 
 import io
+import json
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +31,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from backup import store
-from backup.columns import Column, avro_schema, table_columns
+from backup.columns import TIMESTAMP, Column, avro_schema, table_columns
 from dataarch.installer import schema_version
 
 CODECS = ("deflate", "snappy", "null")
@@ -47,16 +50,32 @@ class Part:
     end_page: int | None  # None: to the end of the table
 
 
+@dataclass
+class BackupSet:
+    """What one backup wrote, and what its retention removed."""
+
+    name: str
+    files: list[store.BackupInfo]
+    pruned: list[Path] = field(default_factory=list)
+
+
 def _select_list(columns: Iterable[Column]) -> sql.Composable:
-    """Timestamps leave the database as epoch microseconds: what Avro stores."""
+    """Timestamps leave the database as epoch microseconds (what Avro stores),
+    jsonb as its text."""
     parts = []
     for c in columns:
         ident = sql.Identifier(c.name)
-        if c.pg_type == "timestamp with time zone":
+        if c.pg_type == TIMESTAMP:
             parts.append(sql.SQL("(extract(epoch from {}) * 1000000)::int8").format(ident))
+        elif c.pg_type == "jsonb":
+            parts.append(sql.SQL("{}::text").format(ident))
         else:
             parts.append(ident)
     return sql.SQL(", ").join(parts)
+
+
+def _out_type(column: Column) -> str:
+    return {TIMESTAMP: "int8", "jsonb": "text"}.get(column.pg_type, column.copy_type)
 
 
 def _records(conn: psycopg.Connection, part: Part) -> Iterator[dict]:
@@ -67,11 +86,8 @@ def _records(conn: psycopg.Connection, part: Part) -> Iterator[dict]:
         _select_list(part.columns), sql.Identifier(part.table), pages
     )
     names = [c.name for c in part.columns]
-    copy_types = [
-        "int8" if c.pg_type == "timestamp with time zone" else c.copy_type for c in part.columns
-    ]
     with conn.cursor().copy(query) as copy:
-        copy.set_types(copy_types)
+        copy.set_types([_out_type(c) for c in part.columns])
         for row in copy.rows():
             yield dict(zip(names, row, strict=True))
 
@@ -143,52 +159,140 @@ def _blocks(conn: psycopg.Connection, parts: list[Part]) -> Iterator[bytes]:
         yield from pool.map(_encode_in_worker, parts)
 
 
-# -- files -----------------------------------------------------------------------------
+# -- files and sets ---------------------------------------------------------------------
+
+
+def _refuse_unstorable_rows(conn: psycopg.Connection, table: str) -> None:
+    """Rows an earlier release let in that a restore would refuse (see
+    rows_breaking_constraints): a backup holding them could never be restored."""
+    broken = conn.execute(
+        "select constraint_name, string_agg(row_key, ', ') from rows_breaking_constraints(%s)"
+        " group by 1 order by 1",
+        (table,),
+    ).fetchall()
+    if broken:
+        listed = "; ".join(f"{name}: {keys}" for name, keys in broken)
+        raise store.BackupError(
+            f"{table} holds rows no restore would accept ({listed}); nothing was written."
+            " `dataarch db check` lists them all: correct or delete them, then back up again"
+        )
 
 
 def _dump_table(
-    conn: psycopg.Connection, table: str, backup_dir: Path, codec: str, version: str
-) -> store.BackupInfo:
+    conn: psycopg.Connection, table: str, path: Path, set_name: str, codec: str, version: str
+) -> None:
     columns = tuple(table_columns(conn, table))
-    rows, checksum = conn.execute("select * from table_checksum(%s)", (table,)).fetchone()
-    path = store.new_path(backup_dir, table)
+    rows, checksum = conn.execute(
+        "select * from backup_record(%s, %s, %s)", (set_name, table, path.name)
+    ).fetchone()
     metadata = {
         f"{store.META}table": table,
         f"{store.META}row_count": str(rows),
         f"{store.META}checksum": checksum,
         f"{store.META}created_at": datetime.now(UTC).isoformat(),
         f"{store.META}schema_version": version,
+        f"{store.META}set": set_name,
+        f"{store.META}columns": json.dumps([c.as_list() for c in columns]),
     }
     template = Part(table, columns, codec, os.urandom(16), 0, None)
-    with store.atomic_file(path) as f:
+    with store.partial_file(path) as f:
         fastavro.writer(f, records=[], metadata=metadata, **_writer_args(template))
         for block in _blocks(conn, _parts(conn, table, template)):
             f.write(block)
-    return store.read_info(path)
+
+
+@contextmanager
+def _no_restore_meanwhile(
+    conn: psycopg.Connection, tables: list[str], waiting: Callable[[str], None]
+) -> Iterator[None]:
+    """Hold each table's backup lock, shared, for the whole backup: a restore
+    of it refuses at once instead of queueing (see procedures/060). Taken
+    before the snapshot, so a restore that is running is waited for first."""
+    held: list[str] = []
+    try:
+        for table in tables:
+            got = conn.execute(
+                "select pg_try_advisory_lock_shared(backup_lock_key(%s))", (table,)
+            ).fetchone()[0]
+            if not got:
+                waiting(f"waiting for a restore of {table} to finish")
+                conn.execute("select pg_advisory_lock_shared(backup_lock_key(%s))", (table,))
+            held.append(table)
+        yield
+    finally:
+        for table in held:
+            conn.execute("select pg_advisory_unlock_shared(backup_lock_key(%s))", (table,))
 
 
 def backup_tables(
     conn: psycopg.Connection,
-    tables: Iterable[str],
+    tables: Iterable[str] | None,
     backup_dir: Path,
     codec: str = "deflate",
     keep: int | None = None,
-) -> list[store.BackupInfo]:
-    """Write one Avro file per table, all from one snapshot; prune to `keep` if given."""
+    keep_days: float | None = None,
+    waiting: Callable[[str], None] = lambda _: None,
+) -> BackupSet:
+    """Write one set: a file per table (default: every table a backup holds),
+    all from one snapshot, all or none; then prune each table's backups to
+    the newest `keep` and to `keep_days`, never the file just written."""
     if codec not in CODECS:
         raise ValueError(f"codec must be one of {', '.join(CODECS)}, not {codec!r}")
     if keep is not None and keep < 1:
-        raise ValueError("--keep must be at least 1")
-    previous = conn.isolation_level, conn.read_only
+        raise ValueError(f"--keep must be at least 1 (the backup just written), not {keep}")
+    if keep_days is not None and keep_days <= 0:
+        raise ValueError(f"--keep-days must be more than 0, not {keep_days}")
+    previous, conn.autocommit = conn.autocommit, True  # locks, then the snapshot: in order
+    try:
+        known = conn.execute("select _backup_tables()").fetchone()[0]
+        wanted = list(tables or known)
+        if unknown := [t for t in wanted if t not in known]:
+            raise ValueError(f"no table {unknown[0]!r} is backed up: use {', '.join(known)}")
+        ordered = [t for t in known if t in wanted]
+        name = store.set_name()
+        paths = [store.file_path(backup_dir, t, name) for t in ordered]
+        with _no_restore_meanwhile(conn, ordered, waiting):
+            _write_set(conn, ordered, paths, name, backup_dir, codec)
+    finally:
+        conn.autocommit = previous
+    written = BackupSet(name, [store.read_info(p) for p in paths])
+    if keep is not None or keep_days is not None:
+        for path, table in zip(paths, ordered, strict=True):
+            written.pruned += store.prune(backup_dir, table, keep, keep_days, protect=path)
+    return written
+
+
+def _write_set(
+    conn: psycopg.Connection,
+    tables: list[str],
+    paths: list[Path],
+    name: str,
+    backup_dir: Path,
+    codec: str,
+) -> None:
+    """Files, manifest and catalogue entries of one set, or none of them."""
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    conn.read_only = True
     try:
         with conn.transaction():
             version = schema_version(conn)
-            written = [_dump_table(conn, t, backup_dir, codec, version) for t in tables]
+            for table in tables:
+                _refuse_unstorable_rows(conn, table)
+            for table, path in zip(tables, paths, strict=True):
+                _dump_table(conn, table, path, name, codec, version)
+            store.promote(paths)
+            files = {
+                t: {"file": f"{t}/{p.name}", "rows": store.read_info(p).rows,
+                    "sha256": store.sha256_of(p), "bytes": p.stat().st_size}
+                for t, p in zip(tables, paths, strict=True)
+            }  # fmt: skip
+            store.write_manifest(
+                backup_dir, store.SetInfo(name, datetime.now(UTC).isoformat(), files)
+            )
+    except OSError as exc:
+        store.discard([*paths, store.manifest_path(backup_dir, name)])
+        raise store.storage_error("write the backup", exc) from exc
+    except BaseException:
+        store.discard([*paths, store.manifest_path(backup_dir, name)])
+        raise
     finally:
-        conn.isolation_level, conn.read_only = previous
-    if keep is not None:
-        for info in written:
-            store.prune(backup_dir, info.table, keep)
-    return written
+        conn.isolation_level = None

@@ -1,23 +1,65 @@
-"""Restore: one transaction that locks the table, loads the file into a
-staging table with COPY, lets restore_finish() replace the rows and compare
-count and checksum, and commits only if every constraint still holds.
-Anything wrong rolls back: the table is exactly as it was."""
+"""Restore: one transaction that locks the tables, loads each file into a
+staging table with COPY, lets the database replace the rows and compare
+count and checksum (procedures/060), and commits only if every constraint
+still holds. Anything wrong rolls back: the tables are exactly as they were.
+A dry run does all of it and rolls back, to say what would change."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import fastavro
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from backup import store
 from backup.columns import Column, avro_schema, table_columns
+from dataarch import installer
+
+DATA_TABLES = ("departments", "jobs", "employees")  # what restore_finish accepts
 
 
-class RestoreError(RuntimeError):
+class RestoreError(store.BackupError):
     """The restore did not happen; the message names the problem."""
+
+
+class BusyError(store.BackupError):
+    """A backup or another restore of the table runs, or a transaction holds it."""
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    table: str
+    file: str
+    rows: int
+    added: int
+    removed: int
+    changed: int
+    dry_run: bool = False
+
+
+@dataclass
+class _Staged:
+    table: str
+    path: Path
+    rows: int
+    checksum: str
+
+
+def open_reader(path: Path, files: ExitStack) -> fastavro.reader:
+    try:
+        f: BinaryIO = files.enter_context(path.open("rb"))
+    except OSError as exc:
+        raise RestoreError(f"cannot open {path.name}: {exc.strerror}") from exc
+    try:
+        return fastavro.reader(f)
+    except Exception as exc:  # fastavro raises many types on a damaged header
+        raise RestoreError(f"{path.name} is not an Avro backup file: {exc}") from exc
 
 
 def _check_file(reader: fastavro.reader, path: Path, table: str, columns: list[Column]) -> None:
@@ -37,57 +79,153 @@ def _check_file(reader: fastavro.reader, path: Path, table: str, columns: list[C
             raise RestoreError(f"{path.name} lacks the {key} a dataarch backup records")
 
 
-def _rows(reader: fastavro.reader, path: Path, names: list[str]) -> Iterator[tuple]:
+def _as_is(text: str) -> str:
+    return text
+
+
+def record_rows(reader: fastavro.reader, path: Path, columns: list[Column]) -> Iterator[tuple]:
+    names = [c.name for c in columns]
+    jsonb = [c.pg_type == "jsonb" for c in columns]
     done = 0
     try:
         for record in reader:
-            yield tuple(record[n] for n in names)
+            # jsonb travels as its text: sent on as it is, not parsed
+            yield tuple(
+                Jsonb(record[n], dumps=_as_is) if j and record[n] is not None else record[n]
+                for n, j in zip(names, jsonb, strict=True)
+            )
             done += 1
     except Exception as exc:  # fastavro raises many types on damaged data
         raise RestoreError(f"{path.name} is damaged after record {done}: {exc}") from exc
 
 
-def restore_table(conn: psycopg.Connection, table: str, path: Path) -> int:
-    """Replace the rows of `table` with those of the backup at `path`; return the count."""
+def _stage(conn: psycopg.Connection, table: str, path: Path, files: ExitStack) -> _Staged:
+    """Lock `table`, check the file is a backup of it, and COPY its rows into staging."""
     columns = table_columns(conn, table)
-    names = [c.name for c in columns]
-    try:
-        f = path.open("rb")
-    except OSError as exc:
-        raise RestoreError(f"cannot open {path}: {exc.strerror}") from exc
-    with f:
-        try:
-            reader = fastavro.reader(f)
-        except Exception as exc:
-            raise RestoreError(f"{path.name} is not an Avro backup file: {exc}") from exc
-        _check_file(reader, path, table, columns)
-        rows = int(reader.metadata[f"{store.META}row_count"])
-        checksum = reader.metadata[f"{store.META}checksum"]
-        try:
-            with conn.transaction():
-                staging = conn.execute("select restore_begin(%s)", (table,)).fetchone()[0]
-                query = sql.SQL("copy {} ({}) from stdin (format binary)").format(
-                    sql.Identifier(staging), sql.SQL(", ").join(map(sql.Identifier, names))
-                )
-                with conn.cursor().copy(query) as copy:
-                    copy.set_types([c.copy_type for c in columns])
-                    for row in _rows(reader, path, names):
-                        copy.write_row(row)
-                return conn.execute(
-                    "select restore_finish(%s, %s, %s)", (table, rows, checksum)
+    reader = open_reader(path, files)
+    _check_file(reader, path, table, columns)
+    staging = conn.execute("select restore_begin(%s)", (table,)).fetchone()[0]
+    query = sql.SQL("copy {} ({}) from stdin (format binary)").format(
+        sql.Identifier(staging), sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+    )
+    with conn.cursor().copy(query) as copy:
+        copy.set_types([c.copy_type for c in columns])
+        for row in record_rows(reader, path, columns):
+            copy.write_row(row)
+    meta = reader.metadata
+    return _Staged(table, path, int(meta[f"{store.META}row_count"]), meta[f"{store.META}checksum"])
+
+
+def require_schema(conn: psycopg.Connection, action: str) -> None:
+    if installer.schema_version(conn) == "none":
+        raise RestoreError(
+            f"this database has no dataarch schema, which {action} needs: run `dataarch db"
+            " init` first, or restore a whole set with `dataarch restore --all`, which installs it"
+        )
+
+
+def restore_table(
+    conn: psycopg.Connection,
+    table: str,
+    path: Path,
+    *,
+    dry_run: bool = False,
+    catalogued_only: bool = False,
+    lock_timeout: float = 10.0,
+) -> RestoreResult:
+    """Replace the rows of `table` with those of the backup at `path`.
+    catalogued_only: accept only a state a backup of this database recorded
+    (restore_finish, what the API role may call)."""
+    if table not in DATA_TABLES:
+        raise RestoreError(
+            f"{table} is restored only with its whole backup set (dataarch restore --all)"
+        )
+    with _translated(table), ExitStack() as files:
+        require_schema(conn, "a restore of one table")
+        with conn.transaction(force_rollback=dry_run):
+            _limit_lock_waits(conn, lock_timeout)
+            staged = _stage(conn, table, path, files)
+            if catalogued_only:
+                changes = conn.execute(
+                    "select restore_finish(%s, %s, %s)", (table, staged.rows, staged.checksum)
                 ).fetchone()[0]
-        except psycopg.errors.ForeignKeyViolation as exc:
-            raise RestoreError(
-                f"restoring {table} from {path.name} would break a reference"
-                f" ({exc.diag.constraint_name}): {exc.diag.message_detail}; nothing changed"
+            else:
+                changes = _replace(conn, [staged])[table]
+    return _result(staged, changes, dry_run)
+
+
+def restore_set(
+    conn: psycopg.Connection,
+    backup_dir: Path,
+    name: str | None = None,
+    *,
+    dry_run: bool = False,
+    lock_timeout: float = 10.0,
+) -> list[RestoreResult]:
+    """Restore every table of a set (default: the newest complete one) in one
+    transaction, referenced tables first, into a database with the schema or
+    without it (installed first). Needs the owner's connection."""
+    found = store.find_set(backup_dir, name)
+    if not found.complete:
+        raise RestoreError(
+            f"set {found.name} is incomplete: the files of {', '.join(found.missing)}"
+            " are gone; choose another set (`dataarch backups`)"
+        )
+    with (
+        _translated("the set's tables"),
+        ExitStack() as files,
+        conn.transaction(force_rollback=dry_run),
+    ):
+        _limit_lock_waits(conn, lock_timeout)
+        installer.install(conn)
+        order = conn.execute("select _backup_tables()").fetchone()[0]
+        tables = [t for t in order if t in found.files]
+        staged = [_stage(conn, t, backup_dir / str(found.files[t]["file"]), files) for t in tables]
+        changes = _replace(conn, staged)
+    return [_result(s, changes[s.table], dry_run) for s in staged]
+
+
+def _limit_lock_waits(conn: psycopg.Connection, seconds: float) -> None:
+    conn.execute(sql.SQL("set local lock_timeout = {}").format(f"{int(seconds * 1000)}ms"))
+
+
+def _replace(conn: psycopg.Connection, staged: list[_Staged]) -> dict[str, dict]:
+    states = {s.table: {"rows": s.rows, "checksum": s.checksum} for s in staged}
+    return conn.execute("select _restore_tables(%s)", (Jsonb(states),)).fetchone()[0]
+
+
+def _result(staged: _Staged, changes: dict, dry_run: bool) -> RestoreResult:
+    return RestoreResult(
+        table=staged.table, file=staged.path.name, rows=changes["rows"],
+        added=changes["added"], removed=changes["removed"], changed=changes["changed"],
+        dry_run=dry_run,
+    )  # fmt: skip
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Database errors of a restore as RestoreError or BusyError, phrased for a person."""
+    try:
+        yield
+    except psycopg.OperationalError:
+        raise  # the connection itself: the caller says "cannot reach the database"
+    except psycopg.Error as exc:
+        diag = exc.diag
+        if exc.sqlstate in ("DAT08", "55P03"):
+            raise BusyError(
+                f"{what} is busy (a backup or restore of it is running, or a long"
+                " transaction holds it); nothing changed: try again in a moment"
             ) from exc
-        except psycopg.errors.IntegrityError as exc:
+        if isinstance(exc, psycopg.errors.ForeignKeyViolation):
             raise RestoreError(
-                f"{path.name} holds a row that breaks {exc.diag.constraint_name or 'a constraint'}"
-                f" of {table}: {exc.diag.message_detail or exc.diag.message_primary};"
-                " nothing changed"
+                f"restoring {what} would break a reference ({diag.constraint_name}):"
+                f" {diag.message_detail}; nothing changed"
             ) from exc
-        except psycopg.Error as exc:
-            if exc.sqlstate in ("DAT06", "22003", "22021", "22P02"):
-                raise RestoreError(f"{exc.diag.message_primary}; nothing changed") from exc
-            raise
+        if isinstance(exc, psycopg.errors.IntegrityError):
+            raise RestoreError(
+                f"the backup holds a row that breaks {diag.constraint_name or 'a constraint'}:"
+                f" {diag.message_detail or diag.message_primary}; nothing changed"
+            ) from exc
+        if exc.sqlstate in ("DAT01", "DAT06", "DAT09", "22003", "22008", "22021", "22P02"):
+            raise RestoreError(f"{diag.message_primary}; nothing changed") from exc
+        raise

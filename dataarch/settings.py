@@ -25,12 +25,18 @@ class Settings:
     database_url: str | None = None
     use_pg_env: bool = False
     api_database_url: str | None = None
-    api_tokens: tuple[str, ...] = ()
+    tokens: tuple[ApiToken, ...] = ()
     backup_dir: Path = PROJECT_DIR / "var" / "backups"
     reports_dir: Path = PROJECT_DIR / "var" / "reports"
     database_password: str | None = None
     api_database_password: str | None = None
     log_file: Path | None = None
+    lock_timeout: float = 10.0  # seconds a restore waits for its tables' locks
+
+    @property
+    def api_tokens(self) -> tuple[str, ...]:
+        """The admin tokens (what DATAARCH_API_TOKEN names)."""
+        return tuple(t.value for t in self.tokens if t.scope == "admin")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -47,7 +53,8 @@ class Settings:
             database_url=environ.get("DATABASE_URL") or None,
             use_pg_env=any(environ.get(name) for name in _PG_LOCATION_VARS),
             api_database_url=environ.get("DATAARCH_API_DATABASE_URL") or None,
-            api_tokens=_api_tokens(environ),
+            tokens=_api_tokens(environ),
+            lock_timeout=float(environ.get("DATAARCH_LOCK_TIMEOUT") or 10.0),
         )
 
     @property
@@ -75,10 +82,36 @@ def _secret(environ: Mapping[str, str], name: str) -> str | None:
     return Path(path).read_text().strip() if path else None
 
 
-def _api_tokens(environ: Mapping[str, str]) -> tuple[str, ...]:
-    """DATAARCH_API_TOKEN, else the file named by DATAARCH_API_TOKEN_FILE (Docker
-    secrets); either may hold several tokens separated by commas or newlines."""
-    raw = environ.get("DATAARCH_API_TOKEN", "")
-    if not raw and (path := environ.get("DATAARCH_API_TOKEN_FILE")):
-        raw = Path(path).read_text()
-    return tuple(t.strip() for t in raw.replace(",", "\n").splitlines() if t.strip())
+# Scopes, each allowing what the ones before it do: read (rows, rejections,
+# KPIs, reports), ingest (post rows and CSV), admin (backups, restores,
+# closing rejections). The variable that names each scope's tokens:
+SCOPES = ("read", "ingest", "admin")
+_TOKEN_VARIABLES = {
+    "admin": "DATAARCH_API_TOKEN",
+    "ingest": "DATAARCH_INGEST_TOKEN",
+    "read": "DATAARCH_READ_TOKEN",
+}
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    value: str
+    scope: str
+
+    def allows(self, scope: str) -> bool:
+        return SCOPES.index(self.scope) >= SCOPES.index(scope)
+
+
+def _api_tokens(environ: Mapping[str, str]) -> tuple[ApiToken, ...]:
+    """Each scope's variable, else the file named by the variable + _FILE
+    (Docker secrets); either may hold several tokens, separated by commas or
+    newlines."""
+    tokens = []
+    for scope, name in _TOKEN_VARIABLES.items():
+        raw = environ.get(name, "")
+        if not raw and (path := environ.get(f"{name}_FILE")):
+            raw = Path(path).read_text()
+        tokens += [
+            ApiToken(t.strip(), scope) for t in raw.replace(",", "\n").splitlines() if t.strip()
+        ]
+    return tuple(tokens)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -131,13 +132,13 @@ def api_settings(dsn: str, **overrides: object):  # noqa: ANN201
     """Settings for an app served from the per-test database, as the API role."""
     import dataclasses
 
-    from dataarch.settings import Settings
+    from dataarch.settings import ApiToken, Settings
 
     settings = dataclasses.replace(
         Settings.from_env({}),
         database_url=dsn,
         api_database_url=dsn.replace("user=postgres", "user=dataarch_api"),
-        api_tokens=(TOKEN,),
+        tokens=(ApiToken(TOKEN, "admin"),),
     )
     return dataclasses.replace(settings, **overrides)
 
@@ -154,6 +155,16 @@ def cli_env(dsn: str) -> dict[str, str]:
         DATAARCH_API_TOKEN=TOKEN,
     )
     return env
+
+
+def dataarch(
+    dsn: str, *args: str, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The `dataarch` command as a user runs it, against the per-test database."""
+    return subprocess.run(
+        [sys.executable, "-m", "dataarch.cli", *args],
+        env={**cli_env(dsn), **env}, cwd=PROJECT, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
 
 
 def start_server(dsn: str, **env: str) -> tuple[subprocess.Popen, str]:

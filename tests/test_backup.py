@@ -3,6 +3,7 @@ crashes, retention, and the HTTP routes."""
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import signal
@@ -14,14 +15,13 @@ from pathlib import Path
 import fastavro
 import psycopg
 import pytest
-from conftest import AUTH, api_settings, employee, ingest
+from conftest import AUTH, PROJECT, api_settings, cli_env, dataarch, employee, ingest
 from litestar.testing import TestClient
 
 from app import create_app
 from backup import RestoreError, backup_tables, list_backups, restore_table
 from backup.store import backup_files
 
-PROJECT = Path(__file__).resolve().parent.parent
 NAMES = ["Smith, John", 'Say "hi"', "Zoë Núñez-Dvořák", "😀 Emoji", "tab\tinside", "a\\b"]
 BOUNDARIES = [
     "2020-12-31T23:59:59Z",
@@ -52,9 +52,9 @@ def snapshot(conn: psycopg.Connection, table: str) -> list[tuple]:
 
 
 def write_backup(conn, tmp_path: Path, *tables: str, codec: str = "deflate") -> dict[str, Path]:
-    infos = backup_tables(conn, tables, tmp_path, codec)
+    made = backup_tables(conn, tables, tmp_path, codec)
     conn.autocommit = True
-    return {info.table: Path(info.path) for info in infos}
+    return {info.table: tmp_path / info.table / info.file for info in made.files}
 
 
 def test_worker_processes_write_one_file_in_page_order(db, tmp_path, monkeypatch) -> None:
@@ -69,7 +69,7 @@ def test_worker_processes_write_one_file_in_page_order(db, tmp_path, monkeypatch
     with files["employees"].open("rb") as f:
         assert [r["employee_id"] for r in fastavro.reader(f)] == in_page_order
     db.execute("delete from employees")
-    assert restore_table(db, "employees", files["employees"]) == len(before)
+    assert restore_table(db, "employees", files["employees"]).rows == len(before)
     db.autocommit = True
     assert snapshot(db, "employees") == before
 
@@ -83,7 +83,7 @@ def test_round_trip_every_table(db, tmp_path, codec) -> None:
     db.execute("delete from employees where employee_id > 100")
     db.execute("update jobs set job_name = 'changed'")
     for table in ("employees", "jobs", "departments"):
-        assert restore_table(db, table, files[table]) == len(before[table])
+        assert restore_table(db, table, files[table]).rows == len(before[table])
     db.autocommit = True
     assert {t: snapshot(db, t) for t in before} == before
     keys = db.execute(
@@ -200,7 +200,7 @@ def test_a_file_of_another_table_is_refused(db, tmp_path) -> None:
 def test_references_decide_a_parent_restore(db, tmp_path) -> None:
     old = write_backup(db, tmp_path, "departments")["departments"]
     db.execute("update departments set department_name = department_name || ' (renamed)'")
-    assert restore_table(db, "departments", old) == 6  # references still hold: fine
+    assert restore_table(db, "departments", old).rows == 6  # references still hold: fine
     db.autocommit = True
     assert snapshot(db, "departments")[0][1] == NAMES[0]
 
@@ -280,18 +280,165 @@ def test_http_routes(db, dsn, tmp_path) -> None:
         assert client.post("/tables/jobs/backups").status_code == 401
         made = client.post("/tables/jobs/backups", headers=AUTH)
         assert made.status_code == 201
-        assert made.json()["rows"] == 6 and made.json()["codec"] == "deflate"
+        (made_file,) = made.json()["files"]
+        assert made_file["rows"] == 6 and made_file["codec"] == "deflate"
         listed = client.get("/tables/jobs/backups", headers=AUTH).json()
-        assert [b["file"] for b in listed] == [made.json()["file"]]
-        db.execute("delete from jobs where job_id = 6 and not exists"
-                   " (select from employees where job_id = 6)")  # fmt: skip
-        db.execute("update jobs set job_name = 'x'")
+        assert [b["file"] for b in listed] == [made_file["file"]]
+        assert "path" not in listed[0] and str(tmp_path) not in made.text
+        db.execute("insert into jobs values (7, 'Seven')")
+        db.execute("update jobs set job_name = 'x' where job_id < 3")
         done = client.post("/tables/jobs/restore", headers=AUTH)
         assert done.status_code == 200
-        assert done.json() == {"table": "jobs", "file": made.json()["file"], "rows": 6}
+        assert done.json() == {
+            "table": "jobs", "file": made.json()["files"][0]["file"], "rows": 6,
+            "added": 0, "removed": 1, "changed": 2, "dry_run": False,
+        }  # fmt: skip
         assert db.execute("select count(*) from jobs where job_name = 'x'").fetchone()[0] == 0
+        dry = client.post("/tables/jobs/restore?dry_run=true", headers=AUTH)
+        assert dry.json()["dry_run"] is True and dry.json()["changed"] == 0
         missing = client.post("/tables/jobs/restore", headers=AUTH, json={"file": "../../x"})
         assert missing.status_code == 404
         assert client.get("/tables/nope/backups", headers=AUTH).status_code == 404
         other = client.post("/tables/departments/restore", headers=AUTH)
         assert other.status_code == 404 and "no backup yet" in other.json()["detail"]
+
+
+# -- the edges: what an operator meets -------------------------------------------------
+
+
+def backup_env(tmp_path: Path) -> dict[str, str]:
+    return {"DATAARCH_BACKUP_DIR": str(tmp_path / "backups")}
+
+
+def test_rows_an_earlier_release_let_in_stop_the_backup(db, dsn, tmp_path) -> None:
+    """A database upgraded from a release that accepted year 10000 in UTC: the
+    backup refuses to write a file no restore would take, and says which rows."""
+    db.execute("alter table employees drop constraint employees_hiring_date_in_range")
+    db.execute("insert into employees values (9001, 'Late', '9999-12-31T23:59:59-14:00', 1, 1)")
+    db.execute(
+        "alter table employees add constraint employees_hiring_date_in_range check"
+        " (hiring_date >= '0001-01-01 00:00:00+00' and hiring_date < '10000-01-01 00:00:00+00')"
+        " not valid"
+    )
+    done = dataarch(dsn, "backup", **backup_env(tmp_path))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "employees_hiring_date_in_range: (9001)" in done.stderr
+    assert not list((tmp_path / "backups").rglob("*.avro"))
+    check = dataarch(dsn, "db", "check")
+    assert check.returncode == 1
+    assert "employees: 1 row(s) break employees_hiring_date_in_range: (9001)" in check.stdout
+    db.execute("delete from employees where employee_id = 9001")
+    assert dataarch(dsn, "db", "check").returncode == 0
+    assert dataarch(dsn, "backup", **backup_env(tmp_path)).returncode == 0
+
+
+def test_retention_goes_by_creation_time_and_keeps_the_new_file(db, dsn, tmp_path) -> None:
+    env = backup_env(tmp_path)
+    assert dataarch(dsn, "backup", "jobs", **env).returncode == 0
+    (older,) = backup_files(tmp_path / "backups", "jobs")
+    # copied from a host whose clock was ahead: its name sorts after any new one
+    ahead = older.with_name("jobs-29991231T000000.000000Z.avro")
+    ahead.write_bytes(older.read_bytes())
+    done = dataarch(dsn, "backup", "jobs", "--keep", "1", **env)
+    assert done.returncode == 0, done.stderr
+    (kept,) = backup_files(tmp_path / "backups", "jobs")
+    assert kept.name in done.stdout and kept != ahead and kept != older
+    assert f"pruned {older}" in done.stdout and f"pruned {ahead}" in done.stdout
+    # by age: a file made two days ago goes, the new one stays
+    os.utime(kept, (time.time() - 2 * 86400,) * 2)
+    with_days = dataarch(dsn, "backup", "jobs", "--keep-days", "1", **env)
+    assert with_days.returncode == 0 and f"pruned {kept}" not in with_days.stdout
+    assert len(backup_files(tmp_path / "backups", "jobs")) == 2  # the header, not mtime, decides
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "x"])
+def test_a_bad_keep_is_a_usage_error(dsn, tmp_path, bad) -> None:
+    done = dataarch(dsn, "backup", "jobs", "--keep", bad, **backup_env(tmp_path))
+    assert done.returncode == 2 and "--keep" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unreadable_file_is_listed_as_such(db, dsn, tmp_path) -> None:
+    env = backup_env(tmp_path)
+    assert dataarch(dsn, "backup", "jobs", **env).returncode == 0
+    junk = tmp_path / "backups" / "jobs" / "jobs-20200101T000000.000000Z.avro"
+    junk.write_bytes(b"\x00" * 100)
+    os.utime(junk, (time.time() - 86400,) * 2)  # an old file, damaged since
+    listed = dataarch(dsn, "backups", **env)
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr
+    assert f"{junk}  UNREADABLE" in listed.stdout
+    settings = dataclasses.replace(api_settings(dsn), backup_dir=tmp_path / "backups")
+    with TestClient(create_app(settings)) as client:
+        answer = client.get("/tables/jobs/backups", headers=AUTH)
+        assert answer.status_code == 200
+        assert [bool(b["problem"]) for b in answer.json()] == [True, False]
+        # and the newest readable file is what a restore picks
+        assert client.post("/tables/jobs/restore", headers=AUTH).status_code == 200
+
+
+def test_checksums_print_unsigned(db, dsn, tmp_path) -> None:
+    signed = "select mod(sum(hashtextextended(t::text, 0)::numeric), 18446744073709551616)"
+    n = 100
+    while db.execute(f"{signed} from departments as t").fetchone()[0] >= 0:
+        db.execute("insert into departments values (%s, %s)", (n, f"Dept {n}"))
+        n += 1
+    done = dataarch(dsn, "backup", "departments", **backup_env(tmp_path))
+    checksum = done.stdout.split("checksum ")[1].split(")")[0]
+    assert checksum.isdigit() and 0 <= int(checksum) < 2**64
+    assert dataarch(dsn, "backup", "verify", **backup_env(tmp_path)).returncode == 0
+
+
+def as_an_ordinary_user() -> None:
+    """preexec_fn: root keeps its uid but loses the capabilities that let it
+    write where the permission bits say no, as an operator's service would."""
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+            libc.prctl(24, capability, 0, 0, 0)  # PR_CAPBSET_DROP: gone after exec
+
+
+def test_a_read_only_backup_directory_is_one_line(db, dsn, tmp_path) -> None:
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    folder.chmod(0o555)
+    done = subprocess.run(
+        [sys.executable, "-m", "dataarch.cli", "backup", "jobs"],
+        env={**cli_env(dsn), "DATAARCH_BACKUP_DIR": str(folder)}, cwd=PROJECT,
+        capture_output=True, text=True, timeout=60, preexec_fn=as_an_ordinary_user,
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "cannot write the backup" in done.stderr and "permission denied" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_full_disk_removes_the_partial_set(db, dsn, tmp_path) -> None:
+    """The third file of a full set cannot be written: none of the set stays."""
+    big_table(db, 50_000)
+
+    def small_files() -> None:  # writes past 200 kB fail, as on a full disk
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    env = {**cli_env(dsn), **backup_env(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "dataarch.cli", "backup"], env=env, cwd=PROJECT,
+        capture_output=True, text=True, timeout=120, preexec_fn=small_files,
+    )  # fmt: skip
+    assert done.returncode == 1 and "no space left" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not [p for p in (tmp_path / "backups").rglob("*") if p.is_file()]
+    assert db.execute("select count(*) from backup_catalog").fetchone()[0] == 0
+
+
+def test_restore_into_a_database_without_the_schema(db, dsn, new_database, tmp_path) -> None:
+    env = backup_env(tmp_path)
+    assert dataarch(dsn, "backup", **env).returncode == 0
+    empty = new_database()
+    one = dataarch(empty, "restore", "jobs", **env)
+    assert one.returncode == 1 and "Traceback" not in one.stderr
+    assert "no dataarch schema" in one.stderr and "dataarch db init" in one.stderr
+    whole = dataarch(empty, "restore", "--all", **env)
+    assert whole.returncode == 0, whole.stderr
+    with psycopg.connect(empty) as restored:
+        assert snapshot(restored, "employees") == snapshot(db, "employees")

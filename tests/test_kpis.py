@@ -121,7 +121,7 @@ def test_counts_always_equal_a_recount(db, tmp_path) -> None:
     conn.execute("update employees set department_id = 6 where employee_id % 5 = 0")
     conn.execute("delete from employees where employee_id % 7 = 0")
     assert conn.execute(COUNTS).fetchall() == conn.execute(RECOUNT).fetchall()
-    (info,) = backup_tables(conn, ["employees"], tmp_path)
+    (info,) = backup_tables(conn, ["employees"], tmp_path).files
     conn.autocommit = True
     conn.execute("truncate employees")
     assert conn.execute(COUNTS).fetchall() == []

@@ -161,5 +161,5 @@ def test_a_database_of_the_previous_release_upgrades_in_place(
         # a backup written by the previous release restores after the upgrade
         for table in ("departments", "jobs", "employees"):
             (path,) = backup_files(backups, table)
-            assert restore_table(conn, table, path) == before[table]
+            assert restore_table(conn, table, path).rows == before[table]
     assert _counts(old)["employees"] == before["employees"]

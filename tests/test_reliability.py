@@ -43,7 +43,7 @@ from app import create_app
 from dataarch.generate import generate
 from dataarch.installer import install
 from dataarch.pgserver import Cluster
-from dataarch.settings import Settings
+from dataarch.settings import ApiToken, Settings
 
 # -- hostile batches -------------------------------------------------------------------
 
@@ -348,7 +348,9 @@ def test_api_killed_during_restore_leaves_the_table(own_cluster, tmp_path) -> No
 
 # -- hostile HTTP ----------------------------------------------------------------------
 
-_SCHEMA_APP = create_app(dataclasses.replace(Settings.from_env({}), api_tokens=(TOKEN,)))
+_SCHEMA_APP = create_app(
+    dataclasses.replace(Settings.from_env({}), tokens=(ApiToken(TOKEN, "admin"),))
+)
 SCHEMA = schemathesis.openapi.from_dict(_SCHEMA_APP.openapi_schema.to_schema())
 
 
