@@ -11,12 +11,13 @@ from __future__ import annotations
 import hmac
 import logging
 import select
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
+import anyio
 import psycopg
 from litestar import Litestar, MediaType, Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
@@ -52,7 +53,8 @@ from backup import (
 )
 from backup.store import backup_files
 from backup.store import newest as store_newest
-from dataarch import db
+from dataarch import db, migrate
+from dataarch.csvrecords import CsvError, Dialect
 from dataarch.logs import event, timed
 from dataarch.settings import ApiToken, Settings
 from reports import PAGES, load_data, render_page
@@ -280,6 +282,104 @@ async def post_rows(
         idempotency_key=idempotency_key is not None, **took,
     )  # fmt: skip
     return Response(content=result.encode(), media_type=JSON)
+
+
+CSV = "text/csv"
+
+
+@post(
+    "/tables/{table:str}/csv",
+    status_code=200,
+    opt={"scope": "ingest"},
+    request_max_body_size=None,  # the route checks DATAARCH_UPLOAD_MAX_BYTES itself
+    summary="Load a CSV file into a table, as dataarch migrate does",
+    description=(
+        "The body is the file (text/csv, header-less unless it names the columns or"
+        " header=true), streamed through the same reader, rules and error log as"
+        " `dataarch migrate`, in one transaction. Every line is accounted for: the answer"
+        " counts lines, records, blank lines, inserted and rejected rows by reason. A file"
+        " whose content was loaded into the table before is not loaded again; the answer"
+        " says so (status already_migrated)."
+    ),
+    responses=_problems(400, 401, 403, 404, 413, 415, 503),
+)
+async def post_csv(
+    request: Request,
+    table: TablePath,
+    header: Annotated[bool, QueryParameter(description="skip the first line")] = False,
+    delimiter: Annotated[str, QueryParameter(min_length=1, max_length=1)] = ",",
+    encoding: Annotated[str, QueryParameter(max_length=40)] = "utf-8",
+    file: Annotated[
+        str, QueryParameter(min_length=1, max_length=200, description="the file's name, logged")
+    ] = "upload.csv",
+) -> Response[dict[str, Any]]:
+    _known_table(table)
+    settings: Settings = request.app.state.settings
+    if request.content_type[0] != CSV:
+        await _drain(request)
+        raise HTTPException(status_code=415, detail=f"send the file as {CSV}")
+    try:
+        dialect = Dialect(delimiter=delimiter, encoding=encoding, header=header)
+    except CsvError as exc:
+        await _drain(request)
+        raise ValidationException(str(exc)) from exc
+    announced = request.content_length
+    too_large = f"the file is over {settings.upload_max_bytes} bytes (DATAARCH_UPLOAD_MAX_BYTES)"
+    if announced is not None and announced > settings.upload_max_bytes:
+        await _drain(request)
+        raise HTTPException(status_code=413, detail=too_large)
+    body = _BodyChunks(request.stream(), settings.upload_max_bytes)
+
+    def load() -> dict:
+        with _api_connection(request) as conn:
+            return migrate.load(
+                conn, table, body, file, None, dialect,
+                helper=(announced or 0) >= migrate.TWO_SESSIONS_FROM,
+            )  # fmt: skip
+
+    with timed() as took:
+        try:
+            summary = await anyio.to_thread.run_sync(load)
+        except migrate.MigrationError as exc:
+            raise ValidationException(str(exc)) from exc
+        except _TooLarge:
+            await _drain(request, body.stream)
+            raise HTTPException(status_code=413, detail=too_large) from None
+    event(log, "upload", table=table, file=file, status=summary["status"],
+          batch_id=summary.get("batch_id"), inserted=summary.get("inserted"),
+          rejected=summary.get("rejected"), **took)  # fmt: skip
+    return Response(content=summary, media_type=JSON)
+
+
+class _BodyChunks:
+    """A request body as an iterator of bytes for the loader's worker thread,
+    pulled from the event loop a chunk at a time: never held whole. Past the
+    limit it raises _TooLarge, which rolls the load back."""
+
+    def __init__(self, stream: AsyncIterator[bytes], limit: int) -> None:
+        self.stream, self.limit, self.seen = stream, limit, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (chunk := anyio.from_thread.run(self._next)) is not None:
+            self.seen += len(chunk)
+            if self.seen > self.limit:
+                raise _TooLarge
+            yield chunk
+
+    async def _next(self) -> bytes | None:
+        return await anext(self.stream, None)
+
+
+class _TooLarge(Exception):
+    """The body passed the limit: raised inside the loader to roll it back."""
+
+
+async def _drain(request: Request, started: AsyncIterator[bytes] | None = None) -> None:
+    """Read what the client sends, so it sees the answer instead of a reset;
+    a body already being read is read on from where it is (a second stream
+    would wait for a message that never comes)."""
+    async for _ in started or request.stream():
+        pass
 
 
 @get(
@@ -710,6 +810,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path="/",
         route_handlers=[
             post_rows,
+            post_csv,
             get_row,
             get_rejections,
             post_backup,

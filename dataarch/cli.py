@@ -22,6 +22,7 @@ import bench.__main__ as bench_cli
 import reports.__main__ as reports_cli
 from backup import BackupError
 from dataarch import db, installer, logs, migrate
+from dataarch.csvrecords import Dialect
 from dataarch.generate import generate
 from dataarch.pgserver import ClusterError
 from dataarch.settings import ApiToken, Settings
@@ -112,16 +113,43 @@ def _db_status(settings: Settings) -> int:
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     csv_dir = Path(args.csv_dir) if args.csv_dir else settings.data_dir
+    dialect = _dialect(args)
+    files = list(migrate.find_files(csv_dir))
+    if not files:
+        names = ", ".join(n for names in migrate.TABLE_FILES.values() for n in names)
+        print(f"dataarch: no CSV file to migrate in {csv_dir} (looked for {names})",
+              file=sys.stderr)  # fmt: skip
+        return 1
     with db.connect(settings) as conn:
         installer.install(conn)
-        for table, path in migrate.find_files(csv_dir):
+        for table, path in files:
             with logs.timed() as took, _status_line(path.name) as status:
-                summary = migrate.migrate_file(conn, table, path, progress=status)
+                summary = migrate.migrate_file(conn, table, path, progress=status, dialect=dialect)
             print(migrate.describe(summary), flush=True)
             counts = {k: summary.get(k) for k in ("batch_id", "submitted", "inserted", "rejected")}
             logs.event(log, "migrate", source=f"csv:{path.name}", table=table,
                        status=summary["status"], **counts, **took)  # fmt: skip
     return 0
+
+
+def _dialect(args: argparse.Namespace) -> Dialect:
+    return Dialect(
+        delimiter=getattr(args, "delimiter", ","),
+        encoding=getattr(args, "encoding", "utf-8"),
+        header=getattr(args, "header", False),
+    )
+
+
+def _add_csv_options(p: argparse.ArgumentParser) -> None:
+    """What real files differ in; the defaults read the seed's files."""
+    p.add_argument(
+        "--header",
+        action="store_true",
+        help="skip the first line (a line naming the columns is skipped anyway)",
+    )
+    p.add_argument("--delimiter", default=",", help="field separator (default ',')")
+    p.add_argument("--encoding", default="utf-8",
+                   help="the file's encoding, e.g. latin1, windows-1252")  # fmt: skip
 
 
 @contextmanager
@@ -203,10 +231,30 @@ def _with_api(args: argparse.Namespace, settings: Settings, work: Callable[[Any]
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from dataarch import client
 
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"dataarch: {path}: no such file", file=sys.stderr)
+        return 1
+
     def work(api: client.ApiClient) -> int:
-        summary = client.ingest_file(api, args.table, Path(args.file))
+        summary = client.ingest_file(api, args.table, path, _dialect(args))
         print(client.describe(summary))
         return 1 if summary.refused else 0
+
+    return _with_api(args, settings, work)
+
+
+def _upload(args: argparse.Namespace, settings: Settings) -> int:
+    from dataarch import client
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"dataarch: {path}: no such file", file=sys.stderr)
+        return 1
+
+    def work(api: client.ApiClient) -> int:
+        print(migrate.describe(client.upload_file(api, args.table, path, _dialect(args))))
+        return 0
 
     return _with_api(args, settings, work)
 
@@ -239,7 +287,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     """`make run`: database up, schema installed, historical data migrated once, served."""
     status = _db(argparse.Namespace(action="init"), settings)
     if status == 0:
-        status = _migrate(argparse.Namespace(csv_dir=None), settings)
+        status = _migrate(argparse.Namespace(csv_dir=None), settings)  # the defaults
     if status == 0:
         status = reports_cli.run(argparse.Namespace(year=2021, out=None), settings)
     with db.connect(settings) as conn:
@@ -268,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="load the historical CSV files (once per file content)")
     p.add_argument("--csv-dir", help="directory of departments.csv, jobs.csv, hired_employees.csv")
+    _add_csv_options(p)
     p.set_defaults(handler=_migrate)
 
     p = sub.add_parser("generate", help="write deterministic sample CSV files")
@@ -286,11 +335,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bind_options(p)
     p.set_defaults(handler=_serve)
 
-    p = sub.add_parser("ingest", help="send a header-less CSV to the API in batches")
+    p = sub.add_parser("ingest", help="send a CSV file to the API in batches of 1000 rows")
     p.add_argument("table", choices=sorted(migrate.TABLE_FILES))
     p.add_argument("file")
+    _add_csv_options(p)
     _add_client_options(p)
     p.set_defaults(handler=_ingest)
+
+    p = sub.add_parser("upload", help="send a CSV file to the API whole, loaded as migrate does")
+    p.add_argument("table", choices=sorted(migrate.TABLE_FILES))
+    p.add_argument("file")
+    _add_csv_options(p)
+    _add_client_options(p)
+    p.set_defaults(handler=_upload)
 
     p = sub.add_parser("get", help="one row by id, from the API")
     p.add_argument("table", choices=sorted(migrate.TABLE_FILES))

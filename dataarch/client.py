@@ -8,14 +8,13 @@ have removed since)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import secrets
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 
 from dataarch import logs
+from dataarch.csvrecords import PLAIN, Dialect, Reader
 
 COLUMNS = {
     "departments": ("department_id", "department_name"),
@@ -30,6 +30,7 @@ COLUMNS = {
     "employees": ("employee_id", "employee_name", "hiring_date", "department_id", "job_id"),
 }
 BATCH_ROWS = 1000
+Row = list[str | None] | str
 log = logging.getLogger("dataarch.client")
 RETRYABLE_STATUS = {502, 503, 504}
 
@@ -51,6 +52,7 @@ class IngestSummary:
     inserted: int = 0
     rejected: int = 0
     replayed: int = 0  # batches the server had applied already (a retry whose answer was lost)
+    header: str | None = None  # the header line skipped
     by_reason: Counter[str] = field(default_factory=Counter)
     refused: list[str] = field(default_factory=list)
 
@@ -70,9 +72,15 @@ class ApiClient:
     def __exit__(self, *_: object) -> None:
         self.http.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One request, retried with backoff on connection errors and 502/503/504."""
+    def request(
+        self, method: str, path: str, body: Callable[[], Iterable[bytes]] | None = None,
+        **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        """One request, retried with backoff on connection errors and 502/503/504.
+        `body` makes a streamed body afresh for each attempt."""
         for attempt in range(self.retries + 1):
+            if body is not None:
+                kwargs["content"] = body()
             try:
                 response = self.http.request(method, path, **kwargs)
             except httpx.TransportError:
@@ -99,20 +107,44 @@ class ApiClient:
         )
 
 
-def csv_rows(path: Path, table: str) -> Iterator[dict[str, str]]:
-    """Row objects from a header-less CSV; an empty field is left out (missing_field),
-    surplus fields keep a name so the server can say they are unexpected."""
-    columns = COLUMNS[table]
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        for fields in csv.reader(f):
-            if not fields:
-                continue  # blank line
-            names = [*columns, *(f"field_{i}" for i in range(len(columns) + 1, len(fields) + 1))]
-            yield {name: value for name, value in zip(names, fields, strict=False) if value != ""}
+def upload_file(
+    client: ApiClient, table: str, path: Path, dialect: Dialect = PLAIN
+) -> dict[str, Any]:
+    """POST the file to /tables/{table}/csv as it is, streamed with a progress
+    bar; the server reads it as `dataarch migrate` would. A retry sends it
+    again from the start: a load that failed left nothing behind, and one
+    that succeeded makes the retry a no-op the answer says is one."""
+    total = path.stat().st_size
+
+    def chunks() -> Iterator[bytes]:
+        sent = 0
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                sent += len(chunk)
+                _progress(sent, total, table)
+                yield chunk
+
+    params = {"file": path.name, "delimiter": dialect.delimiter, "encoding": dialect.encoding,
+              "header": str(dialect.header).lower()}  # fmt: skip
+    return client.request(
+        "POST", f"/tables/{table}/csv", body=chunks, params=params,
+        headers={"Content-Type": "text/csv", "Content-Length": str(total)},
+        timeout=httpx.Timeout(10.0, read=None),  # loading a large file takes a while
+    )  # fmt: skip
 
 
-def batches(rows: Iterator[dict[str, str]], size: int = BATCH_ROWS) -> Iterator[list[dict]]:
-    batch: list[dict] = []
+def record_rows(reader: Reader) -> Iterator[list[str | None] | str]:
+    """The rows to send for a CSV file's records (dataarch/csvrecords.py):
+    each record as the array of its fields, in column order, an empty field
+    as null (absent); a record that could not be read as its raw text, which
+    the server logs as malformed_line. The server judges them as it judges
+    the same records migrated from a file."""
+    for record in reader.records():
+        yield record.raw if record.fields is None else list(record.fields)
+
+
+def batches(rows: Iterator[Row], size: int = BATCH_ROWS) -> Iterator[list[Row]]:
+    batch: list[Row] = []
     for row in rows:
         batch.append(row)
         if len(batch) == size:
@@ -128,35 +160,39 @@ def _progress(done: int, total: int, table: str) -> None:
     width = 30
     filled = width * done // max(total, 1)
     bar = "#" * filled + "." * (width - filled)
-    sys.stderr.write(f"\r{table}: [{bar}] {done}/{total} rows")
+    sys.stderr.write(f"\r{table}: [{bar}] {done / 1e6:.1f}/{total / 1e6:.1f} MB")
     if done >= total:
         sys.stderr.write("\n")
     sys.stderr.flush()
 
 
-def ingest_file(client: ApiClient, table: str, path: Path) -> IngestSummary:
+def ingest_file(
+    client: ApiClient, table: str, path: Path, dialect: Dialect = PLAIN
+) -> IngestSummary:
     """Send the whole file; a refused batch is recorded and the rest still go."""
-    with path.open("rb") as f:
-        total = sum(1 for line in f if line.strip())
+    total = path.stat().st_size
     summary = IngestSummary()
     run = secrets.token_hex(8)
-    for batch in batches(csv_rows(path, table)):
-        body = json.dumps(batch, ensure_ascii=False).encode()
-        summary.batches += 1
-        summary.sent += len(batch)
-        try:
-            result = client.post_rows(table, body, f"dataarch-ingest-{run}-{summary.batches}")
-        except (ApiError, httpx.TransportError) as exc:
-            summary.refused.append(f"batch {summary.batches}: {exc}")
-        else:
-            summary.replayed += bool(result.get("replayed"))
-            summary.inserted += result["inserted"]
-            summary.rejected += result["rejected"]
-            summary.by_reason.update(r["reason_code"] for r in result["rejections"])
-            logs.event(log, "batch sent", table=table, batch_id=result["batch_id"],
-                       submitted=result["submitted"], inserted=result["inserted"],
-                       rejected=result["rejected"])  # fmt: skip
-        _progress(summary.sent, total, table)
+    with path.open("rb") as f:
+        reader = Reader(f, dialect, COLUMNS[table])
+        for batch in batches(record_rows(reader)):
+            body = json.dumps(batch, ensure_ascii=False).encode()
+            summary.batches += 1
+            summary.sent += len(batch)
+            try:
+                result = client.post_rows(table, body, f"dataarch-ingest-{run}-{summary.batches}")
+            except (ApiError, httpx.TransportError) as exc:
+                summary.refused.append(f"batch {summary.batches}: {exc}")
+            else:
+                summary.replayed += bool(result.get("replayed"))
+                summary.inserted += result["inserted"]
+                summary.rejected += result["rejected"]
+                summary.by_reason.update(r["reason_code"] for r in result["rejections"])
+                logs.event(log, "batch sent", table=table, batch_id=result["batch_id"],
+                           submitted=result["submitted"], inserted=result["inserted"],
+                           rejected=result["rejected"])  # fmt: skip
+            _progress(reader.bytes, total, table)
+    summary.header = reader.header
     return summary
 
 

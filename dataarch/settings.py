@@ -32,6 +32,7 @@ class Settings:
     api_database_password: str | None = None
     log_file: Path | None = None
     lock_timeout: float = 10.0  # seconds a restore waits for its tables' locks
+    upload_max_bytes: int = 1 << 30  # the largest CSV body POST /tables/{table}/csv takes
 
     @property
     def api_tokens(self) -> tuple[str, ...]:
@@ -55,6 +56,7 @@ class Settings:
             api_database_url=environ.get("DATAARCH_API_DATABASE_URL") or None,
             tokens=_api_tokens(environ),
             lock_timeout=float(environ.get("DATAARCH_LOCK_TIMEOUT") or 10.0),
+            upload_max_bytes=int(environ.get("DATAARCH_UPLOAD_MAX_BYTES") or 1 << 30),
         )
 
     @property

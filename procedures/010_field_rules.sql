@@ -169,7 +169,8 @@ as $$
     -- A sentence a user can act on: the field, then what is wrong with it.
     select case
         when p_reason = 'invalid_type' and p_field is null
-            then 'row must be a JSON object keyed by column name'
+            then 'row must be a JSON object keyed by column name, or an array of the fields'
+                || ' in column order'
         when p_reason = 'invalid_type' and p_field like '%\_id'
             then p_field || ' must be an integer'
         when p_reason = 'invalid_type' and p_field = 'hiring_date'

@@ -24,14 +24,16 @@ as $$
 begin
     if to_regclass('pg_temp.judged_rows') is null then
         create temp table judged_rows of judged_row on commit delete rows;
+        -- a session of the caller's role pipes verdicts in and out (migrate)
+        execute format('grant select, insert on pg_temp.judged_rows to %I', session_user);
     elsif not p_keep_judged and exists (select from pg_temp.judged_rows) then
         truncate pg_temp.judged_rows;  -- verdicts an earlier call left unused
     end if;
     if to_regclass('pg_temp.incoming_rows') is null then
         create temp table incoming_rows (
             idx bigint not null,  -- 0-based index in a batch, or a CSV line number
-            row_type text,        -- JSON type of the row itself; CSV lines are objects
-            field_count integer,  -- fields on a CSV line; NULL for JSON
+            row_type text,        -- JSON type of the row itself; a CSV record is an array
+            field_count integer,  -- how many fields an array (a record) holds
             id_text text, id_type text,
             name_text text, name_type text,
             date_text text, date_type text,
@@ -51,7 +53,9 @@ language plpgsql
 set search_path = pg_catalog, public
 as $$
 -- Promise: pg_temp.incoming_rows holds exactly the elements of p_rows (a JSON
--- array), each field taken out of its object once.
+-- array), each field taken out of its row once: from an object by column
+-- name, from an array by position (a CSV record's fields, where null, like
+-- an empty CSV field, is absent).
 declare
     v_cols text[] := _require_table(p_table);
 begin
@@ -59,17 +63,28 @@ begin
     insert into pg_temp.incoming_rows
     select
         e.ord - 1,
-        jsonb_typeof(e.r),
-        null,
-        e.r ->> v_cols[1], jsonb_typeof(e.r -> v_cols[1]),
-        e.r ->> v_cols[2], jsonb_typeof(e.r -> v_cols[2]),
-        e.r ->> v_cols[3], jsonb_typeof(e.r -> v_cols[3]),
-        e.r ->> v_cols[4], jsonb_typeof(e.r -> v_cols[4]),
-        e.r ->> v_cols[5], jsonb_typeof(e.r -> v_cols[5]),
-        case when jsonb_typeof(e.r) = 'object' and (e.r - v_cols) <> '{}'::jsonb then (
-            select min(k) from jsonb_object_keys(e.r - v_cols) as k
+        k.kind,
+        case when k.kind = 'array' then jsonb_array_length(e.r) end,
+        case when k.kind = 'array' then e.r ->> 0 else e.r ->> v_cols[1] end,
+        case when k.kind = 'array' then nullif(jsonb_typeof(e.r -> 0), 'null')
+            else jsonb_typeof(e.r -> v_cols[1]) end,
+        case when k.kind = 'array' then e.r ->> 1 else e.r ->> v_cols[2] end,
+        case when k.kind = 'array' then nullif(jsonb_typeof(e.r -> 1), 'null')
+            else jsonb_typeof(e.r -> v_cols[2]) end,
+        case when k.kind = 'array' then e.r ->> 2 else e.r ->> v_cols[3] end,
+        case when k.kind = 'array' then nullif(jsonb_typeof(e.r -> 2), 'null')
+            else jsonb_typeof(e.r -> v_cols[3]) end,
+        case when k.kind = 'array' then e.r ->> 3 else e.r ->> v_cols[4] end,
+        case when k.kind = 'array' then nullif(jsonb_typeof(e.r -> 3), 'null')
+            else jsonb_typeof(e.r -> v_cols[4]) end,
+        case when k.kind = 'array' then e.r ->> 4 else e.r ->> v_cols[5] end,
+        case when k.kind = 'array' then nullif(jsonb_typeof(e.r -> 4), 'null')
+            else jsonb_typeof(e.r -> v_cols[5]) end,
+        case when k.kind = 'object' and (e.r - v_cols) <> '{}'::jsonb then (
+            select min(x) from jsonb_object_keys(e.r - v_cols) as x
         ) end
-    from jsonb_array_elements(p_rows) with ordinality as e (r, ord);
+    from jsonb_array_elements(p_rows) with ordinality as e (r, ord)
+    cross join lateral (select jsonb_typeof(e.r) as kind) as k;
 end;
 $$;
 
@@ -92,8 +107,11 @@ as $$
             spec.cols,
             spec.is_employees,
             case
-                when i.row_type <> 'object' then 'invalid_type'
-                when i.field_count <> cardinality(spec.cols) then 'malformed_line'
+                -- a string is a CSV record its sender could not read
+                when i.row_type = 'string' then 'malformed_line'
+                when i.row_type not in ('object', 'array') then 'invalid_type'
+                when i.row_type = 'array' and i.field_count <> cardinality(spec.cols)
+                    then 'malformed_line'
             end as p_row,
             _id_problem(i.id_text, i.id_type) as p_id,
             _name_problem(i.name_text, i.name_type) as p_name,

@@ -135,8 +135,9 @@ security definer
 set search_path = pg_catalog, public
 as $$
 -- Promise: ingest_batch for a request body exactly as received (JSON text).
--- Refuses (DAT02) a body that is not an array of objects, and (22P02) text
--- that is not JSON. jsonb cannot hold \u0000, so each unescaped \u0000
+-- Refuses (DAT02) a body that is not an array, and (22P02) text that is not
+-- JSON; a row that is not an object or a record (an array) is rejected as
+-- any bad row is. jsonb cannot hold \u0000, so each unescaped \u0000
 -- becomes \uFFFF first and the rows holding it are rejected as
 -- invalid_character instead of the whole batch failing. With an idempotency
 -- key, a repeat of the same request within 24 hours returns the first
@@ -152,16 +153,6 @@ begin
         p_body := regexp_replace(p_body, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\uFFFF', 'g');
     end if;
     v_rows := p_body::jsonb;
-    if jsonb_typeof(v_rows) = 'array'
-        and jsonb_path_exists(v_rows, 'strict $[*] ? (@.type() != "object")') then
-        raise exception 'every row must be a JSON object keyed by column name; row % is a JSON %',
-            (select min(e.ord) - 1 from jsonb_array_elements(v_rows) with ordinality as e (r, ord)
-                where jsonb_typeof(e.r) <> 'object'),
-            (select jsonb_typeof(e.r) from jsonb_array_elements(v_rows) as e (r)
-                where jsonb_typeof(e.r) <> 'object' limit 1)
-            using errcode = 'DAT02';
-    end if;
-
     if p_idempotency_key is not null then
         -- Keys live 24 hours. Each keyed request removes up to 100 expired
         -- ones, skipping rows another request is removing: no waiting.

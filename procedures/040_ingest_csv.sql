@@ -1,75 +1,117 @@
--- The CSV migration's half in the database. dataarch migrate COPYs a file's
--- raw lines into the session's temporary table csv_lines(line_number,
--- raw_line). judge_csv_lines splits a range of them into fields, stages them
--- in pg_temp.incoming_rows and keeps _judge_rows' verdicts in
--- pg_temp.judged_rows; ingest_csv_lines then runs the whole file through the
--- same core as ingest_batch (_insert_rows), in one set-based pass. A large
--- file is judged by two sessions at once, each over half of its lines: the
--- verdicts are per line, so they are copied into the one transaction that
--- inserts, logs and commits the file.
+-- The CSV migration's half in the database. dataarch/csvrecords.py reads
+-- the file (what a record is lives there) and COPYs its pieces, in binary,
+-- into the session's pg_temp.csv_pieces: blocks of plain lines (no quote,
+-- no NUL), which are split here on the delimiter, and records it parsed or
+-- found broken. Nothing of the data is interpreted by COPY.
+-- judge_csv_lines expands the pieces into pg_temp.csv_lines, one row a
+-- record, stages them in pg_temp.incoming_rows and keeps _judge_rows'
+-- verdicts in pg_temp.judged_rows; ingest_csv_lines then runs the whole file
+-- through the same core as ingest_batch (_insert_rows), in one set-based
+-- pass. A large file is judged by several sessions at once, each over its
+-- share of the pieces: the verdicts are per record, so they are copied into
+-- the one transaction that inserts, logs and commits the file.
 --
 -- Raises DAT04 when the file is not a CSV of the table at all, so nothing of
 -- it is loaded.
 
-create or replace function _split_quoted_csv_line(p_line text)
-returns text[]
-language sql immutable parallel safe
+create or replace function csv_begin()
+returns void
+language plpgsql
+security definer
+set search_path = pg_catalog, public, pg_temp
 as $$
-    -- The fields of a CSV line that holds quotes (RFC 4180); an empty field
-    -- is NULL; NULL when the quoting is broken.
-    select case when string_agg(m[1] || m[2], '' order by n) = p_line
-        then array_agg(case
-            when m[1] like '"%' then replace(substr(m[1], 2, length(m[1]) - 2), '""', '"')
-            else nullif(m[1], '')
-        end order by n)
-    end
-    from regexp_matches(p_line, '("(?:[^"]|"")*"|[^,"]*)(,|$)', 'g')
-        with ordinality as x (m, n)
-    where m[1] <> '' or m[2] <> '' or n = 1
+-- Promise: empty pg_temp.csv_pieces, which the caller may COPY into, and
+-- pg_temp.csv_lines, both dropped at commit. One file a transaction.
+begin
+    drop table if exists pg_temp.csv_pieces;
+    drop table if exists pg_temp.csv_lines;
+    create temp table csv_pieces (
+        piece integer not null,       -- its number in the file, from 0
+        first_line bigint not null,   -- physical line number of its first line
+        lines integer not null,       -- physical lines it covers
+        is_record boolean not null,   -- one record, or a block of one-line records
+        body text not null,           -- the block's lines joined by LF, or the record
+        fields text[],                -- a record's fields, when it parsed
+        problem text                  -- why a record is broken
+    ) on commit drop;
+    create temp table csv_lines (
+        line_number bigint not null,  -- a record's first physical line
+        lines integer not null,       -- physical lines it spans
+        raw_line text not null,       -- as read, without its line ending
+        fields text[],                -- NULL: split raw_line on the delimiter
+        problem text,                 -- why a broken record is broken
+        piece integer not null,
+        constraint csv_lines_pkey primary key (line_number)
+    ) on commit drop;
+    execute format('grant insert on pg_temp.csv_pieces to %I', session_user);
+end;
 $$;
 
-create or replace function _split_csv_line(p_line text)
-returns text[]
-language sql immutable parallel safe
-as $$
-    -- The fields of one CSV line; an empty field is NULL. A plain expression,
-    -- so it is inlined: a sub-select here made every line pay a function call
-    -- (15 us); only lines with quotes take the slower parser.
-    select case
-        when strpos(p_line, '"') = 0 then string_to_array(p_line, ',', '')
-        else _split_quoted_csv_line(p_line)
-    end
-$$;
-
-create or replace function _csv_line_fields(p_line_number bigint, p_raw_line text)
-returns text[]
-language sql immutable parallel safe
-as $$
-    -- The fields of a raw file line: its CR (a CRLF file) and, on line 1, a
-    -- byte-order mark are not data. A blank line gives {}.
-    select _split_csv_line(rtrim(
-        case when p_line_number = 1 then ltrim(p_raw_line, U&'\FEFF') else p_raw_line end,
-        E'\r'
-    ))
-$$;
-
-create or replace function judge_csv_lines(p_table text, p_first bigint, p_last bigint)
+create or replace function _expand_csv_pieces()
 returns bigint
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: the records of the session's pg_temp.csv_pieces are in
+-- pg_temp.csv_lines, one row each: a block's non-blank lines, without the
+-- CR of a CRLF ending; a record as the reader gave it. Returns how many.
+declare
+    v_added bigint;
+begin
+    insert into pg_temp.csv_lines (line_number, lines, raw_line, fields, problem, piece)
+    select
+        p.first_line + l.n - 1, 1,
+        case when right(l.line, 1) = E'\r' then left(l.line, -1) else l.line end,
+        null, null, p.piece
+    from pg_temp.csv_pieces as p
+    cross join lateral string_to_table(p.body, E'\n') with ordinality as l (line, n)
+    where not p.is_record and l.line not in ('', E'\r')
+    union all
+    select p.first_line, p.lines, p.body, p.fields, p.problem, p.piece
+    from pg_temp.csv_pieces as p
+    where p.is_record;
+    get diagnostics v_added = row_count;
+    return v_added;
+end;
+$$;
+
+create or replace function _record_fields(p_fields text[], p_raw_line text, p_delimiter text)
+returns text[]
+language sql immutable parallel safe
+as $$
+    -- A record's fields: as the reader parsed them, or, for a plain line,
+    -- split on the delimiter (an empty field is NULL), as
+    -- dataarch/csvrecords.py's split_plain does.
+    select coalesce(p_fields, string_to_array(p_raw_line, p_delimiter, ''))
+$$;
+
+create or replace function judge_csv_lines(
+    p_table text, p_delimiter text, p_sessions integer default 1, p_session integer default 0
+)
+returns bigint
+language plpgsql
+security definer
+set search_path = pg_catalog, public, pg_temp
 set work_mem = '256MB'
 as $$
--- Promise: judges the lines of pg_temp.csv_lines numbered p_first to p_last
--- (NULL: to the end) and adds their verdicts to pg_temp.judged_rows, where
--- ingest_csv_lines finds them; blank lines are left out. Returns how many
--- lines were judged. Changes no table but the session's own.
+-- Promise: the records of the session's pg_temp.csv_pieces are in
+-- pg_temp.csv_lines, and the verdicts on its share of them (the pieces
+-- numbered p_session modulo p_sessions) in pg_temp.judged_rows, where
+-- ingest_csv_lines finds them. A broken record (the reader's problem) is
+-- malformed_line. Returns how many records were judged. Changes no table
+-- but the session's own.
 declare
     v_judged bigint;
 begin
+    perform _require_table(p_table);
     perform _prepare_incoming_rows(p_keep_judged => true);
+    if not exists (select from pg_temp.csv_lines) then
+        perform _expand_csv_pieces();
+    end if;
     insert into pg_temp.incoming_rows
     select
-        l.line_number, 'object', coalesce(cardinality(l.f), -1),
+        l.line_number, 'array',
+        case when l.problem is null then coalesce(cardinality(l.f), 0) else -1 end,
         l.f[1], case when l.f[1] is not null then 'string' end,
         l.f[2], case when l.f[2] is not null then 'string' end,
         l.f[3], case when l.f[3] is not null then 'string' end,
@@ -77,14 +119,11 @@ begin
         l.f[5], case when l.f[5] is not null then 'string' end,
         null
     from (
-        select c.line_number, _csv_line_fields(c.line_number, c.raw_line) as f
-        from csv_lines as c
-        where c.raw_line is not null
-            and c.line_number >= p_first
-            and (p_last is null or c.line_number <= p_last)
+        select c.line_number, c.problem, _record_fields(c.fields, c.raw_line, p_delimiter) as f
+        from pg_temp.csv_lines as c
+        where c.piece % p_sessions = p_session
         offset 0
-    ) as l
-    where coalesce(cardinality(l.f), -1) <> 0;
+    ) as l;
 
     insert into pg_temp.judged_rows select * from _judge_rows(p_table);
     get diagnostics v_judged = row_count;
@@ -109,29 +148,41 @@ as $$
     where m.table_name = p_table and m.sha256 = p_sha256
 $$;
 
-create or replace function ingest_csv_lines(p_table text, p_file text, p_sha256 text)
+create or replace function ingest_csv_lines(
+    p_table text,
+    p_file text,
+    p_sha256 text,
+    p_delimiter text default ',',
+    p_lines bigint default null,
+    p_header boolean default false
+)
 returns jsonb
 language plpgsql
+security definer
 set search_path = pg_catalog, public, pg_temp
 -- the whole file is judged in one statement: room for its sorts and hashes
 set work_mem = '256MB'
 as $$
--- Promise: loads every line of pg_temp.csv_lines into p_table through the
--- validation core, logs each rejected line (file, line number, raw text,
--- reason) in ingest_errors, records the batch and the file's checksum, and
--- returns a summary. Lines already judged by judge_csv_lines (in
--- pg_temp.judged_rows) are not judged again; with none, all are judged
--- here. A file whose checksum is already recorded for p_table
--- is not read again: the summary says so. Blank lines are skipped, and are
--- neither submitted nor rejected. The file is one batch: a repeated id is
--- duplicate_in_batch wherever it repeats.
+-- Promise: loads every record of pg_temp.csv_pieces into p_table through
+-- the validation core, logs each rejected record (file, first line number,
+-- raw text, reason) in ingest_errors, records the batch and the file's
+-- checksum, and returns a summary. Records already judged (in
+-- pg_temp.judged_rows, by judge_csv_lines in this or another session) are
+-- not judged again; with none, all are judged here. A file whose checksum
+-- is already recorded for p_table is not loaded again: the summary says so.
+-- p_lines is the file's physical line count as the reader read it: the
+-- summary accounts for every line (header, blank, or part of a record).
+-- The file is one batch: a repeated id is duplicate_in_batch wherever it
+-- repeats.
 declare
     v_cols text[] := _require_table(p_table);
     v_source text := 'csv:' || p_file;
+    v_separated text := case when p_delimiter = ',' then 'comma-separated fields'
+        else format('fields separated by %L', p_delimiter) end;
     v_done jsonb;
     v_batch_id bigint;
-    v_lines_read bigint;
-    v_staged bigint;
+    v_records bigint;
+    v_record_lines bigint;
     v_wellformed bigint;
     v_inserted bigint;
     v_rejected bigint;
@@ -148,16 +199,17 @@ begin
 
     perform _prepare_incoming_rows(p_keep_judged => true);
     if not exists (select from pg_temp.judged_rows) then
-        perform judge_csv_lines(p_table, 1, null);
+        perform judge_csv_lines(p_table, p_delimiter);
     end if;
-    select count(*) into v_lines_read from csv_lines;
+    select count(*), coalesce(sum(c.lines), 0) into v_records, v_record_lines
+    from pg_temp.csv_lines as c;
 
-    -- An initial load (a large file, at least as many lines as the table has
-    -- rows by the statistics, which need no lock on it): its secondary
+    -- An initial load (a large file, at least as many records as the table
+    -- has rows by the statistics, which need no lock on it): its secondary
     -- indexes are rebuilt once after the insert instead of grown a row at a
     -- time. Dropping them locks the table until commit; nothing of this
     -- transaction has touched it before, so no lock is upgraded.
-    if v_lines_read >= 100000 and v_lines_read >= (
+    if v_records >= 100000 and v_records >= (
         select greatest(c.reltuples, s.n_live_tup)
         from pg_class as c
         left join pg_stat_all_tables as s on s.relid = c.oid
@@ -176,20 +228,25 @@ begin
         )
         select
             v_batch_id, p_table, p_file, o.idx, c.raw_line, o.reason_code, o.field,
-            case when o.reason_code = 'malformed_line' then format(
-                'line has %s comma-separated fields; %s needs %s (%s)',
-                coalesce(
-                    cardinality(_csv_line_fields(c.line_number, c.raw_line))::text,
-                    'unbalanced quotes and no'
-                ),
+            case when o.reason_code <> 'malformed_line' then
+                _rejection_message(o.field, o.reason_code, rc.description)
+            when c.problem is not null and c.lines = 1 then c.problem
+            when c.problem is not null then
+                format('record of lines %s-%s: %s', c.line_number, c.line_number + c.lines - 1,
+                    c.problem)
+            else format(
+                '%s has %s %s; %s needs %s (%s)',
+                case when c.lines = 1 then 'line' else format('record of lines %s-%s',
+                    c.line_number, c.line_number + c.lines - 1) end,
+                cardinality(_record_fields(c.fields, c.raw_line, p_delimiter)), v_separated,
                 p_table, cardinality(v_cols), array_to_string(v_cols, ', ')
-            ) else _rejection_message(o.field, o.reason_code, rc.description) end,
+            ) end,
             _constraint_for(p_table, o.field, o.reason_code), rc.sqlstate, v_source
         -- only the rejected lines are joined to their raw text: joined first,
         -- every line of the file paid for the lookups (1.4 s a million)
         from (select * from outcome where reason_code is not null offset 0) as o
         join reason_codes as rc on rc.reason_code = o.reason_code
-        join csv_lines as c on c.line_number = o.idx
+        join pg_temp.csv_lines as c on c.line_number = o.idx
         returning reason_code
     )
     select
@@ -198,11 +255,10 @@ begin
         (select count(*) from logged where reason_code <> 'malformed_line')
     into v_inserted, v_rejected, v_wellformed;
     v_wellformed := v_wellformed + v_inserted;
-    v_staged := v_inserted + v_rejected;  -- every judged line comes back once
 
-    if v_wellformed = 0 and v_staged > 0 then
-        raise exception 'file % is not a CSV of %: no line has the % comma-separated fields (%) it needs',
-            p_file, p_table, cardinality(v_cols), array_to_string(v_cols, ', ')
+    if v_wellformed = 0 and v_records > 0 then
+        raise exception 'file % is not a CSV of %: no record has the % % (%) it needs',
+            p_file, p_table, cardinality(v_cols), v_separated, array_to_string(v_cols, ', ')
             using errcode = 'DAT04';
     end if;
 
@@ -217,10 +273,12 @@ begin
     insert into migrated_files (table_name, sha256, file_name, batch_id)
     values (p_table, p_sha256, p_file, v_batch_id);
 
+    p_lines := coalesce(p_lines, v_record_lines + p_header::integer);
     return jsonb_build_object(
         'status', 'migrated', 'table', p_table, 'file', p_file, 'batch_id', v_batch_id,
-        'lines', v_lines_read, 'blank', v_lines_read - v_staged,
-        'submitted', v_inserted + v_rejected,
+        'lines', p_lines, 'header', p_header::integer,
+        'blank', p_lines - p_header::integer - v_record_lines,
+        'records', v_records, 'submitted', v_inserted + v_rejected,
         'inserted', v_inserted, 'rejected', v_rejected,
         'by_reason', coalesce((
             select jsonb_object_agg(reason_code, n)
@@ -233,9 +291,13 @@ begin
 end;
 $$;
 
-revoke all on function _split_csv_line(text) from public;
-revoke all on function _split_quoted_csv_line(text) from public;
-revoke all on function _csv_line_fields(bigint, text) from public;
-revoke all on function judge_csv_lines(text, bigint, bigint) from public;
+revoke all on function csv_begin() from public;
+revoke all on function _expand_csv_pieces() from public;
+revoke all on function judge_csv_lines(text, text, integer, integer) from public;
 revoke all on function already_migrated(text, text, text) from public;
-revoke all on function ingest_csv_lines(text, text, text) from public;
+revoke all on function ingest_csv_lines(text, text, text, text, bigint, boolean) from public;
+-- POST /tables/{table}/csv loads a file as the API role
+grant execute on function csv_begin() to dataarch_api;
+grant execute on function judge_csv_lines(text, text, integer, integer) to dataarch_api;
+grant execute on function already_migrated(text, text, text) to dataarch_api;
+grant execute on function ingest_csv_lines(text, text, text, text, bigint, boolean) to dataarch_api;

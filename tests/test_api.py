@@ -57,8 +57,6 @@ def test_atomic_mode(client, conn) -> None:
         ("employees", b"[{not json", None, 400, "invalid input syntax for type json"),
         ("employees", b"\xff\xfe", None, 400, "not UTF-8"),
         ("employees", {"rows": []}, None, 400, "must be a JSON array"),
-        ("employees", [1, 2], None, 400, "row 0 is a JSON number"),
-        ("employees", [employee(1), []], None, 400, "row 1 is a JSON array"),
         ("employees", [], None, 422, "this one has 0"),
         ("jobs", [{"job_id": 1, "job_name": "x"}] * 1001, None, 422, "this one has 1001"),
         ("jobs", [{"job_id": 1}], {**AUTH, "Content-Type": "text/csv"}, 415, "application/json"),

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -238,3 +240,129 @@ def test_a_restore_forgets_the_keys_of_the_tables_batches(server, dsn, conn, tmp
     assert (
         replay.json()["replayed"] is True and replay.json()["batch_id"] == again.json()["batch_id"]
     )
+
+
+# -- CSV over HTTP -------------------------------------------------------------------------
+
+
+def test_upload_loads_a_file_as_migrate_does(server, dsn, conn, tmp_path) -> None:
+    generate(tmp_path, employees=3000, bad_ratio=0.05)
+    for table, name in [("departments", "departments"), ("jobs", "jobs")]:
+        done = run_client(dsn, server, "upload", table, str(tmp_path / f"{name}.csv"))
+        assert done.returncode == 0, done.stderr
+    quirks = tmp_path / "quirks.csv"
+    quirks.write_bytes(
+        (tmp_path / "hired_employees.csv").read_bytes()
+        + b'90001,"Ann\nSmith",2021-01-01T00:00:00Z,1,1\n\\.\n'
+        + b"90002,Jos\xe9,2021-01-01T00:00:00Z,1,1\n"
+    )
+    done = run_client(dsn, server, "upload", "employees", str(quirks))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    uploaded = conn.execute(
+        "select line_number, reason_code, raw_line from ingest_errors"
+        " where source = 'csv:quirks.csv' order by 1"
+    ).fetchall()
+    counts = conn.execute(
+        "select submitted, inserted, rejected from ingest_batches where source = 'csv:quirks.csv'"
+    ).fetchone()
+    assert counts[0] == counts[1] + counts[2] and uploaded[-2:] == [
+        (3003, "malformed_line", "\\."),
+        (3004, "malformed_line", "90002,Jos\\xe9,2021-01-01T00:00:00Z,1,1"),
+    ]
+    assert conn.execute(
+        "select employee_name from employees where employee_id = 90001"
+    ).fetchone() == ("Ann\nSmith",)
+    # the same lines migrated from disk are judged the same way
+    conn.execute("truncate employees")
+    migrated = dataarch(dsn, "migrate", "--csv-dir", str(tmp_path))
+    assert migrated.returncode == 0, migrated.stderr
+    judged = (
+        "select line_number, reason_code from ingest_errors"
+        " where source = %s and line_number <= 3000 order by 1, 2"
+    )
+    assert (
+        conn.execute(judged, ("csv:quirks.csv",)).fetchall()
+        == conn.execute(judged, ("csv:hired_employees.csv",)).fetchall()
+    )
+    again = run_client(dsn, server, "upload", "employees", str(quirks))
+    assert "already migrated" in again.stdout
+
+
+def test_an_upload_over_the_limit_is_413(dsn, conn, tmp_path) -> None:
+    proc, url = start_server(dsn, DATAARCH_UPLOAD_MAX_BYTES="1000")
+    try:
+        body = b"1,Sales\n" * 500
+        headers = {**JSON_AUTH, "Content-Type": "text/csv"}
+        announced = httpx.post(f"{url}/tables/departments/csv", content=body, headers=headers)
+        assert announced.status_code == 413 and "DATAARCH_UPLOAD_MAX_BYTES" in announced.text
+        streamed = httpx.post(f"{url}/tables/departments/csv", headers=headers,
+                              content=iter([body[:800], body[800:]]))  # fmt: skip
+        assert streamed.status_code == 413
+        small = httpx.post(f"{url}/tables/departments/csv", content=b"1,Sales\n", headers=headers)
+        assert small.status_code == 200 and small.json()["inserted"] == 1
+        wrong = httpx.post(f"{url}/tables/departments/csv", content=b"1,Sales\n", headers=JSON_AUTH)
+        assert wrong.status_code == 415
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert conn.execute("select count(*) from departments").fetchone()[0] == 1
+
+
+def _rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def test_a_million_line_upload_streams(dsn, conn, tmp_path) -> None:
+    """The body is never held whole: the server stays under 300 MB."""
+    generate(tmp_path, employees=1_000_000, bad_ratio=0.01)
+    proc, url = start_server(dsn)
+    peak, done = [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mb(proc.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        for table in ("departments", "jobs"):
+            assert (
+                run_client(dsn, url, "upload", table, str(tmp_path / f"{table}.csv")).returncode
+                == 0
+            )
+        result = run_client(dsn, url, "upload", "employees", str(tmp_path / "hired_employees.csv"))
+    finally:
+        done.set()
+        sampler.join()
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert "1000000 lines" in result.stdout
+    assert conn.execute("select count(*) from employees").fetchone()[0] > 980_000
+    print(f"server peak RSS {peak[0]:.0f} MB")
+    assert 0 < peak[0] < 300, peak
+
+
+def test_ingest_reads_any_file_without_a_traceback(server, dsn, conn, tmp_path) -> None:
+    load_reference_rows(conn)
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes(b"1,Jos\xe9,2021-01-01T00:00:00Z,1,1\n2,Ann,2021-01-01T00:00:00Z,1,1\n")
+    done = run_client(dsn, server, "ingest", "employees", str(latin))
+    assert done.returncode == 0 and "1 inserted, 1 rejected" in done.stdout, done.stderr
+    again = run_client(dsn, server, "ingest", "employees", str(latin), "--encoding", "latin1")
+    assert "1 inserted" in again.stdout
+    assert conn.execute("select employee_name from employees where employee_id = 1").fetchone() == (
+        "José",
+    )
+    zipped = tmp_path / "zipped.csv.gz"
+    zipped.write_bytes(gzip.compress(b"3,Gz,2021-01-01T00:00:00Z,1,1\n"))
+    assert "1 inserted" in run_client(dsn, server, "ingest", "employees", str(zipped)).stdout
+    long = tmp_path / "long.csv"
+    long.write_text(f'4,"{"x" * 200_000}",2021-01-01T00:00:00Z,1,1\n')
+    done = run_client(dsn, server, "ingest", "employees", str(long))
+    assert "too_long: 1" in done.stdout and "Traceback" not in done.stderr
+    missing = run_client(dsn, server, "ingest", "employees", str(tmp_path / "nope.csv"))
+    assert missing.returncode == 1 and "no such file" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -69,10 +69,22 @@ def test_missing_field(db) -> None:
     assert result["rejections"][0]["field"] == "hiring_date"
 
 
-def test_row_that_is_not_an_object(db) -> None:
-    result = ingest(db, "jobs", [[1, "Data engineer"], "x", None])
-    assert [r["reason_code"] for r in result["rejections"]] == ["invalid_type"] * 3
-    assert result["rejections"][0]["field"] is None
+def test_rows_are_objects_or_records(db) -> None:
+    """A row is an object keyed by column name, or a record: the array of its
+    fields in column order, judged as the same CSV line would be (null is an
+    empty field). A string is a record its sender could not read."""
+    result = ingest(db, "jobs", [
+        [11, "Data engineer"], ["12", "Recruiter"], ["13", None], [14], "15,Nurse", None, 16,
+    ])  # fmt: skip
+    assert result["inserted"] == 2
+    assert [(r["index"], r["reason_code"], r["field"]) for r in result["rejections"]] == [
+        (2, "missing_field", "job_name"),
+        (3, "malformed_line", None),
+        (4, "malformed_line", None),
+        (5, "invalid_type", None),
+        (6, "invalid_type", None),
+    ]
+    assert result["rejections"][3]["message"].startswith("row must be a JSON object keyed by")
 
 
 def test_first_broken_rule_in_column_order_wins(db) -> None:

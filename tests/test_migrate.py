@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from conftest import SEED_DATA, requires_seed_data
 
+from dataarch.csvrecords import Dialect
 from dataarch.generate import generate
 from dataarch.migrate import TWO_SESSIONS_FROM, MigrationError, find_files, migrate_file
 
@@ -98,10 +99,9 @@ def test_rejected_lines_keep_file_line_and_raw_text(db, tmp_path, sessions) -> N
         "select message from ingest_errors where reason_code = 'malformed_line' order by 1"
     ).fetchall()
     assert messages == [
+        ("a quoted field opened on this line is not closed by the end of the file",),
         ("line has 4 comma-separated fields; employees needs 5 (employee_id, employee_name,"
          " hiring_date, department_id, job_id)",),
-        ("line has unbalanced quotes and no comma-separated fields; employees needs 5"
-         " (employee_id, employee_name, hiring_date, department_id, job_id)",),
     ]  # fmt: skip
 
 
@@ -259,3 +259,141 @@ def test_progress_names_each_phase_and_a_rerun_reads_nothing(db, tmp_path) -> No
     again: list[str] = []
     summary = migrate_file(db, "departments", path, progress=again.append)
     assert (summary["status"], again) == ("already_migrated", [])
+
+
+# -- records exactly as files hold them: every line accounted for ---------------------
+
+EMPLOYEE = "{},Person {},2021-01-01T00:00:00Z,1,1\n"
+
+
+def employees_file(tmp_path: Path, content: bytes) -> Path:
+    write(tmp_path, "departments.csv", REFERENCE)
+    write(tmp_path, "jobs.csv", JOBS)
+    return write(tmp_path, "hired_employees.csv", content)
+
+
+def rejections(db: psycopg.Connection) -> list[tuple]:
+    return db.execute(
+        "select line_number, reason_code, raw_line, message from ingest_errors"
+        " where table_name = 'employees' order by line_number"
+    ).fetchall()
+
+
+def accounted(summary: dict) -> int:
+    return summary["lines"] - summary["header"] - summary["blank"]
+
+
+@pytest.mark.parametrize("sessions", [ONE_SESSION, TWO_SESSIONS])
+def test_a_line_holding_only_backslash_dot_is_one_more_record(db, tmp_path, sessions) -> None:
+    employees_file(
+        tmp_path, b"1,Ann,2021-01-01T00:00:00Z,1,1\n\\.\n3,Cid,2021-03-01T00:00:00Z,1,1\n"
+    )
+    summary = migrate_dir(db, tmp_path, sessions)["employees"]
+    assert (summary["lines"], summary["inserted"], summary["rejected"]) == (3, 2, 1)
+    assert [r[:3] for r in rejections(db)] == [(2, "malformed_line", "\\.")]
+
+
+def test_an_end_marker_in_a_large_file_ends_nothing(db, tmp_path) -> None:
+    lines = [EMPLOYEE.format(i, i) for i in range(1, 60_001)]
+    lines.insert(30_000, "\\.\n")
+    employees_file(tmp_path, "".join(lines).encode())
+    summary = migrate_dir(db, tmp_path, TWO_SESSIONS)["employees"]
+    assert (summary["lines"], summary["inserted"], summary["rejected"]) == (60_001, 60_000, 1)
+    assert [r[0] for r in rejections(db)] == [30_001]
+
+
+def test_control_bytes_are_data_never_quotes(db, tmp_path) -> None:
+    employees_file(tmp_path, b"1,Ann\x02\n\x02,2021-01-01T00:00:00Z,1,1\n"
+                             b"3,Cid\x01,2021-01-01T00:00:00Z,1,1\n"
+                             b"4,Dee,2021-01-01T00:00:00Z,9,1\n")  # fmt: skip
+    summary = migrate_dir(db, tmp_path)["employees"]
+    assert (summary["lines"], summary["inserted"], summary["rejected"]) == (4, 1, 3)
+    assert [r[:2] for r in rejections(db)] == [
+        (1, "malformed_line"), (2, "malformed_line"), (4, "unknown_department")
+    ]  # fmt: skip
+    assert db.execute("select employee_name from employees").fetchone() == ("Cid\x01",)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason", "message"),
+    [
+        (
+            b"2,N\x00ul,2021-01-01T00:00:00Z,1,1",
+            "invalid_character",
+            "employee_name contains a NUL",
+        ),
+        (
+            b"2,Jos\xe9,2021-01-01T00:00:00Z,1,1",
+            "malformed_line",
+            "bytes not valid utf-8 at byte 6",
+        ),
+        (b"2,\x93Quoted\x94,2021-01-01T00:00:00Z,1,1", "malformed_line", "not valid utf-8"),
+        (b'2,O"Brien,2021-01-01T00:00:00Z,1,1', "malformed_line", "inside an unquoted field"),
+        (b'2,"Ty"x,2021-01-01T00:00:00Z,1,1', "malformed_line", "followed by 'x'"),
+    ],
+)
+def test_one_bad_record_is_one_rejection_and_the_rest_loads(
+    db, tmp_path, line, reason, message
+) -> None:
+    employees_file(
+        tmp_path, b"1,Ann,2021-01-01T00:00:00Z,1,1\n" + line + b"\n3,Cy,2021-01-01T00:00:00Z,1,1\n"
+    )
+    summary = migrate_dir(db, tmp_path)["employees"]
+    assert (summary["lines"], summary["inserted"], summary["rejected"]) == (3, 2, 1)
+    ((number, found, raw, said),) = rejections(db)
+    assert (number, found) == (2, reason) and message in said
+    assert "\x00" not in raw and ("\\xe9" in raw if b"\xe9" in line else True)
+
+
+def test_a_crlf_line_in_an_lf_file_and_a_bom(db, tmp_path) -> None:
+    employees_file(tmp_path, b"\xef\xbb\xbf1,Ann,2021-01-01T00:00:00Z,1,1\n"
+                             b"2,Bo,2021-01-01T00:00:00Z,1,1\r\n"
+                             b"3,Cy,2021-01-01T00:00:00Z,1,1")  # fmt: skip
+    summary = migrate_dir(db, tmp_path)["employees"]
+    assert (summary["lines"], summary["inserted"]) == (3, 3)
+    names = db.execute("select employee_name from employees order by 1").fetchall()
+    assert names == [("Ann",), ("Bo",), ("Cy",)]
+
+
+@pytest.mark.parametrize("sessions", [ONE_SESSION, TWO_SESSIONS])
+def test_quoted_fields_hold_delimiters_quotes_and_line_breaks(db, tmp_path, sessions) -> None:
+    write(tmp_path, "departments.csv", b'700,"Finance\nand Ops"\r\n701,"R&D, ""Labs"""\n'
+                                       b'702,"Two\r\nlines"\n703,x,y\n')  # fmt: skip
+    summary = migrate_dir(db, tmp_path, sessions)["departments"]
+    assert (summary["lines"], summary["records"], summary["inserted"]) == (6, 4, 3)
+    names = db.execute("select department_name from departments order by 1").fetchall()
+    assert names == [("Finance\nand Ops",), ('R&D, "Labs"',), ("Two\r\nlines",)]
+    assert db.execute("select line_number, reason_code from ingest_errors").fetchall() == [
+        (6, "malformed_line")  # physical line 6, after two records of two lines each
+    ]
+
+
+def test_an_unclosed_quote_costs_one_line(db, tmp_path) -> None:
+    employees_file(tmp_path, b'1,"Ann,2021-01-01T00:00:00Z,1,1\n' + "".join(
+        EMPLOYEE.format(i, i) for i in range(2, 6)).encode())  # fmt: skip
+    summary = migrate_dir(db, tmp_path)["employees"]
+    assert (summary["lines"], summary["inserted"], summary["rejected"]) == (5, 4, 1)
+    assert [r[:2] for r in rejections(db)] == [(1, "malformed_line")]
+
+
+@pytest.mark.parametrize(
+    ("dialect", "content", "inserted"),
+    [
+        (Dialect(delimiter=";"), b'1;"Ann; Smith";2021-01-01T00:00:00Z;1;1\n', ["Ann; Smith"]),
+        (Dialect(encoding="latin1"), b"1,Jos\xe9,2021-01-01T00:00:00Z,1,1\n", ["José"]),
+        (Dialect(encoding="windows-1252"), b"1,\x93Q\x94,2021-01-01T00:00:00Z,1,1\n", ["“Q”"]),
+        (Dialect(header=True), b"id,name,date,d,j\n1,Ann,2021-01-01T00:00:00Z,1,1\n", ["Ann"]),
+        # a header that names the columns is found without being announced
+        (Dialect(), b"employee_id,employee_name,hiring_date,department_id,job_id\r\n"
+                    b"1,Ann,2021-01-01T00:00:00Z,1,1\r\n", ["Ann"]),
+    ],
+)  # fmt: skip
+def test_options_for_what_files_differ_in(db, tmp_path, dialect, content, inserted) -> None:
+    write(tmp_path, "departments.csv", REFERENCE)
+    write(tmp_path, "jobs.csv", JOBS)
+    for table, path in find_files(tmp_path):
+        migrate_file(db, table, path)
+    summary = migrate_file(db, "employees", write(tmp_path, "e.csv", content), dialect=dialect)
+    assert summary["rejected"] == 0 and summary["lines"] == accounted(summary) + summary["header"]
+    names = db.execute("select employee_name from employees order by 1").fetchall()
+    assert [n for (n,) in names] == inserted

@@ -1,0 +1,360 @@
+"""What a CSV record is, for every path that reads one (`dataarch migrate`,
+`dataarch ingest`, `dataarch upload` and POST /tables/{table}/csv).
+
+RFC 4180, read strictly and byte-exactly:
+
+- A record ends at a line feed; a carriage return right before it belongs to
+  the line ending (CRLF, LF and a mix all work). Line numbers are physical:
+  the n-th line feed ends line n.
+- Fields are separated by the delimiter (default ","). A field is quoted
+  when its first character is `"`: it then runs to the next `"` that is not
+  doubled (`""` stands for one `"`), may hold delimiters, carriage returns
+  and line feeds, and must be followed by the delimiter or the record's end.
+  A `"` anywhere else makes the record malformed. An empty field is absent.
+- Every line belongs to exactly one record, or is blank, or is the header.
+  A record that is broken (a quote out of place, a quoted field not closed
+  within MAX_RECORD_CHARS or by the end of the file, bytes not valid in the
+  file's encoding) is one rejection at its first line, with its raw text
+  (undecodable bytes written as \\xNN); reading resumes at the next line.
+- A NUL character cannot be stored in PostgreSQL text: it becomes U+FFFF,
+  which the field rules reject as invalid_character (as for the JSON API).
+- A UTF-8 byte-order mark before the first line is ignored; a gzip file is
+  read through gunzip. A first line whose fields are the table's column
+  names is a header, and is skipped (as is line 1 with `header=True`).
+
+Nothing here is interpreted by PostgreSQL's COPY: the reader hands out
+pieces (a block of plain lines, or one record it parsed) that travel as
+binary COPY values. A block's lines hold no quote and no NUL, so the
+database splits them on the delimiter alone (procedures/040, as
+split_plain does here); every other record is split here, once.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+CHUNK = 1 << 20  # bytes read at a time; a block holds the plain lines of one chunk
+MAX_RECORD_CHARS = 1 << 16  # a quoted field still open after this many characters is broken
+NUL_STAND_IN = "\uffff"  # what a NUL becomes (see the field rules in procedures/010)
+_BOM = "\ufeff"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class CsvError(ValueError):
+    """The options or the file cannot be read at all (not one record: the whole)."""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    header: bool = False  # line 1 is a header, whatever it holds
+
+    def __post_init__(self) -> None:
+        if len(self.delimiter) != 1 or self.delimiter in '"\r\n\x00':
+            raise CsvError(
+                f"the delimiter must be one character other than a quote, a line break or"
+                f" NUL, not {self.delimiter!r}"
+            )
+        try:
+            name = codecs.lookup(self.encoding).name
+        except LookupError:
+            raise CsvError(
+                f"unknown encoding {self.encoding!r} (e.g. utf-8, latin1, windows-1252)"
+            ) from None
+        if "\n,;\t|".encode(name, "replace") != b"\n,;\t|":
+            raise CsvError(f"{self.encoding} is not ASCII-compatible: convert the file to UTF-8")
+
+
+PLAIN = Dialect()  # comma-separated UTF-8 without a header: what the seed's files are
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What the reader hands out. A block (record=False): `lines` lines from
+    `first_line`, joined by line feeds, each one record (or blank), none
+    holding a quote or a NUL. A record (record=True): one record at
+    `first_line` spanning `lines` lines; `fields` when it parsed, else
+    `problem` says why not."""
+
+    first_line: int
+    lines: int
+    text: str
+    record: bool = False
+    fields: tuple[str | None, ...] | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record, for a client that sends records one by one."""
+
+    line: int
+    lines: int
+    raw: str
+    fields: tuple[str | None, ...] | None  # None: broken, see problem
+    problem: str | None = None
+
+
+def without_cr(line: str) -> str:
+    """A line without the carriage return of its CRLF ending."""
+    return line[:-1] if line.endswith("\r") else line
+
+
+def split_plain(line: str, delimiter: str) -> tuple[str | None, ...]:
+    """The fields of a line without quotes; an empty field is absent. The
+    database does the same for the lines of a block (_csv_line_fields)."""
+    return tuple(f or None for f in without_cr(line).split(delimiter))
+
+
+class Parser:
+    """The record grammar for one delimiter."""
+
+    def __init__(self, delimiter: str) -> None:
+        self.quoted = re.compile(r'"((?:[^"]|"")*)', re.S)  # up to the closing quote, if any
+        self.plain = re.compile(rf'[^"{re.escape(delimiter)}]*', re.S)
+        self.delimiter = delimiter
+
+    def parse(self, text: str) -> tuple[str, tuple[str | None, ...] | None, str | None]:
+        """("ok", fields, None); ("open", None, None) while a quoted field is
+        still open at the end of `text`; or ("bad", None, why)."""
+        fields: list[str | None] = []
+        at, end = 0, len(text)
+        while True:
+            if text.startswith('"', at):
+                match = self.quoted.match(text, at)
+                at = match.end()
+                if at == end:
+                    return "open", None, None
+                fields.append(match.group(1).replace('""', '"'))
+                at += 1  # past the closing quote
+                if at < end and text[at] != self.delimiter:
+                    return (
+                        "bad",
+                        None,
+                        (
+                            f"a quoted field ends at character {at} and is followed by"
+                            f" {text[at]!r}, not the delimiter"
+                        ),
+                    )
+            else:
+                match = self.plain.match(text, at)
+                fields.append(match.group() or None)
+                at = match.end()
+                if at < end and text[at] == '"':
+                    return (
+                        "bad",
+                        None,
+                        (
+                            f'a quote (") at character {at + 1} is inside an unquoted field:'
+                            ' quote the whole field and double the quote ("")'
+                        ),
+                    )
+            if at == end:
+                return "ok", tuple(fields), None
+            at += 1  # past the delimiter
+
+
+# -- lines ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Plain lines: no quote, no NUL, decoded."""
+
+    text: str
+    count: int
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    raw: str
+    problem: str
+
+
+_Line = str | _Undecodable  # one line that needs the record parser
+
+
+def _chunks(source: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
+    """Byte chunks that end at a line feed (the last one may not)."""
+    if hasattr(source, "read"):
+        stream = source
+        if hasattr(stream, "peek") and stream.peek(2)[:2] == _GZIP_MAGIC:
+            stream = gzip.GzipFile(fileobj=stream)  # type: ignore[arg-type]
+        parts: Iterable[bytes] = iter(lambda: stream.read(CHUNK), b"")  # type: ignore[union-attr]
+    else:
+        parts = source
+    carry = b""
+    for part in parts:
+        data = carry + part if carry else part
+        cut = data.rfind(b"\n") + 1
+        carry = data[cut:]
+        if cut:
+            yield data[:cut]
+    if carry:
+        yield carry
+
+
+class Reader:
+    """The pieces of a CSV byte stream (a binary file or an iterable of
+    bytes), counting the lines and bytes it read as it goes."""
+
+    def __init__(
+        self,
+        source: BinaryIO | Iterable[bytes],
+        dialect: Dialect | None = None,
+        columns: Sequence[str] = (),
+    ) -> None:
+        self.dialect = dialect = dialect or PLAIN
+        self.columns = tuple(columns)  # a first line naming them is a header
+        self.parser = Parser(dialect.delimiter)
+        self.lines = 0  # physical lines read so far
+        self.bytes = 0
+        self.header: str | None = None  # the header line skipped, if any
+        self._source = source
+        self._back: list[_Block | _Line] = []
+        self._number = 0  # the number of the last line handed out
+
+    # -- what callers use ---------------------------------------------------------------
+
+    def pieces(self) -> Iterator[Piece]:
+        items = self._items()
+        for item in iter(lambda: self._next(items), None):
+            first = self._number + 1
+            if isinstance(item, _Block):
+                self._number += item.count
+                yield Piece(first, item.count, item.text)
+            else:
+                self._number += 1
+                yield self._record(first, item, items)
+
+    def records(self) -> Iterator[Record]:
+        """One record at a time, its fields split (what `dataarch ingest` sends)."""
+        for piece in self.pieces():
+            if piece.record:
+                yield Record(piece.first_line, piece.lines, piece.text, piece.fields, piece.problem)
+                continue
+            for n, line in enumerate(piece.text.split("\n")):
+                if without_cr(line):
+                    yield Record(piece.first_line + n, 1, without_cr(line),
+                                 split_plain(line, self.dialect.delimiter))  # fmt: skip
+
+    # -- records ------------------------------------------------------------------------
+
+    def _record(self, first: int, line: _Line, items: Iterator[_Block | _Line]) -> Piece:
+        """The record that starts with `line`, reading on while one of its
+        quoted fields is open."""
+        if isinstance(line, _Undecodable):
+            return Piece(first, 1, line.raw, record=True, problem=line.problem)
+        taken = [line]
+        while True:
+            text = "\n".join([*taken[:-1], without_cr(taken[-1])])
+            state, fields, why = self.parser.parse(text)
+            if state != "open":
+                return Piece(first, len(taken), text, True, fields, why)
+            following = self._next_line(items) if len(text) <= MAX_RECORD_CHARS else None
+            if not isinstance(following, str):  # the end, a limit or an undecodable line
+                if following is not None:
+                    self._push_back(following)
+                for extra in reversed(taken[1:]):  # not part of it: they are read again
+                    self._push_back(extra)
+                where = f"within {MAX_RECORD_CHARS} characters" if following is None and len(
+                    text) > MAX_RECORD_CHARS else "by the end of the file"  # fmt: skip
+                if isinstance(following, _Undecodable):
+                    where = "before an unreadable line"
+                raw = without_cr(line).replace(NUL_STAND_IN, "\\x00")
+                problem = f"a quoted field opened on this line is not closed {where}"
+                return Piece(first, 1, raw, True, None, problem)
+            taken.append(following)
+
+    # -- lines --------------------------------------------------------------------------
+
+    def _next(self, items: Iterator[_Block | _Line]) -> _Block | _Line | None:
+        return self._back.pop() if self._back else next(items, None)
+
+    def _next_line(self, items: Iterator[_Block | _Line]) -> _Line | None:
+        """The next single line (a block is opened up), or None at the end."""
+        item = self._next(items)
+        if isinstance(item, _Block):
+            head, _, rest = item.text.partition("\n")
+            if item.count > 1:
+                self._back.append(_Block(rest, item.count - 1))
+            item = head
+        if item is not None:
+            self._number += 1
+        return item
+
+    def _push_back(self, item: _Line) -> None:
+        self._back.append(item)
+        self._number -= 1
+
+    def _items(self) -> Iterator[_Block | _Line]:
+        first = True
+        for chunk in _chunks(self._source):
+            self.bytes += len(chunk)
+            count = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
+            self.lines += count
+            body = chunk[:-1] if chunk.endswith(b"\n") else chunk
+            try:
+                text: str | None = body.decode(self.dialect.encoding)
+            except UnicodeDecodeError:
+                text = None
+            if first:
+                first = False
+                body = body.removeprefix(_BOM.encode())
+                text = text.removeprefix(_BOM) if text is not None else None
+                yield from self._first_line(body, text)
+                continue
+            if text is not None and '"' not in text and "\x00" not in text:
+                yield _Block(text, count)
+            else:
+                yield from self._careful(body, text)
+
+    def _first_line(self, body: bytes, text: str | None) -> Iterator[_Block | _Line]:
+        """The first chunk: line 1 may be a header, to skip."""
+        lines = list(self._careful(body, text))
+        head = lines[0] if lines else None
+        if isinstance(head, _Block):
+            line, _, rest = head.text.partition("\n")
+            fields = split_plain(line, self.dialect.delimiter)
+            if self.dialect.header or (self.columns and fields == self.columns):
+                self.header = without_cr(line)
+                self._number = 1
+                lines[0] = _Block(rest, head.count - 1)
+        elif isinstance(head, str) and self.dialect.header:
+            self.header = without_cr(head)
+            self._number = 1
+            lines.pop(0)
+        yield from (item for item in lines if not (isinstance(item, _Block) and item.count == 0))
+
+    def _careful(self, body: bytes, text: str | None) -> Iterator[_Block | _Line]:
+        """A chunk line by line: plain lines go in blocks, the others one by one."""
+        plain: list[str] = []
+        encoding = self.dialect.encoding
+        for raw in body.split(b"\n") if text is None else text.split("\n"):
+            line: _Line
+            if isinstance(raw, bytes):
+                try:
+                    line = raw.decode(encoding)
+                except UnicodeDecodeError as exc:
+                    shown = raw.decode(encoding, "backslashreplace").replace("\x00", "\\x00")
+                    line = _Undecodable(
+                        without_cr(shown),
+                        f"bytes not valid {encoding} at byte {exc.start + 1} of the line",
+                    )
+            else:
+                line = raw
+            if isinstance(line, str) and '"' not in line and "\x00" not in line:
+                plain.append(line)
+                continue
+            if plain:
+                yield _Block("\n".join(plain), len(plain))
+                plain = []
+            yield line.replace("\x00", NUL_STAND_IN) if isinstance(line, str) else line
+        if plain:
+            yield _Block("\n".join(plain), len(plain))
