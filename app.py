@@ -9,11 +9,13 @@ error becomes which status.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import select
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
@@ -38,6 +40,7 @@ from litestar.plugins.problem_details import (
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
+from msgspec import Meta
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -56,6 +59,7 @@ from backup.store import newest as store_newest
 from dataarch import db, migrate
 from dataarch.csvrecords import CsvError, Dialect
 from dataarch.logs import event, timed
+from dataarch.rejects import Rejected, reject_files
 from dataarch.settings import ApiToken, Settings
 from reports import PAGES, load_data, render_page
 
@@ -75,6 +79,7 @@ SQLSTATE_TO_HTTP = {
     "DAT05": 422,  # Idempotency-Key reused for another request
     "22P02": 400,  # body is not JSON
     "22021": 400,  # body is not valid UTF-8
+    "22": 400,  # any other data exception: a value out of range, too deep, malformed
     "08": 503,  # connection exception
     "53": 503,  # insufficient resources
     "57": 503,  # operator intervention: shutdown, crash recovery
@@ -285,6 +290,7 @@ async def post_rows(
 
 
 CSV = "text/csv"
+FormatQuery = Annotated[Literal["json", "csv"] | None, QueryParameter(name="format")]
 
 
 @post(
@@ -402,26 +408,91 @@ async def get_row(
     return Response(content=row, media_type=JSON)
 
 
+StatusQuery = Annotated[
+    Literal["open", "resolved", "closed"] | None,
+    QueryParameter(
+        description="open until a later batch inserts the id (resolved) or it is closed"
+    ),
+]
+ReasonQuery = Annotated[str | None, QueryParameter(max_length=40)]
+SinceQuery = Annotated[datetime | None, QueryParameter(description="received at or after")]
+
+
 @get(
     "/tables/{table:str}/rejections",
     opt={"scope": "read"},
-    summary="Logged rejections of a table, newest first",
+    summary="Logged rejections of a table, newest first; format=csv gives the reject file",
+    description=(
+        "JSON: a page of rejections with their status. format=csv: every matching rejected"
+        " row, oldest first, as the header-less CSV that `dataarch rejections export` writes,"
+        " to edit and send again (rows that cannot be written as the table's columns are"
+        " left out; the JSON listing has them)."
+    ),
     responses=_problems(400, 401, 403, 404, 503),
 )
 async def get_rejections(
     request: Request,
     table: TablePath,
     batch_id: Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1)] = None,
+    status: StatusQuery = None,
+    reason: ReasonQuery = None,
+    since: SinceQuery = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     offset: Annotated[int, QueryParameter(ge=0, le=2**31 - 1)] = 0,
+    fmt: FormatQuery = None,
 ) -> Response[RejectionPage]:
     _known_table(table)
+    if fmt == "csv":
+        pool: AsyncConnectionPool = request.app.state.pool
+        async with pool.connection() as conn:
+            columns = (await (await conn.execute(
+                "select _table_columns(%s)", (table,))).fetchone())[0]  # fmt: skip
+            cursor = await conn.execute(
+                "select batch_id, source, place, raw_line, raw_row, reason_code, field, message"
+                " from rejected_records(%s, %s, %s, %s, %s)",
+                (table, batch_id, status, reason, since),
+            )
+            rows = [Rejected(*row) for row in await cursor.fetchall()]
+        records, _, _ = reject_files(rows, columns)
+        return Response(content=records, media_type=CSV)
     page = await _fetch_json(
         request,
-        "select table_rejections(%s, %s, %s, %s)::text",
-        (table, batch_id, limit, offset),
+        "select table_rejections(%s, %s, %s, %s, %s, %s, %s)::text",
+        (table, batch_id, status, reason, since, limit, offset),
     )
     return Response(content=page or b"", media_type=JSON)
+
+
+ErrorId = Annotated[int, Meta(ge=1, le=2**63 - 1)]
+
+
+@dataclass
+class CloseRequest:
+    ids: Annotated[list[ErrorId], Meta(min_length=1, max_length=10_000)]
+    """error_id of each rejection to close"""
+    note: Annotated[str, Meta(min_length=1, max_length=2000)]
+    """why: what was done about them"""
+    by: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    """who closes them (default: the API's database role)"""
+
+
+@post(
+    "/rejections/close",
+    status_code=200,
+    opt={"scope": "admin"},
+    summary="Close open rejections by hand, with a note",
+    description="For a rejection no later row will resolve (one without a usable id, say)."
+    " Answers which were closed, which were not open and which are unknown.",
+    responses=_problems(400, 401, 403, 503),
+)
+async def post_close_rejections(
+    request: Request, data: JSONBody[CloseRequest]
+) -> Response[dict[str, Any]]:
+    closed = await _fetch_json(
+        request, "select close_rejections(%s, %s, %s)::text", (data.ids, data.note, data.by)
+    )
+    event(log, "rejections closed", result=json.loads(closed or b"{}"))
+    return Response(content=closed or b"", media_type=JSON)
 
 
 @dataclass
@@ -573,7 +644,6 @@ KPI_DESCRIPTIONS = {
     ),
 }
 YearQuery = Annotated[int, QueryParameter(ge=1, le=9999, description="e.g. 2021")]
-FormatQuery = Annotated[Literal["json", "csv"] | None, QueryParameter(name="format")]
 
 
 def _kpi_sql(name: str, year: int, output: str) -> sql.Composed:
@@ -813,6 +883,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             post_csv,
             get_row,
             get_rejections,
+            post_close_rejections,
             post_backup,
             post_backup_set,
             get_backups,

@@ -114,6 +114,17 @@ def _db_status(settings: Settings) -> int:
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     csv_dir = Path(args.csv_dir) if args.csv_dir else settings.data_dir
     dialect = _dialect(args)
+    if getattr(args, "retry_rejected", False):
+        with db.connect(settings) as conn:
+            installer.install(conn)
+            for table in migrate.TABLE_FILES:
+                summary = migrate.retry_rejected(conn, table, dialect)
+                if summary["retried"]:
+                    print(migrate.describe_retry(summary), flush=True)
+                    logs.event(
+                        log, "retry", **{k: v for k, v in summary.items() if k != "by_reason"}
+                    )
+        return 0
     files = list(migrate.find_files(csv_dir))
     if not files:
         names = ", ".join(n for names in migrate.TABLE_FILES.values() for n in names)
@@ -268,17 +279,97 @@ def _get(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rejections(args: argparse.Namespace, settings: Settings) -> int:
-    params = {"limit": args.limit, "offset": args.offset}
-    if args.batch:
-        params["batch_id"] = args.batch
+    """`rejections TABLE`, `rejections export TABLE --out DIR`, `rejections close ID...`."""
+    verb, *rest = args.words
+    if verb == "close":
+        return _close_rejections(args, settings, rest)
+    if verb == "export":
+        if len(rest) != 1 or not args.out:
+            print("dataarch: usage: rejections export TABLE --out DIR", file=sys.stderr)
+            return 2
+        return _export_rejections(args, settings, _table_word(rest[0]))
+    if rest:
+        print(
+            f"dataarch: unexpected {' '.join(rest)!r}: rejections TABLE [options]", file=sys.stderr
+        )
+        return 2
+    table = _table_word(verb)
+    params = {"limit": args.limit, "offset": args.offset, **_rejection_filters(args)}
 
     def work(api: Any) -> int:
-        page = api.request("GET", f"/tables/{args.table}/rejections", params=params)
+        page = api.request("GET", f"/tables/{table}/rejections", params=params)
         for item in page["items"]:
             where = item["row_index"] if item["line_number"] is None else item["line_number"]
-            print(f"batch {item['batch_id']} #{where}: {item['reason_code']}: {item['message']}")
+            print(f"#{item['error_id']} batch {item['batch_id']} at {where}: {item['status']}:"
+                  f" {item['reason_code']}: {item['message']}")  # fmt: skip
         print(f"{len(page['items'])} of {page['total']} shown")
         return 0
+
+    return _with_api(args, settings, work)
+
+
+def _table_word(word: str) -> str:
+    if word not in migrate.TABLE_FILES:
+        raise ValueError(f"unknown table {word!r}: use {', '.join(migrate.TABLE_FILES)}")
+    return word
+
+
+def _rejection_filters(args: argparse.Namespace) -> dict[str, object]:
+    found = {"batch_id": args.batch, "reason": args.reason, "since": args.since,
+             "status": "open" if args.open else args.status}  # fmt: skip
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _export_rejections(args: argparse.Namespace, settings: Settings, table: str) -> int:
+    from dataarch.client import COLUMNS
+    from dataarch.rejects import Rejected, reject_files
+
+    def work(api: Any) -> int:
+        items, offset = [], 0
+        while True:
+            page = api.request("GET", f"/tables/{table}/rejections", params={
+                **_rejection_filters(args), "limit": 1000, "offset": offset})  # fmt: skip
+            items += page["items"]
+            offset += len(page["items"])
+            if not page["items"] or offset >= page["total"]:
+                break
+        rows = [
+            Rejected(i["batch_id"], i["source"], i["line_number"] or i["row_index"],
+                     i["raw_line"], i["raw_row"], i["reason_code"], i["field"], i["message"])
+            for i in sorted(items, key=lambda i: i["error_id"])
+        ]  # fmt: skip
+        records, log_text, written = reject_files(rows, COLUMNS[table])
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{table}.reject.csv").write_text(records, encoding="utf-8")
+        (out / f"{table}.reject.log").write_text(log_text, encoding="utf-8")
+        print(f"{out / f'{table}.reject.csv'}: {written} record(s) to fix and send again")
+        print(f"{out / f'{table}.reject.log'}: why each was rejected ({len(rows)} in all)")
+        return 0
+
+    return _with_api(args, settings, work)
+
+
+def _close_rejections(args: argparse.Namespace, settings: Settings, words: list[str]) -> int:
+    if not words or not all(w.isdigit() for w in words) or not args.note:
+        print("dataarch: usage: rejections close ID... --note TEXT", file=sys.stderr)
+        return 2
+    body = {
+        "ids": [int(w) for w in words],
+        "note": args.note,
+        "by": args.by or os.environ.get("USER"),
+    }
+
+    def work(api: Any) -> int:
+        result = api.request("POST", "/rejections/close", json=body)
+        print(f"closed: {', '.join(map(str, result['closed'])) or 'none'}")
+        if result["not_open"]:
+            print(
+                f"not open (resolved or closed already): {', '.join(map(str, result['not_open']))}"
+            )
+        if result["unknown"]:
+            print(f"no such rejection: {', '.join(map(str, result['unknown']))}")
+        return 0 if not result["unknown"] else 1
 
     return _with_api(args, settings, work)
 
@@ -316,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="load the historical CSV files (once per file content)")
     p.add_argument("--csv-dir", help="directory of departments.csv, jobs.csv, hired_employees.csv")
+    p.add_argument("--retry-rejected", action="store_true",
+                   help="judge the open rejections of migrated lines again, e.g. once their"
+                   " departments and jobs exist")  # fmt: skip
     _add_csv_options(p)
     p.set_defaults(handler=_migrate)
 
@@ -355,11 +449,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_options(p)
     p.set_defaults(handler=_get)
 
-    p = sub.add_parser("rejections", help="logged rejections of a table, newest first")
-    p.add_argument("table", choices=sorted(migrate.TABLE_FILES))
+    p = sub.add_parser(
+        "rejections",
+        help="rejections of a table (newest first); `export TABLE --out DIR`; `close ID... --note`",
+    )
+    p.add_argument("words", nargs="+", metavar="TABLE | export TABLE | close ID...")
     p.add_argument("--batch", type=int)
+    p.add_argument("--open", action="store_true", help="only open ones (not resolved or closed)")
+    p.add_argument("--status", choices=["open", "resolved", "closed"])
+    p.add_argument("--reason", help="only this reason code")
+    p.add_argument("--since", help="only those received since (ISO 8601 date-time)")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--out", help="export: the directory for TABLE.reject.csv and .reject.log")
+    p.add_argument("--note", help="close: why they are closed")
+    p.add_argument("--by", help="close: who closes them (default: $USER)")
     _add_client_options(p)
     p.set_defaults(handler=_rejections)
 

@@ -52,6 +52,7 @@ class IngestSummary:
     inserted: int = 0
     rejected: int = 0
     replayed: int = 0  # batches the server had applied already (a retry whose answer was lost)
+    resolved: int = 0  # earlier rejections these rows resolved
     header: str | None = None  # the header line skipped
     by_reason: Counter[str] = field(default_factory=Counter)
     refused: list[str] = field(default_factory=list)
@@ -187,6 +188,7 @@ def ingest_file(
                 summary.replayed += bool(result.get("replayed"))
                 summary.inserted += result["inserted"]
                 summary.rejected += result["rejected"]
+                summary.resolved += result.get("resolved", 0)
                 summary.by_reason.update(r["reason_code"] for r in result["rejections"])
                 logs.event(log, "batch sent", table=table, batch_id=result["batch_id"],
                            submitted=result["submitted"], inserted=result["inserted"],
@@ -201,6 +203,8 @@ def describe(summary: IngestSummary) -> str:
         f"sent {summary.sent} rows in {summary.batches} batches: {summary.inserted} inserted,"
         f" {summary.rejected} rejected"
     ]
+    if summary.resolved:
+        lines.append(f"  {summary.resolved} earlier rejection(s) resolved")
     if summary.replayed:
         lines.append(f"  {summary.replayed} batch(es) had been applied by an earlier attempt")
     lines += [f"  {reason}: {n}" for reason, n in sorted(summary.by_reason.items())]

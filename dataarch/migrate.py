@@ -20,7 +20,7 @@ from typing import BinaryIO
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from dataarch.csvrecords import PLAIN, CsvError, Dialect, Piece, Reader
+from dataarch.csvrecords import PLAIN, CsvError, Dialect, Parser, Piece, Reader
 
 # Dependency order, and the file names each table is read from (the seed's
 # API copy calls the employees file employees.csv).
@@ -226,6 +226,44 @@ def _pipe(
             into.write(chunk)
 
 
+OPEN_CSV_REJECTIONS = (
+    "select e.error_id, e.raw_line from ingest_errors as e"
+    " join reason_codes as r on r.reason_code = e.reason_code and r.depends_on_other_rows"
+    " where e.table_name = %s and e.raw_line is not null"
+    " and e.resolved_at is null and e.closed_at is null order by e.error_id"
+)
+
+
+def retry_rejected(conn: psycopg.Connection, table: str, dialect: Dialect = PLAIN) -> dict:
+    """Judge again, in one new batch, the open rejections of CSV lines of
+    `table` whose reason depends on other rows (reason_codes says which: an
+    unknown department or job, a taken id), for instance once the
+    departments and jobs they named have arrived. A line that broke a rule
+    of its own stays as it is. Returns retry_csv_rejections' summary."""
+    parser = Parser(dialect.delimiter)
+    with conn.transaction():
+        rejected = conn.execute(OPEN_CSV_REJECTIONS, (table,)).fetchall()
+        conn.execute("select csv_begin()")
+        with conn.cursor().copy(COPY_PIECES) as copy:
+            copy.set_types(PIECE_TYPES)
+            for number, (error_id, raw_line) in enumerate(rejected):
+                _, fields, problem = parser.parse(raw_line)
+                copy.write_row(_row(number, Piece(error_id, 1, raw_line, True, fields, problem)))
+        return conn.execute(
+            "select retry_csv_rejections(%s, %s)", (table, dialect.delimiter)
+        ).fetchone()[0]
+
+
+def describe_retry(summary: dict) -> str:
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary["by_reason"].items()))
+    return (
+        f"{summary['table']}: {summary['retried']} rejected lines judged again:"
+        f" {summary['inserted']} inserted, {summary['rejected']} still rejected"
+        + (f" ({reasons})" if reasons else "")
+        + f"; {summary['resolved']} rejections resolved [batch {summary['batch_id']}]"
+    )
+
+
 def describe(summary: dict) -> str:
     """One line a person reads: what happened to the file."""
     if summary["status"] == "already_migrated":
@@ -242,5 +280,6 @@ def describe(summary: dict) -> str:
         + f" {summary['inserted']} inserted, {summary['rejected']} rejected"
         + (f" ({reasons})" if reasons else "")
         + (f", {summary['blank']} blank skipped" if summary["blank"] else "")
+        + (f", {summary['resolved']} earlier rejections resolved" if summary["resolved"] else "")
         + f" [batch {summary['batch_id']}]"
     )

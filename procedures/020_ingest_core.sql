@@ -145,6 +145,7 @@ as $$
                 when r.p_job is not null then 'job_id'
                 when r.p_extra is not null then r.unexpected_field
             end as field,
+            r.p_id is null as id_usable,
             r.id_text,
             r.name_text,
             r.date_text,
@@ -155,14 +156,15 @@ as $$
     ),
 
     typed as (
-        -- the casts cannot fail: they only run on rows that passed every rule
+        -- the casts cannot fail: they only run on fields that passed their rule.
+        -- A rejected row keeps its id when the id itself is usable: a later
+        -- row with that id resolves the rejection.
         select
             j.idx,
             j.is_employees,
             j.reason_code,
             j.field,
-            case when j.reason_code is null
-                then j.id_text::numeric::integer end as id,
+            case when j.id_usable then j.id_text::numeric::integer end as id,
             case when j.reason_code is null
                 then btrim(j.name_text, E' \t\r\n') end as name,
             case when j.reason_code is null and j.is_employees
@@ -241,7 +243,7 @@ as $$
 $$;
 
 create or replace function _insert_rows(p_table text)
-returns table (idx bigint, reason_code text, field text)
+returns table (idx bigint, reason_code text, field text, record_id integer)
 language plpgsql
 set search_path = pg_catalog, public
 set plan_cache_mode = force_generic_plan
@@ -254,8 +256,8 @@ set session_replication_role = replica
 as $$
 -- Promise: inserts every valid row of pg_temp.incoming_rows and
 -- pg_temp.judged_rows into p_table (and empties judged_rows), and returns
--- every row exactly once: reason_code NULL for an inserted row,
--- else its reason. Rows go in in id order, so two batches with overlapping
+-- every row exactly once: reason_code NULL for an inserted row, else its
+-- reason; record_id is the row's id, when it has a usable one. Rows go in in id order, so two batches with overlapping
 -- ids never deadlock; a row whose id is taken, by an earlier row or by a
 -- concurrent batch that committed first, is duplicate_id. An employee goes in only if
 -- its department and job are locked FOR KEY SHARE (as the RI triggers would
@@ -306,7 +308,8 @@ begin
                     then 'department_id'
                 when o.reason_code is null and o.final_reason = 'unknown_job' then 'job_id'
                 else o.field
-            end
+            end,
+            o.id
         from (
             -- NOT IN stays one hashed lookup a row; as a join, the planner's
             -- guess of a few rows chose two sorts (0.5 s a million)
@@ -332,7 +335,8 @@ begin
             case when c.reason_code is null and ins.department_id is null
                 then 'duplicate_id' else c.reason_code end,
             case when c.reason_code is null and ins.department_id is null
-                then 'department_id' else c.field end
+                then 'department_id' else c.field end,
+            c.id
         from c left join ins on c.reason_code is null and ins.department_id = c.id;
     elsif p_table = 'jobs' then
         return query
@@ -349,7 +353,8 @@ begin
             case when c.reason_code is null and ins.job_id is null
                 then 'duplicate_id' else c.reason_code end,
             case when c.reason_code is null and ins.job_id is null
-                then 'job_id' else c.field end
+                then 'job_id' else c.field end,
+            c.id
         from c left join ins on c.reason_code is null and ins.job_id = c.id;
     else
         perform _require_table(p_table);  -- raises: only the three tables reach here
@@ -360,8 +365,30 @@ begin
 end;
 $$;
 
+create or replace function _resolve_rejections(p_table text, p_batch_id bigint, p_ids integer[])
+returns integer
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: every open rejection of p_table from a batch other than
+-- p_batch_id whose row carried one of p_ids (the ids p_batch_id inserted)
+-- is resolved by p_batch_id, now. Returns how many. Set-based: the open
+-- rejections (a partial index holds only them) against the ids, hashed.
+declare
+    v_resolved integer;
+begin
+    update ingest_errors as e
+    set resolved_by_batch = p_batch_id, resolved_at = now()
+    where e.table_name = p_table and e.resolved_at is null and e.closed_at is null
+        and e.batch_id <> p_batch_id
+        and e.record_id in (select unnest(p_ids));
+    get diagnostics v_resolved = row_count;
+    return v_resolved;
+end;
+$$;
+
 create or replace function _ingest_rows(p_table text, p_rows jsonb, p_atomic boolean)
-returns table (idx integer, reason_code text, field text)
+returns table (idx integer, reason_code text, field text, record_id integer)
 language plpgsql
 set search_path = pg_catalog, public
 as $$
@@ -369,35 +396,34 @@ as $$
 -- every row is inserted or none is, and then every otherwise valid row is
 -- atomic_batch_rejected.
 declare
-    v_rejected jsonb;
+    v_outcome jsonb;  -- [[idx, reason_code, field, record_id], ...]
 begin
     perform _stage_json_rows(p_table, p_rows);
     if not p_atomic then
-        return query select r.idx::integer, r.reason_code, r.field from _insert_rows(p_table) as r;
+        return query
+        select r.idx::integer, r.reason_code, r.field, r.record_id from _insert_rows(p_table) as r;
         return;
     end if;
     begin  -- one subtransaction for the whole batch, only in atomic mode
-        select jsonb_agg(jsonb_build_array(r.idx, r.reason_code, r.field))
-        into v_rejected
-        from _insert_rows(p_table) as r
-        where r.reason_code is not null;
-        if v_rejected is null then
-            return query select i::integer, null::text, null::text
-            from generate_series(0, jsonb_array_length(p_rows) - 1) as i;
-        else
+        select jsonb_agg(jsonb_build_array(r.idx, r.reason_code, r.field, r.record_id))
+        into v_outcome
+        from _insert_rows(p_table) as r;
+        if exists (select from jsonb_array_elements(v_outcome) as o where o ->> 1 is not null) then
             raise exception 'atomic batch rejected' using errcode = 'DAT00';
         end if;
     exception when sqlstate 'DAT00' then
-        -- the inserts are undone; v_rejected keeps its value
-        return query
-        select
-            i::integer,
-            coalesce(r ->> 1, 'atomic_batch_rejected'),
-            r ->> 2
-        from generate_series(0, jsonb_array_length(p_rows) - 1) as i
-        left join jsonb_array_elements(v_rejected) as r on (r ->> 0)::integer = i
-        order by i;
+        -- the inserts are undone; v_outcome keeps its value, and the rows
+        -- that went in are now atomic_batch_rejected
+        v_outcome := (
+            select jsonb_agg(case when o ->> 1 is null
+                then jsonb_set(o, '{1}', '"atomic_batch_rejected"') else o end)
+            from jsonb_array_elements(v_outcome) as o
+        );
     end;
+    return query
+    select (o ->> 0)::integer, o ->> 1, o ->> 2, (o ->> 3)::integer
+    from jsonb_array_elements(v_outcome) as o
+    order by 1;
 end;
 $$;
 
@@ -407,6 +433,7 @@ revoke all on function _judge_rows(text) from public;
 revoke all on function _classify_rows(text) from public;
 revoke all on function _insert_rows(text) from public;
 revoke all on function _ingest_rows(text, jsonb, boolean) from public;
+revoke all on function _resolve_rejections(text, bigint, integer[]) from public;
 
 -- _table_columns stays callable by everyone: it is the data dictionary's
 -- column list, and table_checksum (run by the API role) needs it.

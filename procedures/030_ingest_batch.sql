@@ -19,15 +19,18 @@ set search_path = pg_catalog, public
 as $$
 -- Promise: in one transaction, inserts the valid rows of p_rows into p_table
 -- and writes every other row, with its reason, to ingest_errors; records the
--- batch in ingest_batches; returns {batch_id, table, mode, submitted,
--- inserted, rejected, rejections: [{index, reason_code, field, message}]}
--- with inserted + rejected = submitted (ingest_batches checks it).
+-- batch in ingest_batches; resolves the open rejections of earlier batches
+-- whose ids it inserted; returns {batch_id, table, mode, submitted,
+-- inserted, rejected, resolved, rejections: [{index, reason_code, field,
+-- message}]} with inserted + rejected = submitted (ingest_batches checks it).
 declare
     v_submitted integer;
     v_batch_id bigint;
     v_inserted integer;
     v_rejected integer;
     v_rejections jsonb;
+    v_inserted_ids integer[];
+    v_resolved integer;
 begin
     perform _require_table(p_table);
     if jsonb_typeof(p_rows) is distinct from 'array' then
@@ -56,14 +59,15 @@ begin
     logged as (
         insert into ingest_errors (
             batch_id, table_name, row_index, raw_row, reason_code, field,
-            message, constraint_name, sqlstate, source
+            message, constraint_name, sqlstate, source, record_id
         )
         select
             v_batch_id, p_table, o.idx, p_rows -> o.idx, o.reason_code, o.field,
             _rejection_message(o.field, o.reason_code, rc.description),
-            _constraint_for(p_table, o.field, o.reason_code), rc.sqlstate, p_source
+            _constraint_for(p_table, o.field, o.reason_code), rc.sqlstate, p_source, o.record_id
         from outcome as o
         join reason_codes as rc on rc.reason_code = o.reason_code
+        order by o.idx  -- error ids follow the rows' order
         returning row_index, reason_code, field, message
     )
     select
@@ -75,8 +79,10 @@ begin
                 'field', l.field, 'message', l.message
             ) order by l.row_index), '[]'::jsonb)
             from logged as l
-        )
-    into v_inserted, v_rejected, v_rejections;
+        ),
+        array(select o.record_id from outcome as o where o.reason_code is null)
+    into v_inserted, v_rejected, v_rejections, v_inserted_ids;
+    v_resolved := _resolve_rejections(p_table, v_batch_id, v_inserted_ids);
 
     update ingest_batches
     set inserted = v_inserted, rejected = v_rejected, finished_at = clock_timestamp()
@@ -89,6 +95,7 @@ begin
         'submitted', v_submitted,
         'inserted', v_inserted,
         'rejected', v_rejected,
+        'resolved', v_resolved,
         'rejections', v_rejections
     );
 end;

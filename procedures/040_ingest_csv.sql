@@ -148,6 +148,19 @@ as $$
     where m.table_name = p_table and m.sha256 = p_sha256
 $$;
 
+create or replace function _batch_reasons(p_batch_id bigint)
+returns jsonb
+language sql stable
+set search_path = pg_catalog, public
+as $$
+    -- {reason_code: rejections} of one batch, for its summary
+    select coalesce(jsonb_object_agg(r.reason_code, r.n), '{}'::jsonb)
+    from (
+        select e.reason_code, count(*) as n from ingest_errors as e
+        where e.batch_id = p_batch_id group by e.reason_code
+    ) as r
+$$;
+
 create or replace function ingest_csv_lines(
     p_table text,
     p_file text,
@@ -187,6 +200,8 @@ declare
     v_inserted bigint;
     v_rejected bigint;
     v_suspended jsonb;
+    v_inserted_ids integer[];
+    v_resolved integer;
 begin
     v_done := already_migrated(p_table, p_file, p_sha256);
     if v_done is not null then
@@ -224,7 +239,7 @@ begin
     logged as (
         insert into ingest_errors (
             batch_id, table_name, source_file, line_number, raw_line,
-            reason_code, field, message, constraint_name, sqlstate, source
+            reason_code, field, message, constraint_name, sqlstate, source, record_id
         )
         select
             v_batch_id, p_table, p_file, o.idx, c.raw_line, o.reason_code, o.field,
@@ -241,19 +256,21 @@ begin
                 cardinality(_record_fields(c.fields, c.raw_line, p_delimiter)), v_separated,
                 p_table, cardinality(v_cols), array_to_string(v_cols, ', ')
             ) end,
-            _constraint_for(p_table, o.field, o.reason_code), rc.sqlstate, v_source
+            _constraint_for(p_table, o.field, o.reason_code), rc.sqlstate, v_source, o.record_id
         -- only the rejected lines are joined to their raw text: joined first,
         -- every line of the file paid for the lookups (1.4 s a million)
         from (select * from outcome where reason_code is not null offset 0) as o
         join reason_codes as rc on rc.reason_code = o.reason_code
         join pg_temp.csv_lines as c on c.line_number = o.idx
+        order by o.idx  -- error ids follow the lines' order
         returning reason_code
     )
     select
         (select count(*) from outcome where reason_code is null),
         (select count(*) from logged),
-        (select count(*) from logged where reason_code <> 'malformed_line')
-    into v_inserted, v_rejected, v_wellformed;
+        (select count(*) from logged where reason_code <> 'malformed_line'),
+        array(select o.record_id from outcome as o where o.reason_code is null)
+    into v_inserted, v_rejected, v_wellformed, v_inserted_ids;
     v_wellformed := v_wellformed + v_inserted;
 
     if v_wellformed = 0 and v_records > 0 then
@@ -265,6 +282,7 @@ begin
     if v_suspended is not null then
         perform _reinstate(v_suspended);
     end if;
+    v_resolved := _resolve_rejections(p_table, v_batch_id, v_inserted_ids);
 
     update ingest_batches
     set submitted = v_inserted + v_rejected, inserted = v_inserted,
@@ -279,14 +297,80 @@ begin
         'lines', p_lines, 'header', p_header::integer,
         'blank', p_lines - p_header::integer - v_record_lines,
         'records', v_records, 'submitted', v_inserted + v_rejected,
+        'inserted', v_inserted, 'rejected', v_rejected, 'resolved', v_resolved,
+        'by_reason', _batch_reasons(v_batch_id)
+    );
+end;
+$$;
+
+create or replace function retry_csv_rejections(p_table text, p_delimiter text default ',')
+returns jsonb
+language plpgsql
+security definer
+set search_path = pg_catalog, public, pg_temp
+set work_mem = '256MB'
+as $$
+-- Promise: judges again, as one new batch (source 'retry'), the records of
+-- pg_temp.csv_pieces, each the raw line of an open CSV rejection whose
+-- error_id is its line number there. A record that loads now resolves its
+-- rejection (by its id, as any insert does); one that does not is logged
+-- again, at its file and line, with today's reason, and the earlier
+-- rejection is closed as judged again. Returns a summary.
+declare
+    v_batch_id bigint;
+    v_retried bigint;
+    v_inserted bigint;
+    v_rejected bigint;
+    v_inserted_ids integer[];
+begin
+    perform _require_table(p_table);
+    insert into ingest_batches (table_name, source, mode)
+    values (p_table, 'retry', 'per_row')
+    returning batch_id into v_batch_id;
+    perform _prepare_incoming_rows();
+    v_retried := judge_csv_lines(p_table, p_delimiter);
+
+    with outcome as materialized (
+        select o.*, e.source_file, e.line_number, e.raw_line, e.source
+        from _insert_rows(p_table) as o
+        join ingest_errors as e on e.error_id = o.idx
+    ),
+    logged as (
+        insert into ingest_errors (
+            batch_id, table_name, source_file, line_number, raw_line, reason_code, field,
+            message, constraint_name, sqlstate, source, record_id
+        )
+        select
+            v_batch_id, p_table, o.source_file, o.line_number, o.raw_line, o.reason_code,
+            o.field, _rejection_message(o.field, o.reason_code, rc.description),
+            _constraint_for(p_table, o.field, o.reason_code), rc.sqlstate, o.source, o.record_id
+        from outcome as o
+        join reason_codes as rc on rc.reason_code = o.reason_code
+        returning 1
+    ),
+    superseded as (
+        update ingest_errors as e
+        set closed_at = now(), closed_by = 'retry',
+            close_note = format('judged again in batch %s: %s', v_batch_id, o.reason_code)
+        from outcome as o
+        where e.error_id = o.idx and o.reason_code is not null
+        returning 1
+    )
+    select
+        (select count(*) from outcome where reason_code is null),
+        (select count(*) from logged),
+        array(select o.record_id from outcome as o where o.reason_code is null)
+    into v_inserted, v_rejected, v_inserted_ids;
+
+    update ingest_batches
+    set submitted = v_retried, inserted = v_inserted, rejected = v_rejected,
+        finished_at = clock_timestamp()
+    where batch_id = v_batch_id;
+    return jsonb_build_object(
+        'batch_id', v_batch_id, 'table', p_table, 'retried', v_retried,
         'inserted', v_inserted, 'rejected', v_rejected,
-        'by_reason', coalesce((
-            select jsonb_object_agg(reason_code, n)
-            from (
-                select e.reason_code, count(*) as n from ingest_errors as e
-                where e.batch_id = v_batch_id group by e.reason_code
-            ) as r
-        ), '{}'::jsonb)
+        'resolved', _resolve_rejections(p_table, v_batch_id, v_inserted_ids),
+        'by_reason', _batch_reasons(v_batch_id)
     );
 end;
 $$;
@@ -301,3 +385,4 @@ grant execute on function csv_begin() to dataarch_api;
 grant execute on function judge_csv_lines(text, text, integer, integer) to dataarch_api;
 grant execute on function already_migrated(text, text, text) to dataarch_api;
 grant execute on function ingest_csv_lines(text, text, text, text, bigint, boolean) to dataarch_api;
+revoke all on function retry_csv_rejections(text, text) from public;

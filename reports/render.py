@@ -17,6 +17,7 @@ PAGES = {
     "index": "index.html.j2",
     "hires-by-quarter": "hires_by_quarter.html.j2",
     "departments-above-mean": "departments_above_mean.html.j2",
+    "data-quality": "data_quality.html.j2",
 }
 _ENV = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -33,6 +34,7 @@ class ReportData:
     hires_by_quarter: list[tuple[str, str, int, int, int, int]]
     above_mean: list[tuple[int, str, int]]
     department_hires: list[tuple[int, str, int]]
+    quality: dict  # data_quality(): rejections by reason, source, day; the oldest open
 
     @property
     def mean(self) -> float:
@@ -65,7 +67,8 @@ def load_data(conn: psycopg.Connection, year: int) -> ReportData:
             ' order by 3 desc, d.department_name collate "C"',
             (year,),
         ).fetchall()
-    return ReportData(year, as_of, kpi1, kpi2, every)
+        quality = conn.execute("select data_quality()").fetchone()[0]
+    return ReportData(year, as_of, kpi1, kpi2, every, quality)
 
 
 def render_page(name: str, data: ReportData, link_suffix: str = "") -> str:

@@ -171,3 +171,12 @@ def start_server(dsn: str, **env: str) -> tuple[subprocess.Popen, str]:
     """`dataarch serve` against dsn; a 503 from /health counts as started,
     since some tests start it while the database is down."""
     return server_process.start_server({**cli_env(dsn), **env}, ready=(200, 503), cwd=PROJECT)
+
+
+@pytest.fixture
+def server(conn: psycopg.Connection, dsn: str) -> Iterator[str]:
+    """`dataarch serve` over the per-test database; yields its URL."""
+    proc, url = start_server(dsn)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -8,12 +8,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
-import pytest
 from conftest import (
     JSON_AUTH,
     PROJECT,
@@ -30,14 +28,6 @@ from dataarch.db import API_ROLE
 from dataarch.generate import generate
 from dataarch.installer import install
 from dataarch.pgserver import Cluster
-
-
-@pytest.fixture
-def server(conn, dsn) -> Iterator[str]:
-    proc, url = start_server(dsn)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def run_client(dsn: str, url: str, *args: str) -> subprocess.CompletedProcess[str]:

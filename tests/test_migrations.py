@@ -158,6 +158,14 @@ def test_a_database_of_the_previous_release_upgrades_in_place(
     with psycopg.connect(old, autocommit=True) as conn:
         summary = ingest(conn, "employees", [employee(900_002), employee(900_001)])
         assert (summary["inserted"], summary["rejections"][0]["reason_code"]) == (1, "duplicate_id")
+        # the old release's rejections are open, and a row with their id resolves them
+        (missing_name,) = conn.execute(
+            "select record_id from ingest_errors where reason_code = 'missing_field'"
+            " and field = 'employee_name' and _rejection_status(ingest_errors) = 'open'"
+            " order by error_id limit 1"
+        ).fetchone()
+        fixed = ingest(conn, "employees", [employee(missing_name, department_id=1, job_id=1)])
+        assert (fixed["inserted"], fixed["resolved"]) == (1, 1)
         # a backup written by the previous release restores after the upgrade
         for table in ("departments", "jobs", "employees"):
             (path,) = backup_files(backups, table)

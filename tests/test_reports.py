@@ -54,6 +54,7 @@ def db(conn: psycopg.Connection) -> psycopg.Connection:
                  job_id=1 + i % 5)
         for i in range(1, 400)
     ])  # fmt: skip
+    ingest(conn, "employees", [employee(1), employee(900, employee_name=""), {"x": 1}])
     return conn
 
 
@@ -91,6 +92,10 @@ def check_charts(page: Page, name: str, departments: int) -> None:
         assert page.locator("#chart g.bar").count() == departments
         assert page.locator("#mean-line").count() == 1
         assert page.locator("#chart g.bar.above").count() == page.locator("tr.above").count() > 0
+    elif name == "data-quality":
+        assert page.locator("#rejected-total").inner_text() == "3"
+        assert page.locator("#by-reason tbody tr").count() == 3
+        assert page.locator("#oldest-open tbody tr").count() == 3
 
 
 def test_pages_from_files(browser, db, tmp_path) -> None:
@@ -102,7 +107,7 @@ def test_pages_from_files(browser, db, tmp_path) -> None:
         visit = Visit(page, url)
         check_page(page, visit, url)
         check_charts(page, path.stem, departments=4)
-        if path.stem != "index":  # the name is text on the page, never a script
+        if path.stem not in ("index", "data-quality"):  # a name is text, never a script
             assert EVIL in page.locator("body").text_content()
             own_scripts = 1 if path.stem == "hires-by-quarter" else 0
             assert page.locator("script").count() == own_scripts
@@ -167,3 +172,12 @@ def test_report_command_writes_the_pages(db, dsn, tmp_path) -> None:
     assert (
         "&lt;script&gt;alert(1)&lt;/script&gt;" in (tmp_path / "hires-by-quarter.html").read_text()
     )
+
+
+def test_the_data_quality_page_fits_a_phone(browser, db, tmp_path) -> None:
+    write_reports(db, 2021, tmp_path)
+    page = browser.new_page(viewport={"width": 400, "height": 800})
+    page.goto((tmp_path / "data-quality.html").as_uri())
+    assert page.evaluate("document.documentElement.scrollWidth") <= 400
+    assert page.locator("#open-total").inner_text() == "3"
+    page.close()
