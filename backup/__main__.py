@@ -58,6 +58,12 @@ def check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def restore(args: argparse.Namespace, settings: Settings) -> int:
+    if args.all == bool(args.table):
+        raise ValueError("restore needs a TABLE or --all (not both)")
+    if args.set and not args.all:
+        raise ValueError("--set goes with --all")
+    if args.file and args.all:
+        raise ValueError("--file restores one table: give a TABLE, not --all")
     with db.connect(settings) as conn, logs.timed() as took:
         if args.all:
             results = restoring.restore_set(
@@ -131,61 +137,61 @@ def _at_least(minimum: float, kind: type = int):  # noqa: ANN202
     return parse
 
 
-def add_commands(
-    sub: argparse._SubParsersAction, names: tuple[str, str, str] = ("dump", "restore", "list")
-) -> None:
-    """Register the commands; `dataarch` names them backup, restore, backups."""
-    dump_name, restore_name, list_name = names
-    p = sub.add_parser(
-        dump_name,
-        help="write a backup set (default: every table); `verify [FILE|SET]` checks backups",
-    )
+def add_dump_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("tables", nargs="*", metavar="TABLE")
     p.add_argument("--keep", type=_at_least(1), help="keep the newest N backups of each table")
     p.add_argument("--keep-days", type=_at_least(0.001, float), metavar="D",
                    help="delete backups older than D days (never the new one)")  # fmt: skip
     p.add_argument("--codec", choices=dumping.CODECS, default="deflate")
-    p.set_defaults(handler=dump)
-    p = sub.add_parser(restore_name, help="restore a table, or a whole set, from a backup")
+
+
+def add_restore_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", nargs="?", choices=restoring.DATA_TABLES)
     p.add_argument("--file", help="backup file (default: the newest backup of the table)")
     p.add_argument("--all", action="store_true", help="every table of a set, in one transaction")
     p.add_argument("--set", help="with --all: the set's name (default: the newest complete one)")
     p.add_argument("--dry-run", action="store_true", help="say what would change; change nothing")
-    p.set_defaults(handler=restore)
-    p = sub.add_parser(list_name, help="list backup sets and files")
+
+
+def add_list_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", nargs="?")
-    p.set_defaults(handler=show)
 
 
-def check_restore_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """restore takes a TABLE or --all, not both; --set only with --all."""
-    if getattr(args, "handler", None) is not restore:
-        return
-    if args.all == bool(args.table):
-        parser.error("restore needs a TABLE or --all (not both)")
-    if args.set and not args.all:
-        parser.error("--set goes with --all")
-    if args.file and args.all:
-        parser.error("--file restores one table: give a TABLE, not --all")
+def add_verify_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", nargs="?", metavar="FILE|SET")
+
+
+# `dataarch` names them backup (with `backup verify`), restore and backups
+COMMANDS = {
+    "backup": (add_dump_arguments, dump),
+    "restore": (add_restore_arguments, restore),
+    "backups": (add_list_arguments, show),
+}
+HELP = {
+    "backup": "write a backup set (default: every table); `verify [FILE|SET]` checks backups",
+    "restore": "restore a table, or a whole set, from a backup",
+    "backups": "list backup sets and files",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m backup", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    add_commands(sub)
-    p = sub.add_parser("verify", help="read every record of backups and check their checksums")
-    p.add_argument("target", nargs="?", metavar="FILE|SET")
-    p.set_defaults(handler=check)
+    for name, (add_arguments, handler) in {
+        "dump": COMMANDS["backup"], "restore": COMMANDS["restore"],
+        "list": COMMANDS["backups"], "verify": (add_verify_arguments, check),
+    }.items():  # fmt: skip
+        p = sub.add_parser(name)
+        add_arguments(p)
+        p.set_defaults(handler=handler)
     args = parser.parse_args(argv)
-    check_restore_args(parser, args)
     settings = Settings.from_env()
     logs.configure(settings.log_file)
     try:
         return args.handler(args, settings)
     except (store.BackupError, ValueError) as exc:
         print(f"backup: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, ValueError) else 1
 
 
 if __name__ == "__main__":

@@ -25,12 +25,14 @@ from typing import BinaryIO
 
 import fastavro
 
+from dataarch.errors import Failure
+
 META = "dataarch."  # prefix of our keys in the Avro header
 SETS = "sets"
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
-class BackupError(RuntimeError):
+class BackupError(Failure):
     """A backup, listing or restore could not be done; the message says why."""
 
 

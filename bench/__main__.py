@@ -30,6 +30,9 @@ def run(args: argparse.Namespace, _settings: object = None) -> int:
     return 0
 
 
+COMMANDS = {"bench": (add_arguments, run)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     add_arguments(parser)

@@ -8,10 +8,10 @@ have removed since)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import secrets
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +23,7 @@ import httpx
 
 from dataarch import logs
 from dataarch.csvrecords import PLAIN, Dialect, Reader
+from dataarch.errors import NotRunning
 
 COLUMNS = {
     "departments": ("department_id", "department_name"),
@@ -58,13 +59,29 @@ class IngestSummary:
     refused: list[str] = field(default_factory=list)
 
 
+class Unreachable(NotRunning):
+    """The API did not answer within the retry time; the message says where."""
+
+
 class ApiClient:
-    def __init__(self, url: str, token: str, retries: int = 6, timeout: float = 60.0) -> None:
-        self.retries = retries
+    """Requests to the API, retried while it is unreachable or answers
+    502/503/504, for at most `retry_for` seconds in all; `on_retry` hears at
+    once what is being retried, so a person is never left in silence."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        retry_for: float = 20.0,
+        on_retry: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.retry_for = retry_for
+        self.on_retry = on_retry
         self.http = httpx.Client(
-            base_url=url.rstrip("/"),
+            base_url=self.url,
             headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout,
+            timeout=httpx.Timeout(60.0, connect=3.0),
         )
 
     def __enter__(self) -> ApiClient:
@@ -79,24 +96,33 @@ class ApiClient:
     ) -> Any:  # fmt: skip
         """One request, retried with backoff on connection errors and 502/503/504.
         `body` makes a streamed body afresh for each attempt."""
-        for attempt in range(self.retries + 1):
+        deadline = time.monotonic() + self.retry_for
+        for attempt in itertools.count():
             if body is not None:
                 kwargs["content"] = body()
+            response: httpx.Response | None = None
             try:
                 response = self.http.request(method, path, **kwargs)
-            except httpx.TransportError:
-                if attempt == self.retries:
-                    raise
+            except httpx.TransportError as exc:
+                problem = f"cannot reach the API at {self.url} ({type(exc).__name__})"
             else:
-                if response.status_code not in RETRYABLE_STATUS or attempt == self.retries:
+                if response.status_code not in RETRYABLE_STATUS:
                     break
-            time.sleep(min(0.25 * 2**attempt, 8.0))
+                problem = f"the API answered {response.status_code}"
+            pause = min(0.25 * 2**attempt, 4.0)
+            if time.monotonic() + pause > deadline:
+                if response is None:
+                    raise Unreachable(f"{problem}; gave up after {self.retry_for:g} s")
+                break  # the server's own answer is the best report
+            self.on_retry(f"{problem}; retrying (up to {self.retry_for:g} s in all)")
+            time.sleep(pause)
+        assert response is not None
         if response.status_code >= 400:
             try:
-                problem = response.json()
+                problem_doc = response.json()
             except ValueError:
-                problem = {"detail": response.text[:200]}
-            raise ApiError(response.status_code, problem)
+                problem_doc = {"detail": response.text[:200]}
+            raise ApiError(response.status_code, problem_doc)
         return response.json()
 
     def post_rows(self, table: str, body: bytes, key: str) -> dict[str, Any]:
@@ -106,32 +132,6 @@ class ApiClient:
             content=body,
             headers={"Content-Type": "application/json", "Idempotency-Key": key},
         )
-
-
-def upload_file(
-    client: ApiClient, table: str, path: Path, dialect: Dialect = PLAIN
-) -> dict[str, Any]:
-    """POST the file to /tables/{table}/csv as it is, streamed with a progress
-    bar; the server reads it as `dataarch migrate` would. A retry sends it
-    again from the start: a load that failed left nothing behind, and one
-    that succeeded makes the retry a no-op the answer says is one."""
-    total = path.stat().st_size
-
-    def chunks() -> Iterator[bytes]:
-        sent = 0
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                sent += len(chunk)
-                _progress(sent, total, table)
-                yield chunk
-
-    params = {"file": path.name, "delimiter": dialect.delimiter, "encoding": dialect.encoding,
-              "header": str(dialect.header).lower()}  # fmt: skip
-    return client.request(
-        "POST", f"/tables/{table}/csv", body=chunks, params=params,
-        headers={"Content-Type": "text/csv", "Content-Length": str(total)},
-        timeout=httpx.Timeout(10.0, read=None),  # loading a large file takes a while
-    )  # fmt: skip
 
 
 def record_rows(reader: Reader) -> Iterator[list[str | None] | str]:
@@ -155,22 +155,17 @@ def batches(rows: Iterator[Row], size: int = BATCH_ROWS) -> Iterator[list[Row]]:
         yield batch
 
 
-def _progress(done: int, total: int, table: str) -> None:
-    if not sys.stderr.isatty():
-        return
-    width = 30
-    filled = width * done // max(total, 1)
-    bar = "#" * filled + "." * (width - filled)
-    sys.stderr.write(f"\r{table}: [{bar}] {done / 1e6:.1f}/{total / 1e6:.1f} MB")
-    if done >= total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
 def ingest_file(
-    client: ApiClient, table: str, path: Path, dialect: Dialect = PLAIN
+    client: ApiClient,
+    table: str,
+    path: Path,
+    dialect: Dialect = PLAIN,
+    progress: Callable[[float, float], None] = lambda done, total: None,
 ) -> IngestSummary:
-    """Send the whole file; a refused batch is recorded and the rest still go."""
+    """Send the whole file. A batch the server refuses (a bad request) is
+    recorded and the rest still go; a refused token (401/403) or a server
+    that stays unreachable stops the run at once, with what was sent so far
+    in the summary."""
     total = path.stat().st_size
     summary = IngestSummary()
     run = secrets.token_hex(8)
@@ -178,12 +173,14 @@ def ingest_file(
         reader = Reader(f, dialect, COLUMNS[table])
         for batch in batches(record_rows(reader)):
             body = json.dumps(batch, ensure_ascii=False).encode()
-            summary.batches += 1
-            summary.sent += len(batch)
             try:
-                result = client.post_rows(table, body, f"dataarch-ingest-{run}-{summary.batches}")
-            except (ApiError, httpx.TransportError) as exc:
-                summary.refused.append(f"batch {summary.batches}: {exc}")
+                result = client.post_rows(
+                    table, body, f"dataarch-ingest-{run}-{summary.batches + 1}"
+                )
+            except ApiError as exc:
+                if exc.status in (401, 403):
+                    raise
+                summary.refused.append(f"batch {summary.batches + 1}: {exc}")
             else:
                 summary.replayed += bool(result.get("replayed"))
                 summary.inserted += result["inserted"]
@@ -193,9 +190,41 @@ def ingest_file(
                 logs.event(log, "batch sent", table=table, batch_id=result["batch_id"],
                            submitted=result["submitted"], inserted=result["inserted"],
                            rejected=result["rejected"])  # fmt: skip
-            _progress(reader.bytes, total, table)
+            summary.batches += 1
+            summary.sent += len(batch)
+            progress(reader.bytes, total)
     summary.header = reader.header
     return summary
+
+
+def upload_file(
+    client: ApiClient,
+    table: str,
+    path: Path,
+    dialect: Dialect = PLAIN,
+    progress: Callable[[float, float], None] = lambda done, total: None,
+) -> dict[str, Any]:
+    """POST the file to /tables/{table}/csv as it is, streamed; the server
+    reads it as `dataarch migrate` would. A retry sends it again from the
+    start: a load that failed left nothing behind, and one that succeeded
+    makes the retry a no-op the answer says is one."""
+    total = path.stat().st_size
+
+    def chunks() -> Iterator[bytes]:
+        sent = 0
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                sent += len(chunk)
+                progress(sent, total)
+                yield chunk
+
+    params = {"file": path.name, "delimiter": dialect.delimiter, "encoding": dialect.encoding,
+              "header": str(dialect.header).lower()}  # fmt: skip
+    return client.request(
+        "POST", f"/tables/{table}/csv", body=chunks, params=params,
+        headers={"Content-Type": "text/csv", "Content-Length": str(total)},
+        timeout=httpx.Timeout(10.0, read=None),  # loading a large file takes a while
+    )  # fmt: skip
 
 
 def describe(summary: IngestSummary) -> str:

@@ -77,8 +77,8 @@ PLAIN = Dialect()  # comma-separated UTF-8 without a header: what the seed's fil
 @dataclass(frozen=True)
 class Piece:
     """What the reader hands out. A block (record=False): `lines` lines from
-    `first_line`, joined by line feeds, each one record (or blank), none
-    holding a quote or a NUL. A record (record=True): one record at
+    `first_line`, joined by line feeds without the CR of a CRLF ending, each
+    one record (or blank), none holding a quote or a NUL. A record (record=True): one record at
     `first_line` spanning `lines` lines; `fields` when it parsed, else
     `problem` says why not."""
 
@@ -104,6 +104,13 @@ class Record:
 def without_cr(line: str) -> str:
     """A line without the carriage return of its CRLF ending."""
     return line[:-1] if line.endswith("\r") else line
+
+
+def _without_line_ends(lines: str) -> str:
+    """Lines joined by LF, without the CR of any CRLF ending (a CR before
+    another CR is data: "x\\r\\r\\n" is the field "x\\r")."""
+    lines = lines.replace("\r\n", "\n")
+    return lines[:-1] if lines.endswith("\r") else lines
 
 
 def split_plain(line: str, delimiter: str) -> tuple[str | None, ...]:
@@ -165,7 +172,7 @@ class Parser:
 
 @dataclass(frozen=True)
 class _Block:
-    """Plain lines: no quote, no NUL, decoded."""
+    """Plain lines: no quote, no NUL, decoded, joined by LF without CRs of line endings."""
 
     text: str
     count: int
@@ -311,7 +318,7 @@ class Reader:
                 yield from self._first_line(body, text)
                 continue
             if text is not None and '"' not in text and "\x00" not in text:
-                yield _Block(text, count)
+                yield _Block(_without_line_ends(text), count)
             else:
                 yield from self._careful(body, text)
 
@@ -350,7 +357,7 @@ class Reader:
             else:
                 line = raw
             if isinstance(line, str) and '"' not in line and "\x00" not in line:
-                plain.append(line)
+                plain.append(without_cr(line))
                 continue
             if plain:
                 yield _Block("\n".join(plain), len(plain))

@@ -1,10 +1,16 @@
-"""Connections: every program (CLI, app, tests) reaches the database through here."""
+"""Connections: every program (CLI, app, tests) reaches the database through here.
+
+Only `dataarch db start|init` and `dataarch up` start the embedded server
+(start=True); everything else, the API above all, finds it running or says
+it is not (ClusterError, exit status 3), and never starts or stops it.
+"""
 
 from __future__ import annotations
 
 import psycopg
 import psycopg.sql
 
+from dataarch.errors import NotRunning as NotRunningError
 from dataarch.pgserver import Cluster
 from dataarch.settings import API_ROLE, EMBEDDED_DBNAME, Settings
 
@@ -12,30 +18,51 @@ from dataarch.settings import API_ROLE, EMBEDDED_DBNAME, Settings
 SESSION_OPTIONS = "-c TimeZone=UTC"
 
 
+class NotRunning(NotRunningError):
+    """The embedded server is configured but stopped."""
+
+
 def embedded_cluster(settings: Settings) -> Cluster:
     return Cluster(settings.cluster_dir)
 
 
-def conninfo(settings: Settings, *, start: bool = True) -> str:
-    """The admin connection string; starts the embedded cluster when it is the one in use."""
+def conninfo(settings: Settings, *, start: bool = False) -> str:
+    """The admin connection string. With start, the embedded cluster is
+    started (and its database made) when it is the one in use; without,
+    a stopped one is NotRunning."""
     if settings.database_url or settings.use_pg_env:
         # "" lets libpq take PGHOST, PGPORT, ... from the environment
         base = settings.database_url or ""
-        if settings.database_password:
-            return psycopg.conninfo.make_conninfo(base, password=settings.database_password)
+        try:
+            if settings.database_password:
+                return psycopg.conninfo.make_conninfo(base, password=settings.database_password)
+            psycopg.conninfo.conninfo_to_dict(base)  # refuse a malformed one here, clearly
+        except psycopg.ProgrammingError as exc:
+            raise ValueError(
+                f"DATABASE_URL is not a libpq connection string or URL: {exc}"
+            ) from None
         return base
     cluster = embedded_cluster(settings)
     if start:
         cluster.start()
         cluster.ensure_database(EMBEDDED_DBNAME)
+    elif not cluster.is_running():
+        raise NotRunning(
+            f"the embedded PostgreSQL ({cluster.root}) is not running: start it with"
+            " `dataarch db start` (or `make run`), or set DATABASE_URL"
+        )
     return cluster.conninfo(EMBEDDED_DBNAME)
 
 
 def api_conninfo(settings: Settings) -> str:
-    """The least-privilege connection the HTTP service uses."""
+    """The least-privilege connection the HTTP service uses. It never starts
+    a server: a stopped one makes requests fail with 503 until it is back."""
     if settings.api_database_url:
         return settings.api_database_url
-    admin = conninfo(settings)
+    if settings.embedded:
+        admin = embedded_cluster(settings).conninfo(EMBEDDED_DBNAME)
+    else:
+        admin = conninfo(settings)
     # Same server and database, logged in as the API role.
     params = psycopg.conninfo.conninfo_to_dict(admin)
     params["user"] = API_ROLE
@@ -56,5 +83,7 @@ def set_api_password(conn: psycopg.Connection, settings: Settings) -> None:
         )
 
 
-def connect(settings: Settings, **kwargs: object) -> psycopg.Connection:
-    return psycopg.connect(conninfo(settings), options=SESSION_OPTIONS, **kwargs)
+def connect(settings: Settings, *, start: bool = False, **kwargs: object) -> psycopg.Connection:
+    return psycopg.connect(
+        conninfo(settings, start=start), options=SESSION_OPTIONS, connect_timeout=10, **kwargs
+    )

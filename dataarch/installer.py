@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psycopg
 
+from dataarch.errors import Failure
 from dataarch.settings import PROJECT_DIR
 
 MIGRATIONS_DIR = "schema"
@@ -29,7 +30,7 @@ REPEATABLE_DIRS = ("procedures", "views")
 _LOCK_KEY = 0x64617461  # "data": serialises concurrent installers
 
 
-class InstallError(RuntimeError):
+class InstallError(Failure):
     """An SQL file failed or may not be applied; the message names the file."""
 
 

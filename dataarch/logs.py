@@ -1,18 +1,28 @@
-"""Structured logs: one JSON object per line, to stderr and, when
-DATAARCH_LOG_FILE is set, to that file. Events carry ids, counts and
-durations; never row contents, never tokens."""
+"""Structured logs: one JSON object per line, to the log file when
+DATAARCH_LOG_FILE is set, and to stderr when stderr is not a terminal (a
+service, a pipe, CI) or when JSON is asked for (--log-format json or
+DATAARCH_LOG_FORMAT=json). On a terminal people read human lines and
+progress instead: only warnings and errors reach it, as one short line each.
+Events carry ids, counts and durations; never row contents, never tokens;
+an unexpected error carries its traceback."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+FORMATS = ("auto", "json", "human")
+# the request an API log line belongs to (set by the app's middleware)
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,20 +33,41 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
+        if (rid := request_id.get()) is not None:
+            entry["request_id"] = rid
         entry.update(getattr(record, "fields", {}))
         if record.exc_info and record.exc_info[0]:
-            entry["error"] = record.exc_info[0].__name__  # the type only: messages may hold data
+            entry["error"] = record.exc_info[0].__name__
+            entry["traceback"] = "".join(traceback.format_exception(*record.exc_info))
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def configure(log_file: Path | None = None, level: int = logging.INFO) -> None:
-    """Send every logger's records, as JSON lines, to stderr (and log_file)."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+class HumanFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", {})
+        detail = fields.get("message") or ""
+        return f"dataarch: {record.levelname.lower()}: {record.getMessage()}" + (
+            f": {detail}" if detail else ""
+        )
+
+
+def configure(log_file: Path | None = None, fmt: str = "auto", level: int = logging.INFO) -> None:
+    """Send every logger's records where the format says (see the module's docstring)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"the log format is one of {', '.join(FORMATS)}, not {fmt!r}")
+    handlers: list[logging.Handler] = []
+    console = logging.StreamHandler(sys.stderr)
+    if fmt == "json" or (fmt == "auto" and not sys.stderr.isatty()):
+        console.setFormatter(JsonFormatter())
+    else:
+        console.setFormatter(HumanFormatter())
+        console.setLevel(logging.WARNING)
+    handlers.append(console)
     if log_file:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    for handler in handlers:
-        handler.setFormatter(JsonFormatter())
+        to_file = logging.FileHandler(log_file, encoding="utf-8")
+        to_file.setFormatter(JsonFormatter())
+        handlers.append(to_file)
     root = logging.getLogger()
     root.handlers[:] = handlers
     root.setLevel(level)

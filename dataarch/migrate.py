@@ -21,6 +21,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from dataarch.csvrecords import PLAIN, CsvError, Dialect, Parser, Piece, Reader
+from dataarch.errors import Failure
 
 # Dependency order, and the file names each table is read from (the seed's
 # API copy calls the employees file employees.csv).
@@ -48,7 +49,7 @@ def _quiet(_: str) -> None:
     pass
 
 
-class MigrationError(RuntimeError):
+class MigrationError(Failure):
     """A file could not be migrated at all; nothing of it was loaded."""
 
 

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataarch.errors import Failure
+
 PORT = 5432
 SUPERUSER = "postgres"
 # unix socket paths are limited to 107 bytes; leave room for "/.s.PGSQL.5432"
@@ -29,7 +31,7 @@ _MAX_SOCKET_DIR = 90
 FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
-class ClusterError(RuntimeError):
+class ClusterError(Failure):
     """A problem with the embedded server, phrased for the user."""
 
 

@@ -6,7 +6,9 @@ PG* variables (libpq reads them itself), else the embedded cluster under var/.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +57,8 @@ class Settings:
             use_pg_env=any(environ.get(name) for name in _PG_LOCATION_VARS),
             api_database_url=environ.get("DATAARCH_API_DATABASE_URL") or None,
             tokens=_api_tokens(environ),
-            lock_timeout=float(environ.get("DATAARCH_LOCK_TIMEOUT") or 10.0),
-            upload_max_bytes=int(environ.get("DATAARCH_UPLOAD_MAX_BYTES") or 1 << 30),
+            lock_timeout=_number(environ, "DATAARCH_LOCK_TIMEOUT", 10.0),
+            upload_max_bytes=int(_number(environ, "DATAARCH_UPLOAD_MAX_BYTES", 1 << 30, int)),
         )
 
     @property
@@ -77,11 +79,48 @@ class Settings:
         """Where `make run` keeps the token it generated when none was given."""
         return self.var_dir / "api-token"
 
+    def with_generated_token(self) -> Settings:
+        """These settings, or, when no token is configured, with the admin
+        token kept in var/api-token (made once, mode 0600)."""
+        if self.tokens:
+            return self
+        path = self.token_file
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+        return dataclasses.replace(self, tokens=(ApiToken(path.read_text().strip(), "admin"),))
+
+
+class SettingsError(ValueError):
+    """An environment variable names something unusable; the message says which."""
+
+
+def _read(name: str, path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise SettingsError(f"{name}={path}: cannot read it ({exc.strerror.lower()})") from None
+
 
 def _secret(environ: Mapping[str, str], name: str) -> str | None:
     """The content of the file a *_FILE variable names (Docker secrets), stripped."""
     path = environ.get(name)
-    return Path(path).read_text().strip() if path else None
+    return _read(name, path).strip() if path else None
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, kind: type = float) -> float:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be more than 0")
+    return value
 
 
 # Scopes, each allowing what the ones before it do: read (rows, rejections,
@@ -112,7 +151,7 @@ def _api_tokens(environ: Mapping[str, str]) -> tuple[ApiToken, ...]:
     for scope, name in _TOKEN_VARIABLES.items():
         raw = environ.get(name, "")
         if not raw and (path := environ.get(f"{name}_FILE")):
-            raw = Path(path).read_text()
+            raw = _read(f"{name}_FILE", path)
         tokens += [
             ApiToken(t.strip(), scope) for t in raw.replace(",", "\n").splitlines() if t.strip()
         ]

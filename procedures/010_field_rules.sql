@@ -125,22 +125,41 @@ as $$
     end
 $$;
 
+create or replace function _utc_seconds_of_day(s text)
+returns numeric
+language sql immutable parallel safe
+as $$
+    -- s matched _datetime_pattern: the seconds from its local midnight to
+    -- the instant in UTC (below 0: the day before in UTC; 86400 or more:
+    -- the day after). Arithmetic on the text, not a cast: a cast to
+    -- timestamptz is only STABLE, and an immutable rule holding it would
+    -- stop being inlined (a function call a row, twice the batch's time).
+    select
+        f[1]::numeric * 3600 + f[2]::numeric * 60 + coalesce(f[3]::numeric, 0)
+        - case when f[4] is null then 0
+            else (f[4] || '1')::numeric * (f[5]::numeric * 3600 + coalesce(f[6], '0')::numeric * 60)
+        end
+    from regexp_match(
+        s, '^.{11}([0-9]{2}):([0-9]{2})(?::([0-9]{2}(?:[.][0-9]+)?))?(?:[Zz]|([+-])([0-9]{2}):?([0-9]{2})?)$'
+    ) as f
+$$;
+
 create or replace function _datetime_problem(s text, t text)
 returns text
 language sql immutable parallel safe
 as $$
     -- A hiring date is a string in _datetime_pattern's shape, on a real day,
-    -- in the years 0001 to 9999 in UTC (employees_hiring_date_in_range).
-    -- Only years 0001 and 9999 can leave that range through their offset,
-    -- so only they pay for a cast here.
+    -- in the years 0001 to 9999 in UTC (employees_hiring_date_in_range):
+    -- only 0001-01-01 and 9999-12-31 can leave that range through their
+    -- offset, so only they pay for _utc_seconds_of_day.
     select coalesce(_presence_problem(t), case
         when t <> 'string' then 'invalid_type'
         when s !~ _datetime_pattern() then 'invalid_datetime'
         when not _day_exists(s) then 'invalid_datetime'
-        when left(s, 4) in ('0001', '9999') and (
-            s::timestamptz < '0001-01-01 00:00:00+00'
-            or s::timestamptz >= '10000-01-01 00:00:00+00'
-        ) then 'datetime_out_of_range'
+        when left(s, 10) = '0001-01-01' and _utc_seconds_of_day(s) < 0
+            then 'datetime_out_of_range'
+        when left(s, 10) = '9999-12-31' and _utc_seconds_of_day(s) >= 86400
+            then 'datetime_out_of_range'
     end)
 $$;
 

@@ -34,14 +34,17 @@ begin
         fields text[],                -- a record's fields, when it parsed
         problem text                  -- why a record is broken
     ) on commit drop;
+    -- a body is a megabyte of text: stored out of line but not compressed
+    -- (pglz took 1 s a million lines, for a table that lives one transaction)
+    alter table pg_temp.csv_pieces alter column body set storage external;
+    -- no index: only the rejected records are looked up, with one hash join
     create temp table csv_lines (
         line_number bigint not null,  -- a record's first physical line
         lines integer not null,       -- physical lines it spans
         raw_line text not null,       -- as read, without its line ending
         fields text[],                -- NULL: split raw_line on the delimiter
         problem text,                 -- why a broken record is broken
-        piece integer not null,
-        constraint csv_lines_pkey primary key (line_number)
+        piece integer not null
     ) on commit drop;
     execute format('grant insert on pg_temp.csv_pieces to %I', session_user);
 end;
@@ -53,19 +56,17 @@ language plpgsql
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: the records of the session's pg_temp.csv_pieces are in
--- pg_temp.csv_lines, one row each: a block's non-blank lines, without the
--- CR of a CRLF ending; a record as the reader gave it. Returns how many.
+-- pg_temp.csv_lines, one row each: a block's non-blank lines (the reader
+-- has taken off the CRs of their line endings); a record as the reader
+-- gave it. Returns how many.
 declare
     v_added bigint;
 begin
     insert into pg_temp.csv_lines (line_number, lines, raw_line, fields, problem, piece)
-    select
-        p.first_line + l.n - 1, 1,
-        case when right(l.line, 1) = E'\r' then left(l.line, -1) else l.line end,
-        null, null, p.piece
+    select p.first_line + l.n - 1, 1, l.line, null, null, p.piece
     from pg_temp.csv_pieces as p
     cross join lateral string_to_table(p.body, E'\n') with ordinality as l (line, n)
-    where not p.is_record and l.line not in ('', E'\r')
+    where not p.is_record and l.line <> ''
     union all
     select p.first_line, p.lines, p.body, p.fields, p.problem, p.piece
     from pg_temp.csv_pieces as p

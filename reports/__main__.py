@@ -25,6 +25,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+COMMANDS = {"report": (add_arguments, run)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__)
     add_arguments(parser)

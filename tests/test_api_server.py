@@ -71,12 +71,13 @@ def test_client_batches_and_a_rerun_inserts_nothing_twice(server, dsn, conn, tmp
     assert conn.execute("select count(*) from ingest_batches").fetchone()[0] == batches + 3
 
 
-def test_client_exits_non_zero_when_refused(server, dsn, tmp_path) -> None:
+def test_a_refused_token_stops_the_client_at_once(server, dsn, conn, tmp_path) -> None:
     path = tmp_path / "jobs.csv"
-    path.write_text("1,Data engineer\n")
+    path.write_text("".join(f"{i},Job {i}\n" for i in range(1, 3001)))  # three batches
     done = run_client(dsn, server, "ingest", "jobs", str(path), "--token", "wrong")
-    assert done.returncode == 1
-    assert "refused batch 1: HTTP 401" in done.stdout
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.count("HTTP 401") == 1 and "check --token" in done.stderr
+    assert conn.execute("select count(*) from ingest_batches").fetchone()[0] == 0
 
 
 def test_get_and_rejections_commands(server, dsn, conn) -> None:
@@ -354,5 +355,5 @@ def test_ingest_reads_any_file_without_a_traceback(server, dsn, conn, tmp_path) 
     done = run_client(dsn, server, "ingest", "employees", str(long))
     assert "too_long: 1" in done.stdout and "Traceback" not in done.stderr
     missing = run_client(dsn, server, "ingest", "employees", str(tmp_path / "nope.csv"))
-    assert missing.returncode == 1 and "no such file" in missing.stderr
+    assert missing.returncode == 2 and "no such file" in missing.stderr
     assert "Traceback" not in missing.stderr

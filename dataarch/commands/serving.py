@@ -1,0 +1,94 @@
+"""dataarch serve (the HTTP API) and dataarch up (what `make run` does)."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+
+from dataarch import db
+from dataarch.commands import database, loading
+from dataarch.csvrecords import PLAIN
+from dataarch.errors import Failure
+from dataarch.settings import Settings
+
+
+def port_number(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 1 to 65535, not {text!r}")
+    return int(text)
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=port_number, default=8000)
+
+
+def _can_bind(host: str, port: int) -> None:
+    """Fail at once, and say why, when the address cannot be served on."""
+    try:
+        with socket.create_server((host, port), reuse_port=False):
+            pass
+    except OSError as exc:
+        raise ServeError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+
+
+class ServeError(Failure):
+    """The API cannot start; the message says why."""
+
+
+def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """The API, over a database that is running (it never starts one)."""
+    import uvicorn
+
+    from app import create_app
+
+    _can_bind(args.host, args.port)
+    token_is_ours = not settings.tokens  # none configured: var/api-token serves
+    settings = settings.with_generated_token()
+    print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /schema/openapi.json)")
+    if token_is_ours:  # a token the user configured is theirs already; never echo it
+        print(f"API token (from {settings.token_file}): {settings.api_tokens[0]}")
+    uvicorn.run(
+        create_app(settings), host=args.host, port=args.port, log_level="warning",
+        log_config=None, timeout_graceful_shutdown=5,  # SIGTERM ends it, even mid-request
+    )  # fmt: skip
+    return 0
+
+
+def add_up_arguments(p: argparse.ArgumentParser) -> None:
+    add_serve_arguments(p)
+    p.add_argument("--no-serve", action="store_true", help="stop after the migration")
+
+
+def run_up(args: argparse.Namespace, settings: Settings) -> int:
+    """`make run`: database up, schema installed, historical data migrated once,
+    reports written, API served."""
+    from reports.__main__ import run as write_reports
+
+    if not args.no_serve:
+        _can_bind(args.host, args.port)  # before minutes of work, not after
+    db.conninfo(settings, start=True)
+    print(database.init(settings))
+    status = loading.migrate_dir(settings, settings.data_dir, PLAIN)
+    if status == 0:
+        status = write_reports(argparse.Namespace(year=2021, out=None), settings)
+    with db.connect(settings) as conn:
+        counts = conn.execute(
+            "select (select count(*) from departments), (select count(*) from jobs),"
+            " (select count(*) from employees), (select count(*) from ingest_errors)"
+        ).fetchone()
+    departments, jobs, employees, rejected = counts
+    print(
+        f"database holds {departments} departments, {jobs} jobs, {employees} employees;"
+        f" {rejected} rejected rows logged"
+    )
+    print(f"psql: psql '{db.conninfo(settings)}'")
+    if status or args.no_serve:
+        return status
+    return run_serve(args, settings)
+
+
+COMMANDS = {
+    "serve": (add_serve_arguments, run_serve),
+    "up": (add_up_arguments, run_up),
+}
