@@ -56,7 +56,7 @@ from backup import (
 )
 from backup.store import backup_files
 from backup.store import newest as store_newest
-from dataarch import db, migrate
+from dataarch import db, errors, migrate
 from dataarch.csvrecords import CsvError, Dialect
 from dataarch.logs import event, timed
 from dataarch.rejects import Rejected, reject_files
@@ -71,29 +71,7 @@ ID_COLUMNS = {"departments": "department_id", "jobs": "job_id", "employees": "em
 MAX_BODY_BYTES = 2 * 1024 * 1024
 JSON = "application/json"
 
-# SQLSTATE -> HTTP status: the exact code first, then its two-letter class.
-SQLSTATE_TO_HTTP = {
-    "DAT01": 404,  # unknown table
-    "DAT02": 400,  # payload is not an array of row objects
-    "DAT03": 422,  # 0 or more than 1000 rows
-    "DAT05": 422,  # Idempotency-Key reused for another request
-    "22P02": 400,  # body is not JSON
-    "22021": 400,  # body is not valid UTF-8
-    "22": 400,  # any other data exception: a value out of range, too deep, malformed
-    "08": 503,  # connection exception
-    "53": 503,  # insufficient resources
-    "57": 503,  # operator intervention: shutdown, crash recovery
-    "40": 503,  # serialization failure or deadlock: retry
-    "25006": 503,  # read-only transaction (a standby)
-    "55P03": 503,  # lock not available within lock_timeout: a restore holds the table
-}
 RETRY_SOON = {"Retry-After": "1"}  # on every 503: the cause passes by itself
-
-
-def http_status(sqlstate: str | None) -> int:
-    if sqlstate is None:
-        return 503  # no SQLSTATE: the server could not be reached at all
-    return SQLSTATE_TO_HTTP.get(sqlstate) or SQLSTATE_TO_HTTP.get(sqlstate[:2]) or 500
 
 
 # -- response shapes, for the OpenAPI document ------------------------------------------
@@ -762,25 +740,26 @@ async def health(request: Request) -> Response[Health]:
 
 
 def _database_problem(exc: psycopg.Error) -> ProblemDetailsException:
-    status = http_status(exc.sqlstate)
-    if status >= 500:  # the primary message only: details can quote row contents
-        log.error("database error", extra={"fields": {
-            "sqlstate": exc.sqlstate, "message": exc.diag.message_primary, "status": status,
-        }})  # fmt: skip
-    if exc.sqlstate == "55P03":
-        detail = "the table is locked (a restore is running); retry later"
-    elif status == 503:
-        detail = "the database is unavailable; retry later"
-    elif status == 500:
-        detail = "the database reported an unexpected error; it has been logged"
+    """The error catalogue (dataarch/errors.py) says the status, the title and
+    whether to retry. A 4xx says what the database said; a 5xx says only the
+    title (details can quote row contents) and is logged, with the SQLSTATE
+    and the database's message, and its traceback when it is a surprise."""
+    entry = errors.sqlstate(exc.sqlstate)
+    if entry.status >= 500:
+        fields = {"sqlstate": exc.sqlstate, "message": exc.diag.message_primary,
+                  "status": entry.status}  # fmt: skip
+        log.error("database error", exc_info=exc if entry.status == 500 else None,
+                  extra={"fields": fields})  # fmt: skip
+        detail = f"{entry.title}; " + ("retry later" if entry.retry else "it has been logged")
+        extra = {}
     else:
         detail = exc.diag.message_primary or str(exc)
-    extra = {"sqlstate": exc.sqlstate} if exc.sqlstate and status < 500 else {}
-    if exc.diag.message_hint and status < 500:
-        extra["hint"] = exc.diag.message_hint
+        extra = {"sqlstate": exc.sqlstate}
+        if exc.diag.message_hint:
+            extra["hint"] = exc.diag.message_hint
     return ProblemDetailsException(
-        status_code=status, title=HTTPStatus(status).phrase, detail=detail, extra=extra or None,
-        headers=RETRY_SOON if status == 503 else None,
+        status_code=entry.status, title=entry.title, detail=detail, extra=extra or None,
+        headers=RETRY_SOON if entry.retry else None,
     )  # fmt: skip
 
 

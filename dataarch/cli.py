@@ -21,6 +21,7 @@ import os
 import sys
 import traceback
 from importlib import metadata
+from typing import NoReturn
 
 DONE, FAILED, USAGE, NOT_RUNNING, INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -51,9 +52,16 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake said in two lines instead of the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE, f"{self.prog}: {message}\n(`{self.prog} --help` says more)\n")
+
+
 def build_parser(chosen: str | None) -> argparse.ArgumentParser:
     """The parser; only the chosen command's module is imported to define its options."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dataarch",
         description="PostgreSQL-centric migration and ingestion of the HR database.",
         epilog="exit status: 0 done, 1 failed, 2 usage, 3 database or API not running",

@@ -114,7 +114,8 @@ class ApiClient:
                 if response is None:
                     raise Unreachable(f"{problem}; gave up after {self.retry_for:g} s")
                 break  # the server's own answer is the best report
-            self.on_retry(f"{problem}; retrying (up to {self.retry_for:g} s in all)")
+            if attempt == 0:  # said once; the outcome follows
+                self.on_retry(f"{problem}; retrying for up to {self.retry_for:g} s")
             time.sleep(pause)
         assert response is not None
         if response.status_code >= 400:

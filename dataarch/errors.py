@@ -3,6 +3,8 @@ each into one line and its exit status; the API into a problem document."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class Failure(RuntimeError):
     """An operation that could not be done; the message says why. Exit status 1."""
@@ -14,3 +16,57 @@ class NotRunning(Failure):
     """A server (the database or the API) is not running or not reachable. Exit status 3."""
 
     status = 3
+
+
+# -- SQLSTATEs: the one catalogue ----------------------------------------------------
+# Every SQLSTATE the project's SQL raises (DATnn, tests/test_errors.py checks
+# that none is missing) and every class of PostgreSQL error a request can
+# meet: the HTTP status it answers, the title of its problem document, and
+# whether trying again later can succeed. The API, the CLI and the README
+# read it from here.
+
+
+@dataclass(frozen=True)
+class SqlState:
+    code: str  # an exact SQLSTATE ("DAT01") or a two-character class ("22")
+    status: int
+    title: str
+    retry: bool = False
+
+
+CATALOGUE: tuple[SqlState, ...] = (
+    SqlState("DAT00", 500, "Atomic batch rollback escaped (a bug)"),
+    SqlState("DAT01", 404, "Unknown table"),
+    SqlState("DAT02", 400, "Malformed request"),
+    SqlState("DAT03", 422, "Batch of 0 or more than 1000 rows"),
+    SqlState("DAT04", 422, "Not a CSV file of this table"),
+    SqlState("DAT05", 422, "Idempotency-Key used for another request"),
+    SqlState("DAT06", 422, "Backup does not hold the rows it recorded"),
+    SqlState("DAT07", 409, "Table's keys are referenced by other tables"),
+    SqlState("DAT08", 409, "A backup or restore of the table is running", retry=True),
+    SqlState("DAT09", 422, "No backup recorded this state"),
+    SqlState("22P02", 400, "Body is not JSON"),
+    SqlState("22021", 400, "Body is not valid UTF-8"),
+    SqlState("22", 400, "Invalid value"),
+    SqlState("23", 409, "Constraint violated"),
+    SqlState("25006", 503, "Database is read-only (a standby)", retry=True),
+    SqlState("40", 503, "Concurrent update conflict", retry=True),
+    SqlState("42501", 500, "Database role lacks a privilege"),
+    SqlState("53", 503, "Database out of resources", retry=True),
+    SqlState("54", 400, "Request too large or too deeply nested"),
+    SqlState("55P03", 503, "Table locked (a restore is running)", retry=True),
+    SqlState("57", 503, "Database shutting down or restarting", retry=True),
+    SqlState("58", 503, "Database system error (its installation is broken)", retry=True),
+    SqlState("08", 503, "Database unreachable", retry=True),
+    SqlState("XX", 503, "Database internal error", retry=True),
+)
+_BY_CODE = {s.code: s for s in CATALOGUE}
+UNREACHABLE = SqlState("", 503, "Database unreachable", retry=True)  # no SQLSTATE at all
+UNEXPECTED = SqlState("", 500, "Unexpected database error")
+
+
+def sqlstate(code: str | None) -> SqlState:
+    """The catalogue's entry for a SQLSTATE: the exact code, else its class."""
+    if code is None:
+        return UNREACHABLE
+    return _BY_CODE.get(code) or _BY_CODE.get(code[:2]) or UNEXPECTED

@@ -1,0 +1,118 @@
+"""Every ordinary mistake ends in a line or two that say what is wrong and a
+documented exit status (1 failed, 2 usage, 3 not running): never a
+traceback, never a hang."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT, cli_env
+
+DOWN_URL = "http://127.0.0.1:9"  # the discard port: nothing listens there
+
+
+def _free_dir(tmp_path: Path) -> str:
+    empty = tmp_path / "empty"
+    empty.mkdir(exist_ok=True)
+    return str(empty)
+
+
+MISTAKES = [
+    # (arguments, environment, exit status, what the message must say)
+    (["ingest", "employees", "/nonexistent.csv"], {}, 2, "no such file"),
+    (["upload", "employees", "/nonexistent.csv"], {}, 2, "no such file"),
+    (["backup", "jobs", "--keep", "0"], {}, 2, "--keep"),
+    (["backup", "jobs", "--keep", "-1"], {}, 2, "--keep"),
+    (["backup", "nosuchtable"], {}, 2, "no table 'nosuchtable' is backed up"),
+    (["restore"], {}, 2, "restore needs a TABLE or --all"),
+    (["restore", "jobs", "--all"], {}, 2, "restore needs a TABLE or --all"),
+    (["migrate"], {"DATABASE_URL": "notaurl"}, 2, "DATABASE_URL is not a libpq connection string"),
+    (["db", "init"], {"DATABASE_PASSWORD_FILE": "/nonexistent"}, 2, "DATABASE_PASSWORD_FILE"),
+    (["serve", "--port", "99999"], {}, 2, "a port is a number from 1 to 65535"),
+    (["migrate", "--csv-dir", "EMPTY"], {}, 1, "no CSV file to migrate"),
+    (["migrate", "--csv-dir", "/nonexistent"], {}, 1, "is not a directory"),
+    (["migrate", "--delimiter", '"'], {}, 2, "the delimiter must be one character"),
+    (["migrate", "--encoding", "klingon"], {}, 2, "unknown encoding"),
+    (["migrate", "--encoding", "utf-16"], {}, 2, "not ASCII-compatible"),
+    (["ingest", "jobs", "README.md", "--url", DOWN_URL, "--retry-for", "2"], {}, 3,
+     "cannot reach the API at http://127.0.0.1:9"),
+    (["get", "jobs", "1", "--url", "not a url", "--retry-for", "1"], {}, 3, "cannot reach the API"),
+    (["rejections", "close", "1"], {}, 2, "--note"),
+    (["rejections", "nosuchtable"], {}, 2, "unknown table"),
+    (["db", "status"], {"DATABASE_URL": "postgresql:///x?host=/nonexistent&connect_timeout=2"}, 3,
+     "cannot reach the database"),
+    (["nosuchcommand"], {}, 2, "invalid choice"),
+    ([], {}, 2, "required"),
+    (["report", "--year", "x"], {}, 2, "invalid int value"),
+    (["backup", "verify", "/nonexistent.avro", "x"], {}, 2, "one file or set name"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "env", "status", "says"), MISTAKES, ids=lambda v: str(v)[:40])
+def test_a_mistake_is_one_clear_line(dsn, tmp_path, args, env, status, says) -> None:
+    args = [_free_dir(tmp_path) if a == "EMPTY" else a for a in args]
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "dataarch.cli", *args],
+        env={**cli_env(dsn), "DATAARCH_BACKUP_DIR": str(tmp_path / "b"), **env},
+        cwd=PROJECT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert time.monotonic() - started < 30
+    assert done.returncode == status, (done.returncode, done.stderr)
+    assert says in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert len(done.stderr.strip().splitlines()) <= 2
+
+
+def test_serve_fails_fast_on_a_port_in_use(dsn) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "dataarch.cli", "serve", "--port", str(port)],
+            env=cli_env(dsn), cwd=PROJECT, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert f"cannot serve on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unreachable_api_is_reported_at_once(dsn, tmp_path) -> None:
+    """The first word comes within seconds, not after the retries."""
+    (tmp_path / "jobs.csv").write_text("1,Job\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dataarch.cli", "ingest", "jobs", str(tmp_path / "jobs.csv"),
+         "--url", DOWN_URL, "--retry-for", "6"],
+        env=cli_env(dsn), cwd=PROJECT, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    started = time.monotonic()
+    first = proc.stderr.readline()
+    assert (
+        time.monotonic() - started < 3 and "cannot reach the API" in first and "retrying" in first
+    )
+    proc.wait(timeout=30)
+    assert proc.returncode == 3
+
+
+def test_the_embedded_server_is_never_started_behind_your_back(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG") and k != "DATABASE_URL"}
+    env["DATAARCH_VAR_DIR"] = str(tmp_path / "var")
+    done = subprocess.run(
+        [sys.executable, "-m", "dataarch.cli", "migrate"], env=env, cwd=PROJECT,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 3 and "not running: start it with `dataarch db start`" in done.stderr
+    assert not (tmp_path / "var" / "pg").exists()
+
+
+def test_version() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "dataarch.cli", "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.startswith("dataarch ")
