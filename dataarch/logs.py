@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,23 @@ FORMATS = ("auto", "json", "human")
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 
+def _stamp_request_id(
+    factory: Callable[..., logging.LogRecord],
+) -> Callable[..., logging.LogRecord]:
+    """Every record carries the request it was made in, read when it is made
+    (a handler may format it later, outside the request)."""
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        record.request_id = request_id.get()
+        return record
+
+    return make
+
+
+logging.setLogRecordFactory(_stamp_request_id(logging.getLogRecordFactory()))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -33,7 +50,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        if (rid := request_id.get()) is not None:
+        if (rid := getattr(record, "request_id", None)) is not None:
             entry["request_id"] = rid
         entry.update(getattr(record, "fields", {}))
         if record.exc_info and record.exc_info[0]:

@@ -123,14 +123,16 @@ def _number(environ: Mapping[str, str], name: str, default: float, kind: type = 
     return value
 
 
-# Scopes, each allowing what the ones before it do: read (rows, rejections,
-# KPIs, reports), ingest (post rows and CSV), admin (backups, restores,
-# closing rejections). The variable that names each scope's tokens:
-SCOPES = ("read", "ingest", "admin")
+# Scopes, each allowing what the ones before it do: view (the reports and
+# KPIs, what a stakeholder signs in to see), read (rows, rejections), ingest
+# (post rows and CSV), admin (backups, restores, closing rejections). The
+# variable that names each scope's tokens:
+SCOPES = ("view", "read", "ingest", "admin")
 _TOKEN_VARIABLES = {
     "admin": "DATAARCH_API_TOKEN",
     "ingest": "DATAARCH_INGEST_TOKEN",
     "read": "DATAARCH_READ_TOKEN",
+    "view": "DATAARCH_VIEWER_TOKEN",
 }
 
 

@@ -202,6 +202,26 @@ begin
 end;
 $$;
 
+create or replace function ready_to_ingest()
+returns boolean
+language plpgsql
+security definer
+set search_path = pg_catalog, public
+as $$
+-- Promise: true when this database can run the ingest core: a sample row is
+-- staged and judged as a batch would be (PL/pgSQL, the field rules, the
+-- session's temporary tables); nothing is written but those. What a
+-- readiness probe calls: SELECT 1 answers even where no batch could.
+begin
+    perform _stage_json_rows('jobs', '[{"job_id": 1, "job_name": "ready"}]');
+    perform count(*) from _judge_rows('jobs');
+    truncate pg_temp.incoming_rows;
+    return true;
+end;
+$$;
+
+revoke all on function ready_to_ingest() from public;
+grant execute on function ready_to_ingest() to dataarch_api;
 revoke all on function ingest_batch(text, jsonb, text, text) from public;
 revoke all on function ingest_batch_json(text, text, text, text, text) from public;
 grant execute on function ingest_batch_json(text, text, text, text, text) to dataarch_api;

@@ -2,14 +2,15 @@
 
     python -m reports [--year 2021] [--out DIR]
 
-Pages: index.html, hires-by-quarter.html, departments-above-mean.html. They
+Pages: index.html, hires-by-quarter.html, departments-above-mean.html,
+data-quality.html. They
 load nothing from the network (a Content-Security-Policy forbids it), so a
 file opened offline looks the same as the page the app serves at /reports/.
 """
 
 from __future__ import annotations
 
-__all__ = ["PAGES", "ReportData", "load_data", "render_page", "write_reports"]
+__all__ = ["PAGES", "ReportData", "load_data", "render_login", "render_page", "write_reports"]
 
 
 def __getattr__(name: str) -> object:

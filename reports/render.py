@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -25,16 +28,19 @@ _ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+KPI1_COLUMNS = ("department_id", "department", "job_id", "job", "Q1", "Q2", "Q3", "Q4")
+KPI2_COLUMNS = ("id", "department", "hired")
 
 
 @dataclass(frozen=True)
 class ReportData:
     year: int
     as_of: datetime | None
-    hires_by_quarter: list[tuple[str, str, int, int, int, int]]
+    hires_by_quarter: list[tuple[int, str, int, str, int, int, int, int]]
     above_mean: list[tuple[int, str, int]]
     department_hires: list[tuple[int, str, int]]
     quality: dict  # data_quality(): rejections by reason, source, day; the oldest open
+    years: list[int]  # the years with hires, for the live pages' year selector
 
     @property
     def mean(self) -> float:
@@ -43,13 +49,28 @@ class ReportData:
 
     @property
     def quarter_totals(self) -> list[int]:
-        return [sum(row[2 + q] for row in self.hires_by_quarter) for q in range(4)]
+        return [sum(row[4 + q] for row in self.hires_by_quarter) for q in range(4)]
+
+    def department_name(self, department_id: int, name: str) -> str:
+        """The name, with the id when another department bears the same name."""
+        return f"{name} (#{department_id})" if name in self._shared("department") else name
+
+    def job_name(self, job_id: int, name: str) -> str:
+        return f"{name} (#{job_id})" if name in self._shared("job") else name
+
+    def _shared(self, kind: str) -> set[str]:
+        index = 0 if kind == "department" else 2
+        pairs = {(row[index], row[index + 1]) for row in self.hires_by_quarter}
+        if kind == "department":
+            pairs |= {(i, name) for i, name, _ in self.department_hires}
+        return {name for name, n in Counter(name for _, name in pairs).items() if n > 1}
 
     def department_quarters(self) -> list[tuple[str, list[int]]]:
         """KPI 1 summed over jobs: one bar per department, in the KPI's order."""
         totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-        for department, _, *quarters in self.hires_by_quarter:
-            totals[department] = [a + b for a, b in zip(totals[department], quarters, strict=True)]
+        for department_id, department, _, _, *quarters in self.hires_by_quarter:
+            label = self.department_name(department_id, department)
+            totals[label] = [a + b for a, b in zip(totals[label], quarters, strict=True)]
         return list(totals.items())
 
 
@@ -68,24 +89,44 @@ def load_data(conn: psycopg.Connection, year: int) -> ReportData:
             (year,),
         ).fetchall()
         quality = conn.execute("select data_quality()").fetchone()[0]
-    return ReportData(year, as_of, kpi1, kpi2, every, quality)
+        years = [y for (y,) in conn.execute(
+            "select distinct hire_year from hire_counts where hires > 0 order by 1")]  # fmt: skip
+    return ReportData(year, as_of, kpi1, kpi2, every, quality, years)
 
 
-def render_page(name: str, data: ReportData, link_suffix: str = "") -> str:
-    """One page as HTML; link_suffix is appended to links between pages (e.g. ?year=)."""
+def csv_link(columns: tuple[str, ...], rows: list[tuple]) -> str:
+    """A data: URI of the rows as CSV, for a download link that needs no server."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return "data:text/csv;charset=utf-8," + quote(out.getvalue())
+
+
+def render_page(name: str, data: ReportData, link_suffix: str = "", live: bool = False) -> str:
+    """One page as HTML; link_suffix is appended to links between pages (e.g.
+    ?year=); a live page (served by the app) has a year selector and a
+    sign-out button."""
     context = {
         "data": data,
+        "live": live,
         "link": lambda page: f"{page}.html{link_suffix}",
-        "max_cell": max((max(r[2:]) for r in data.hires_by_quarter), default=0),
+        "max_cell": max((max(r[4:]) for r in data.hires_by_quarter), default=0),
         "quarter_colours": charts.QUARTER_COLOURS,
     }
     if name == "hires-by-quarter":
         context["chart"] = charts.stacked_by_quarter(data.department_quarters())
+        context["csv"] = csv_link(KPI1_COLUMNS, data.hires_by_quarter)
     if name == "departments-above-mean":
-        context["chart"] = charts.bars_with_mean(
-            [(d, h) for _, d, h in data.department_hires], data.mean
-        )
+        labelled = [(data.department_name(i, d), h) for i, d, h in data.department_hires]
+        context["chart"] = charts.bars_with_mean(labelled, data.mean)
+        context["csv"] = csv_link(KPI2_COLUMNS, data.above_mean)
     return _ENV.get_template(PAGES[name]).render(context)
+
+
+def render_login(next_page: str, failed: bool) -> str:
+    """The sign-in page a browser is sent to without credentials."""
+    return _ENV.get_template("login.html.j2").render(next_page=next_page, failed=failed)
 
 
 def write_reports(conn: psycopg.Connection, year: int, out_dir: Path) -> list[Path]:

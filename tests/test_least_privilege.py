@@ -10,6 +10,7 @@ import pytest
 from conftest import TOKEN, api_settings, load_reference_rows
 from litestar.testing import TestClient
 
+from api.security import require_token
 from app import create_app
 from backup import backup_tables, restore_table
 from dataarch.settings import SCOPES, ApiToken
@@ -73,10 +74,22 @@ _APP = create_app(dataclasses.replace(api_settings("host=/nonexistent"), tokens=
 ROUTES = sorted(  # sorted: xdist workers must collect the same list
     (method, route.path, handler.opt.get("scope"))
     for route in _APP.routes
-    if not route.path.startswith(("/health", "/schema"))
     for handler in route.route_handlers
+    if require_token in handler.resolve_guards()  # not /health, /schema, /login
     for method in handler.http_methods - {"OPTIONS", "HEAD"}
 )
+PUBLIC = sorted(
+    route.path
+    for route in _APP.routes
+    for handler in route.route_handlers
+    if require_token not in handler.resolve_guards() and "OPTIONS" not in handler.http_methods
+)
+
+
+def test_only_probes_the_schema_and_the_sign_in_are_public() -> None:
+    assert PUBLIC and all(
+        path.startswith(("/health", "/schema")) or path in ("/login", "/logout") for path in PUBLIC
+    ), PUBLIC
 
 
 def test_every_route_declares_its_scope() -> None:

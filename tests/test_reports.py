@@ -139,13 +139,96 @@ def test_pages_from_the_running_app(browser, db, dsn) -> None:
             check_page(page, visit, url)
             check_charts(page, name, departments=4)
             page.close()
-        anonymous = browser.new_page()
-        assert anonymous.goto(f"{base}/reports/").status == 401
         assert context.new_page().goto(f"{base}/reports/nope.html").status == 404
         context.close()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+VIEWER = "viewer-token-for-tests"
+
+
+@pytest.fixture
+def served(db, dsn) -> Iterator[str]:
+    ingest(db, "employees", [employee(2000, hiring_date="2022-05-01T00:00:00Z")])  # a 2nd year
+    proc, base = start_server(dsn, DATAARCH_VIEWER_TOKEN=VIEWER)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def sign_in(browser: Browser, base: str, **context: object) -> Page:
+    """A stakeholder's browser: sent to the sign-in page, signs in with the viewer token."""
+    page = browser.new_context(**context).new_page()
+    page.goto(f"{base}/reports/hires-by-quarter.html?year=2021")
+    assert page.url.startswith(f"{base}/login?next=")
+    page.fill("#token", "not the token")
+    page.click("button[type=submit]")
+    assert page.locator("#failed").count() == 1
+    page.fill("#token", VIEWER)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("load")
+    assert page.url == f"{base}/reports/hires-by-quarter.html?year=2021"
+    return page
+
+
+def test_a_stakeholder_signs_in_and_can_only_look(browser, served) -> None:
+    page = sign_in(browser, served)
+    cookie = page.context.cookies()[0]
+    assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == (
+        "dataarch_session",
+        True,
+        "Strict",
+    )
+    assert page.locator("#chart g.bar").count() == 4
+    kpi = page.context.request.get(f"{served}/kpis/hires-by-quarter?year=2021&format=csv")
+    assert kpi.status == 200 and kpi.text().startswith("department_id,department")
+    # the cookie opens the pages and the KPIs, nothing else
+    assert page.context.request.get(f"{served}/tables/jobs/rows/1").status == 403
+    write = page.context.request.post(f"{served}/tables/jobs/rows", data="[]",
+                                      headers={"Content-Type": "application/json"})  # fmt: skip
+    assert write.status == 403
+    # the year selector reloads the page for another year
+    page.select_option("#year", "2022")
+    page.click("form[method=get] button")
+    page.wait_for_load_state("load")
+    assert "year=2022" in page.url and "Year 2022" in page.locator("header").inner_text()
+    # a CSV download of what the page shows
+    with page.expect_download() as download:
+        page.click("#csv")
+    assert download.value.suggested_filename == "hires-by-quarter-2022.csv"
+    page.click("text=Sign out")
+    page.wait_for_load_state("load")
+    assert page.url.startswith(f"{served}/login")
+    assert page.context.request.get(f"{served}/kpis/hires-by-quarter").status == 401
+
+
+@pytest.mark.parametrize("width", [1280, 400])
+def test_pages_fit_the_screen_without_sideways_scrolling(browser, served, width) -> None:
+    page = sign_in(browser, served, viewport={"width": width, "height": 900})
+    for name in PAGES:
+        page.goto(f"{served}/reports/{name}.html?year=2021")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, (name, width)
+        if name in ("hires-by-quarter", "departments-above-mean"):
+            chart = page.locator("#chart").bounding_box()
+            assert chart["x"] >= 0 and chart["x"] + chart["width"] <= width
+        if name == "hires-by-quarter":  # every bar and every column, not only Q1 and 5 bars
+            table = page.locator("#kpi-table").bounding_box()
+            assert table["x"] + table["width"] <= width
+            assert page.locator("#kpi-table th").last.is_visible()
+
+
+def test_pages_print_on_a4(browser, served) -> None:
+    page = sign_in(browser, served, viewport={"width": 794, "height": 1123})  # A4 at 96 dpi
+    page.emulate_media(media="print")
+    for name in ("hires-by-quarter", "departments-above-mean"):
+        page.goto(f"{served}/reports/{name}.html?year=2021")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 794
+        chart = page.locator("#chart").bounding_box()
+        assert chart["x"] + chart["width"] <= 794
+        assert not page.locator("header nav").is_visible()
+        assert page.pdf(format="A4")  # Chromium lays it out as it prints
 
 
 @requires_seed_data()

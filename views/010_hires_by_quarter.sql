@@ -20,13 +20,17 @@ group by c.hire_year, d.department_id, j.job_id
 having sum(c.hires) > 0;
 
 create or replace function kpi_hires_by_quarter(p_year integer)
-returns table (department text, job text, q1 bigint, q2 bigint, q3 bigint, q4 bigint)
+returns table (
+    department_id integer, department text, job_id integer, job text,
+    q1 bigint, q2 bigint, q3 bigint, q4 bigint
+)
 language sql stable
 set search_path = pg_catalog, public
 as $$
     -- KPI 1 for one year, ordered byte-wise (COLLATE "C") by department, then
-    -- job, as the published results are; ids break ties between equal names.
-    select h.department, h.job, h.q1, h.q2, h.q3, h.q4
+    -- job, as the published results are; ids break ties between equal names
+    -- and tell them apart.
+    select h.department_id, h.department, h.job_id, h.job, h.q1, h.q2, h.q3, h.q4
     from hires_by_quarter as h
     where h.year = p_year
     order by h.department collate "C", h.job collate "C", h.department_id, h.job_id

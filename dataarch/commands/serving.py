@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 
 from dataarch import db
@@ -36,6 +37,30 @@ class ServeError(Failure):
     """The API cannot start; the message says why."""
 
 
+def _protocol() -> type:
+    """uvicorn's HTTP protocol, answering a request it cannot read (a URL or a
+    header too long, bytes that are not HTTP) with a problem document like
+    every other error, instead of a plain-text line."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class ProblemAnswers(HttpToolsProtocol):
+        def send_400_response(self, msg: str) -> None:
+            why = msg.rstrip(".").lower()
+            detail = f"the request could not be read as HTTP ({why}): a URL or header too long?"
+            body = json.dumps({"status": 400, "title": "Bad Request", "type": "about:blank",
+                               "detail": detail}).encode()  # fmt: skip
+            self.transport.write(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json\r\n"
+                b"content-length: "
+                + str(len(body)).encode()
+                + b"\r\nconnection: close\r\n\r\n"
+                + body
+            )
+            self.transport.close()
+
+    return ProblemAnswers
+
+
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     """The API, over a database that is running (it never starts one)."""
     import uvicorn
@@ -51,6 +76,7 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     uvicorn.run(
         create_app(settings), host=args.host, port=args.port, log_level="warning",
         log_config=None, timeout_graceful_shutdown=5,  # SIGTERM ends it, even mid-request
+        http=_protocol(),
     )  # fmt: skip
     return 0
 
