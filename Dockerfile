@@ -15,6 +15,7 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project --no-cache
 
 COPY app.py ./
+COPY api/ api/
 COPY dataarch/ dataarch/
 COPY backup/ backup/
 COPY reports/ reports/

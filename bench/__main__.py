@@ -18,12 +18,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, _settings: object = None) -> int:
-    from bench.run import Bench, format_table
+    from bench.run import Bench, BenchFailure, format_table
 
     if args.reps < 3:
         print("bench: --reps must be at least 3 (figures are medians)", file=sys.stderr)
         return 2
-    result = Bench(args.rows, args.bad_ratio, min(args.sample, args.rows), args.reps).run()
+    bench = Bench(args.rows, args.bad_ratio, min(args.sample, args.rows), args.reps)
+    kept = Path(args.json).with_suffix(".server.log") if args.json else Path("bench-server.log")
+    try:
+        result = bench.run(keep_server_log=kept)
+    except BenchFailure as exc:
+        tail = (
+            "\n".join(kept.read_text(errors="replace").splitlines()[-20:]) if kept.exists() else ""
+        )
+        print(f"bench: {exc}\nthe server's log is {kept}; its last lines:\n{tail}", file=sys.stderr)
+        return 1
     print(format_table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -44,6 +44,14 @@ PROJECT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "dataarch.cli"]
 
 
+class BenchFailure(RuntimeError):
+    """A request failed while measuring; the server's log says why."""
+
+    def __init__(self, message: str, log: Path) -> None:
+        super().__init__(message)
+        self.log = log
+
+
 class Bench:
     def __init__(self, rows: int, bad_ratio: float, sample: int, reps: int) -> None:
         self.rows, self.bad_ratio, self.sample, self.reps = rows, bad_ratio, sample, reps
@@ -52,6 +60,7 @@ class Bench:
         self.cluster: Cluster | None = None
         self.measurements: dict[str, dict] = {}
         self.token = secrets.token_urlsafe(16)
+        self.server_log = self.work / "server.log"
 
     # -- setup -----------------------------------------------------------------------
 
@@ -80,7 +89,9 @@ class Bench:
 
     # -- the measurements --------------------------------------------------------------
 
-    def run(self) -> dict:
+    def run(self, keep_server_log: Path | None = None) -> dict:
+        """All the measurements; the server's log is copied to keep_server_log
+        when a request failed (the work directory goes either way)."""
         self.dsn = self.database()
         try:
             with psycopg.connect(self.dsn, autocommit=True) as conn:
@@ -95,6 +106,10 @@ class Bench:
                     self.measure_naive_insert(conn, valid_file)
                     self.measure_ingest(conn, csv_dir / "hired_employees.csv", url)
             return self.report()
+        except BenchFailure:
+            if keep_server_log and self.server_log.exists():
+                shutil.copy(self.server_log, keep_server_log)
+            raise
         finally:
             if self.cluster:
                 self.cluster.destroy()
@@ -162,7 +177,7 @@ class Bench:
             with httpx.Client(base_url=url, headers=self.auth, timeout=60) as http:
                 for _ in range(max(self.reps, 15)):
                     start = time.perf_counter()
-                    http.get(path).raise_for_status()
+                    self.check(http.get(path))
                     samples.append(time.perf_counter() - start)
             return p50_ms(samples)
 
@@ -204,6 +219,7 @@ class Bench:
         def over_http(clients: int = 4) -> None:
             queue = iter(bodies)
             lock = threading.Lock()
+            failures: list[BenchFailure] = []
 
             def worker() -> None:
                 with httpx.Client(base_url=url, headers=self.json_auth, timeout=120) as http:
@@ -212,13 +228,19 @@ class Bench:
                             body = next(queue, None)
                         if body is None:
                             return
-                        http.post("/tables/employees/rows", content=body).raise_for_status()
+                        try:
+                            self.check(http.post("/tables/employees/rows", content=body))
+                        except BenchFailure as exc:
+                            failures.append(exc)
+                            return
 
             threads = [threading.Thread(target=worker) for _ in range(clients)]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
+            if failures:
+                raise failures[0]
 
         truncate = lambda: self.reset(conn, reference=False)  # noqa: E731
         self.record("ingest_sql", repeat(n, self.reps, truncate, direct))
@@ -238,7 +260,7 @@ class Bench:
                 direct.append(time.perf_counter() - start)
                 self.reset(conn, reference=False)
                 start = time.perf_counter()
-                http.post("/tables/employees/rows", content=body).raise_for_status()
+                self.check(http.post("/tables/employees/rows", content=body))
                 http_times.append(time.perf_counter() - start)
         ratio = round(p50_ms(http_times) / p50_ms(direct), 3)
         self.record("http_overhead", {"value": ratio, "http_p50_ms": p50_ms(http_times),
@@ -260,12 +282,20 @@ class Bench:
 
     @contextmanager
     def server(self) -> Iterator[str]:
-        proc, url = start_server(self.env())
+        proc, url = start_server(self.env(), log=self.server_log)
         try:
             yield url
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+    def check(self, answer: httpx.Response) -> None:
+        """A failed request stops the bench: its figures would measure errors."""
+        if answer.status_code >= 400:
+            raise BenchFailure(
+                f"{answer.request.method} {answer.request.url.path} answered"
+                f" {answer.status_code}: {answer.text[:300]}", self.server_log,
+            )  # fmt: skip
 
     def report(self) -> dict:
         figures = {

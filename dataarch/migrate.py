@@ -72,6 +72,11 @@ def find_files(csv_dir: Path) -> Iterator[tuple[str, Path]]:
                 break
 
 
+def already_migrated(conn: psycopg.Connection, table: str, name: str, digest: str) -> dict | None:
+    """The summary of an earlier load of the same content into `table`, if any."""
+    return conn.execute("select already_migrated(%s, %s, %s)", (table, name, digest)).fetchone()[0]
+
+
 def table_columns(conn: psycopg.Connection, table: str) -> tuple[str, ...]:
     """The data dictionary's columns of `table`, in CSV field order."""
     return tuple(conn.execute("select _require_table(%s)", (table,)).fetchone()[0])
@@ -93,9 +98,7 @@ def migrate_file(
     report = progress or _quiet
     digest = sha256_of(path)
     with conn.transaction():  # a rerun reads no file again
-        done = conn.execute(
-            "select already_migrated(%s, %s, %s)", (table, path.name, digest)
-        ).fetchone()[0]
+        done = already_migrated(conn, table, path.name, digest)
     if done is not None:
         return done
     size = path.stat().st_size
@@ -131,6 +134,9 @@ def load(
             stack.enter_context(second)
             stack.enter_context(second.transaction())
         stack.enter_context(conn.transaction())
+        conn.execute("select csv_begin(%s)", (table,))  # waits while another load runs
+        if digest is not None and (done := already_migrated(conn, table, name, digest)):
+            return done  # the load it waited for was this same file
         reader = Reader(source, dialect, table_columns(conn, table))
         sessions = [conn] if second is None else [conn, second]
         _send_pieces(reader, sessions, report, size)
@@ -171,8 +177,9 @@ def _send_pieces(
     pieces it will judge (piece number modulo the number of sessions)."""
     with ExitStack() as stack:
         copies = []
-        for session in sessions:
+        for session in sessions[1:]:
             session.execute("select csv_begin()")
+        for session in sessions:
             copy = stack.enter_context(session.cursor().copy(COPY_PIECES))
             copy.set_types(PIECE_TYPES)
             copies.append(copy)
@@ -243,8 +250,8 @@ def retry_rejected(conn: psycopg.Connection, table: str, dialect: Dialect = PLAI
     of its own stays as it is. Returns retry_csv_rejections' summary."""
     parser = Parser(dialect.delimiter)
     with conn.transaction():
+        conn.execute("select csv_begin(%s)", (table,))
         rejected = conn.execute(OPEN_CSV_REJECTIONS, (table,)).fetchall()
-        conn.execute("select csv_begin()")
         with conn.cursor().copy(COPY_PIECES) as copy:
             copy.set_types(PIECE_TYPES)
             for number, (error_id, raw_line) in enumerate(rejected):

@@ -21,15 +21,24 @@ def free_port() -> int:
 
 
 def start_server(
-    env: Mapping[str, str], *, ready: tuple[int, ...] = (200,), cwd: Path | None = None
+    env: Mapping[str, str],
+    *,
+    ready: tuple[int, ...] = (200,),
+    cwd: Path | None = None,
+    log: Path | None = None,
 ) -> tuple[subprocess.Popen, str]:
     """Start the server and return (process, base URL) once /health answers
     with a status in `ready`; raise with the server's output if it never does.
     The output goes to a file, not a pipe: a pipe nobody reads would block a
-    server that logs a lot. The caller stops the process."""
+    server that logs a lot; to `log` when given (kept), else to a temporary
+    file deleted with the process. The caller stops the process."""
     port = free_port()
     # outlives this function, so no `with`: it closes when the caller drops proc
-    output = tempfile.NamedTemporaryFile(prefix=f"dataarch-serve-{port}-", suffix=".log")  # noqa: SIM115
+    output = (
+        log.open("w+b")  # noqa: SIM115 - closed with the process, as below
+        if log
+        else tempfile.NamedTemporaryFile(prefix=f"dataarch-serve-{port}-", suffix=".log")  # noqa: SIM115
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "dataarch.cli", "serve", "--port", str(port)],
         env=dict(env), cwd=cwd, stdout=output, stderr=subprocess.STDOUT,

@@ -14,15 +14,22 @@
 -- Raises DAT04 when the file is not a CSV of the table at all, so nothing of
 -- it is loaded.
 
-create or replace function csv_begin()
+create or replace function csv_begin(p_table text default null)
 returns void
 language plpgsql
 security definer
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: empty pg_temp.csv_pieces, which the caller may COPY into, and
--- pg_temp.csv_lines, both dropped at commit. One file a transaction.
+-- pg_temp.csv_lines, both dropped at commit. One file a transaction. With
+-- p_table (the session that will insert), waits until no other load into
+-- p_table runs, and keeps others out until this transaction ends: two
+-- loads of one file are one load and a no-op, never two index rebuilds
+-- tripping over each other.
 begin
+    if p_table is not null then
+        perform pg_advisory_xact_lock(hashtextextended('dataarch.load:' || p_table, 0));
+    end if;
     drop table if exists pg_temp.csv_pieces;
     drop table if exists pg_temp.csv_lines;
     create temp table csv_pieces (
@@ -376,13 +383,13 @@ begin
 end;
 $$;
 
-revoke all on function csv_begin() from public;
+revoke all on function csv_begin(text) from public;
 revoke all on function _expand_csv_pieces() from public;
 revoke all on function judge_csv_lines(text, text, integer, integer) from public;
 revoke all on function already_migrated(text, text, text) from public;
 revoke all on function ingest_csv_lines(text, text, text, text, bigint, boolean) from public;
 -- POST /tables/{table}/csv loads a file as the API role
-grant execute on function csv_begin() to dataarch_api;
+grant execute on function csv_begin(text) to dataarch_api;
 grant execute on function judge_csv_lines(text, text, integer, integer) to dataarch_api;
 grant execute on function already_migrated(text, text, text) to dataarch_api;
 grant execute on function ingest_csv_lines(text, text, text, text, bigint, boolean) to dataarch_api;

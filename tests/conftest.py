@@ -4,8 +4,10 @@ database by pytest-postgresql, and a fresh clone of it for every test."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,8 +24,11 @@ from dataarch.installer import load_for_pytest
 from dataarch.pgserver import Cluster
 
 # 0755 so that, when the suite runs as root, the postgres user can reach it.
+# Every process imports this module (pytest-xdist's controller too), and only
+# the one whose tests start the cluster destroys it: each removes its own.
 _TEST_DIR = Path(tempfile.mkdtemp(prefix="dataarch-test-"))
 _TEST_DIR.chmod(0o755)
+atexit.register(shutil.rmtree, _TEST_DIR, ignore_errors=True)
 TEST_CLUSTER = Cluster(_TEST_DIR / "pg", durable=False)
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT.parent / "shared"

@@ -37,3 +37,19 @@ def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
     for target in result["targets"].values():
         assert set(target) == {"value", "target", "met"}
     assert "migrate / copy_fk" in done.stdout and "met" in done.stdout
+
+
+def test_a_failed_request_stops_the_bench_and_names_the_server_log(tmp_path) -> None:
+    import httpx
+    import pytest
+
+    from bench.run import Bench, BenchFailure
+
+    bench = Bench(10, 0.0, 10, 3)
+    failed = httpx.Response(
+        503, text="busy", request=httpx.Request("POST", "http://x/tables/a/rows")
+    )
+    with pytest.raises(BenchFailure, match="POST /tables/a/rows answered 503") as caught:
+        bench.check(failed)
+    assert caught.value.log == bench.server_log
+    bench.check(httpx.Response(200, request=failed.request))  # a success passes

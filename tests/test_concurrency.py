@@ -241,3 +241,21 @@ def test_ingest_answers_while_a_restore_runs(conn, dsn, tmp_path) -> None:
         conn.execute("select count(*) from employees where employee_id <= 150000").fetchone()[0]
         == 150_000
     )
+
+
+def test_two_migrations_of_one_file_at_once(conn, dsn, tmp_path) -> None:
+    """An initial load drops and rebuilds indexes: the second one waits, then
+    finds the file loaded. Never 'cache lookup failed', never a traceback."""
+    from dataarch.generate import generate
+
+    generate(tmp_path, employees=100_000, bad_ratio=0.01)
+    first = _start(dsn, {}, "migrate", "--csv-dir", str(tmp_path))
+    second = _start(dsn, {}, "migrate", "--csv-dir", str(tmp_path))
+    outcomes = [_finish(first, 120), _finish(second, 120)]
+    assert [status for status, _ in outcomes] == [0, 0], outcomes
+    assert all("Traceback" not in err for _, err in outcomes)
+    loaded = conn.execute(
+        "select count(*) from migrated_files where file_name = 'hired_employees.csv'"
+    ).fetchone()[0]
+    assert loaded == 1
+    assert conn.execute("select count(*) from employees").fetchone()[0] > 98_000
