@@ -1,6 +1,7 @@
 """What Litestar's generated OpenAPI document cannot say by itself, added
-once when the app is built: the CSV a route also answers with, and the
-Retry-After header of every 503."""
+once when the app is built: the CSV a route also answers with, the scope
+each route's token needs (OpenAPI 3.1 lets a security requirement name
+roles), and the Retry-After header of every 503."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ RETRY_AFTER = OpenAPIHeader(
 
 def finish(app: Litestar) -> None:
     """Complete the document in place, before it is first served."""
-    produces = {
-        (path, method.lower()): handler.opt.get("produces", [])
+    handlers = {
+        (path, method.lower()): handler
         for route in app.routes
         for handler in getattr(route, "route_handlers", [])
         for method in handler.http_methods
@@ -29,8 +30,11 @@ def finish(app: Litestar) -> None:
             operation = getattr(item, method, None)
             if operation is None or operation.responses is None:
                 continue
+            opt = handlers[(path, method)].opt
+            if operation.security and "scope" in opt:
+                operation.security = [{"bearer": [opt["scope"]]}]
             ok = operation.responses.get("200")
-            if CSV in produces.get((path, method), []) and ok is not None and ok.content:
+            if CSV in opt.get("produces", []) and ok is not None and ok.content:
                 csv = Schema(type=OpenAPIType.STRING, description="CSV with a header line")
                 ok.content[CSV] = OpenAPIMediaType(schema=csv)
             unavailable = operation.responses.get("503")

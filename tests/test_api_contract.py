@@ -10,11 +10,20 @@ import socket
 
 import httpx
 import pytest
-from conftest import AUTH, JSON_AUTH, TOKEN, api_settings, employee, load_reference_rows
+from conftest import (
+    AUTH,
+    JSON_AUTH,
+    PROJECT,
+    TOKEN,
+    api_settings,
+    employee,
+    load_reference_rows,
+)
 from litestar.testing import TestClient
 from openapi_spec_validator import validate
 
 from app import create_app
+from dataarch.errors import CATALOGUE
 from dataarch.settings import ApiToken, Settings
 
 SCHEMA = create_app(
@@ -168,3 +177,36 @@ def test_every_503_says_when_to_retry(dsn, tmp_path) -> None:
     assert answer.status_code == ready.status_code == 503
     assert answer.headers["retry-after"] == ready.headers["retry-after"] == "1"
     assert httpx.codes.is_server_error(answer.status_code)
+
+
+def _readme_table(first_column: str) -> list[list[str]]:
+    """The rows of the README's table whose header starts with first_column."""
+    lines = (PROJECT / "README.md").read_text().splitlines()
+    start = lines.index(next(line for line in lines if line.startswith(f"| {first_column} |")))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip().strip("`") for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_the_readme_lists_every_route_with_its_scope() -> None:
+    documented = {(row[0], row[1]) for row in _readme_table("route")}
+    served = {
+        (f"{method.upper()} {path}", op["security"][0]["bearer"][0] if "security" in op else "—")
+        for path, item in SCHEMA["paths"].items()
+        for method, op in item.items()
+    }
+    assert documented == served
+
+
+def test_the_readme_lists_the_error_catalogue() -> None:
+    documented = [
+        (row[0].split(" ")[0].strip("`"), row[1], row[2]) for row in _readme_table("SQLSTATE")
+    ]
+    catalogue = [
+        (entry.code, str(entry.status), entry.title + (" (retry)" if entry.retry else ""))
+        for entry in CATALOGUE
+    ]
+    assert documented == catalogue
