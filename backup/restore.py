@@ -6,6 +6,7 @@ A dry run does all of it and rolls back, to say what would change."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -216,16 +217,31 @@ def _translated(what: str) -> Iterator[None]:
                 f"{what} is busy (a backup or restore of it is running, or a long"
                 " transaction holds it); nothing changed: try again in a moment"
             ) from exc
+        constraint = _constraint_of(exc)
         if isinstance(exc, psycopg.errors.ForeignKeyViolation):
             raise RestoreError(
-                f"restoring {what} would break a reference ({diag.constraint_name}):"
+                f"restoring {what} would break a reference ({constraint}):"
                 f" {diag.message_detail}; nothing changed"
             ) from exc
-        if isinstance(exc, psycopg.errors.IntegrityError):
+        if isinstance(exc, psycopg.errors.IntegrityError) or constraint:
             raise RestoreError(
-                f"the backup holds a row that breaks {diag.constraint_name or 'a constraint'}:"
+                f"the backup holds a row that breaks {constraint or 'a constraint'}:"
                 f" {diag.message_detail or diag.message_primary}; nothing changed"
             ) from exc
         if exc.sqlstate in ("DAT01", "DAT06", "DAT09", "22003", "22008", "22021", "22P02"):
             raise RestoreError(f"{diag.message_primary}; nothing changed") from exc
         raise
+
+
+# Citus reports a worker's constraint error without its name, on a shard
+# ("employees_pkey_102010"), sometimes as XX000: the name is in the message.
+_NAMED = re.compile(r'(?:constraint|index) "([^"]+)"')
+_SHARD_ID = re.compile(r"_\d+$")
+
+
+def _constraint_of(exc: psycopg.Error) -> str | None:
+    """The constraint a database error names, without a Citus shard suffix."""
+    name = exc.diag.constraint_name
+    if name is None and (found := _NAMED.search(exc.diag.message_primary or "")):
+        name = found.group(1)
+    return _SHARD_ID.sub("", name) if name else None

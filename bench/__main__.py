@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rows for the row-at-a-time paths (naive insert, ingest)")  # fmt: skip
     parser.add_argument("--reps", type=int, default=3, help="repetitions; the median counts")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--citus", action="store_true",
+                        help="also measure migrate, ingest, KPIs on local Citus")  # fmt: skip
 
 
 def run(args: argparse.Namespace, _settings: object = None) -> int:
@@ -23,7 +25,15 @@ def run(args: argparse.Namespace, _settings: object = None) -> int:
     if args.reps < 3:
         print("bench: --reps must be at least 3 (figures are medians)", file=sys.stderr)
         return 2
-    bench = Bench(args.rows, args.bad_ratio, min(args.sample, args.rows), args.reps)
+    if args.citus:
+        from dataarch.citus import INSTALL_HINT, citus_installed
+
+        if not citus_installed():
+            print(f"bench: --citus: {INSTALL_HINT}", file=sys.stderr)
+            return 2
+    bench = Bench(
+        args.rows, args.bad_ratio, min(args.sample, args.rows), args.reps, citus=args.citus
+    )
     kept = Path(args.json).with_suffix(".server.log") if args.json else Path("bench-server.log")
     try:
         result = bench.run(keep_server_log=kept)

@@ -18,6 +18,7 @@ import httpx
 import psycopg
 
 from bench.measure import Rate, p50_ms, repeat, run_child
+from dataarch.citus import CitusCluster, free_ports
 from dataarch.client import COLUMNS, batches
 from dataarch.csvrecords import Reader
 from dataarch.generate import generate
@@ -40,6 +41,9 @@ TARGETS: dict[str, tuple[str, str | None, str, float]] = {
     "backup_peak_rss_mb": ("backup_peak_rss_mb", None, "<=", 200),
     "restore_peak_rss_mb": ("restore_peak_rss_mb", None, "<=", 200),
 }
+# What --citus puts beside the single server's figures.
+DISTRIBUTED = ("migrate", "ingest_sql", "ingest_http", "kpi1_ms_n", "kpi2_ms_n")
+KPI1, KPI2 = "/kpis/hires-by-quarter?year=2021", "/kpis/departments-above-mean?year=2021"
 PROJECT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "dataarch.cli"]
 
@@ -53,10 +57,15 @@ class BenchFailure(RuntimeError):
 
 
 class Bench:
-    def __init__(self, rows: int, bad_ratio: float, sample: int, reps: int) -> None:
+    def __init__(
+        self, rows: int, bad_ratio: float, sample: int, reps: int, citus: bool = False
+    ) -> None:
         self.rows, self.bad_ratio, self.sample, self.reps = rows, bad_ratio, sample, reps
         self.work = Path(tempfile.mkdtemp(prefix="dataarch-bench-"))
         self.work.chmod(0o755)  # the postgres user must reach the cluster when we are root
+        self.citus: CitusCluster | None = None
+        if citus:
+            self.citus = CitusCluster(self.work / "citus", base_port=free_ports(3, start=9800))
         self.cluster: Cluster | None = None
         self.measurements: dict[str, dict] = {}
         self.token = secrets.token_urlsafe(16)
@@ -90,22 +99,24 @@ class Bench:
     # -- the measurements --------------------------------------------------------------
 
     def run(self, keep_server_log: Path | None = None) -> dict:
-        """All the measurements; the server's log is copied to keep_server_log
-        when a request failed (the work directory goes either way)."""
-        self.dsn = self.database()
+        """All the measurements (and with citus, the distributed ones beside
+        them); the server's log is copied to keep_server_log when a request
+        failed (the work directory goes either way)."""
+        csv_dir = self.work / "csv"
         try:
-            with psycopg.connect(self.dsn, autocommit=True) as conn:
-                install(conn)
-                csv_dir = self.work / "csv"
-                generate(csv_dir, employees=self.rows, bad_ratio=self.bad_ratio)
-                self.measure_migrate(conn, csv_dir)
-                valid_file = self.measure_copies(conn)
-                self.measure_backup_restore(conn)
-                with self.server() as url:
-                    self.measure_kpis(conn, url, valid_file)
-                    self.measure_naive_insert(conn, valid_file)
-                    self.measure_ingest(conn, csv_dir / "hired_employees.csv", url)
-            return self.report()
+            generate(csv_dir, employees=self.rows, bad_ratio=self.bad_ratio)
+            self.dsn = self.database()
+            self.measure_one_server(csv_dir)
+            result = self.report()
+            if self.citus:
+                print("on a local Citus cluster (a coordinator, two workers):", file=sys.stderr)
+                single, self.measurements = self.measurements, {}
+                self.citus.start()
+                self.dsn = self.citus.create_database("bench")
+                self.measure_distributed(csv_dir)
+                result["citus"] = self.measurements
+                self.measurements = single
+            return result
         except BenchFailure:
             if keep_server_log and self.server_log.exists():
                 shutil.copy(self.server_log, keep_server_log)
@@ -113,7 +124,29 @@ class Bench:
         finally:
             if self.cluster:
                 self.cluster.destroy()
+            if self.citus:
+                self.citus.destroy()
             shutil.rmtree(self.work, ignore_errors=True)
+
+    def measure_one_server(self, csv_dir: Path) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            install(conn)
+            self.measure_migrate(conn, csv_dir)
+            valid_file = self.measure_copies(conn)
+            self.measure_backup_restore(conn)
+            with self.server() as url:
+                self.measure_kpis(conn, url, valid_file)
+                self.measure_naive_insert(conn, valid_file)
+                self.measure_ingest(conn, csv_dir / "hired_employees.csv", url)
+
+    def measure_distributed(self, csv_dir: Path) -> None:
+        """What `--citus` compares: migrate, the two ingest paths, both KPIs."""
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            install(conn)
+            self.measure_migrate(conn, csv_dir)
+            with self.server() as url:
+                self.measure_kpis_at_n(conn, url)
+                self.measure_ingest(conn, csv_dir / "hired_employees.csv", url)
 
     def reset(self, conn: psycopg.Connection, *, reference: bool) -> None:
         tables = "employees, ingest_errors, idempotency_keys, migrated_files, ingest_batches"
@@ -171,24 +204,26 @@ class Bench:
             self.record(name, Rate(valid, [s for s, _ in runs]))
             self.record(f"{name}_peak_rss_mb", {"value": round(max(m for _, m in runs), 1)})
 
-    def measure_kpis(self, conn: psycopg.Connection, url: str, valid_file: Path) -> None:
-        def p50(path: str) -> float:
-            samples = []
-            with httpx.Client(base_url=url, headers=self.auth, timeout=60) as http:
-                for _ in range(max(self.reps, 15)):
-                    start = time.perf_counter()
-                    self.check(http.get(path))
-                    samples.append(time.perf_counter() - start)
-            return p50_ms(samples)
+    def p50(self, url: str, path: str) -> float:
+        samples = []
+        with httpx.Client(base_url=url, headers=self.auth, timeout=60) as http:
+            for _ in range(max(self.reps, 15)):
+                start = time.perf_counter()
+                self.check(http.get(path))
+                samples.append(time.perf_counter() - start)
+        return p50_ms(samples)
 
-        kpi1, kpi2 = "/kpis/hires-by-quarter?year=2021", "/kpis/departments-above-mean?year=2021"
-        self.record("kpi1_ms_n", {"p50_ms": p50(kpi1), "employees": self.count(conn)})
-        self.record("kpi2_ms_n", {"p50_ms": p50(kpi2), "employees": self.count(conn)})
+    def measure_kpis_at_n(self, conn: psycopg.Connection, url: str) -> None:
+        self.record("kpi1_ms_n", {"p50_ms": self.p50(url, KPI1), "employees": self.count(conn)})
+        self.record("kpi2_ms_n", {"p50_ms": self.p50(url, KPI2), "employees": self.count(conn)})
+
+    def measure_kpis(self, conn: psycopg.Connection, url: str, valid_file: Path) -> None:
+        self.measure_kpis_at_n(conn, url)
         conn.execute("truncate employees")
         with valid_file.open("rb") as f, conn.cursor().copy("copy employees from stdin") as copy:
             copy.write(b"".join(f.readline() for _ in range(10_000)))
-        self.record("kpi1_ms_10k", {"p50_ms": p50(kpi1), "employees": self.count(conn)})
-        self.record("kpi2_ms_10k", {"p50_ms": p50(kpi2), "employees": self.count(conn)})
+        self.record("kpi1_ms_10k", {"p50_ms": self.p50(url, KPI1), "employees": self.count(conn)})
+        self.record("kpi2_ms_10k", {"p50_ms": self.p50(url, KPI2), "employees": self.count(conn)})
 
     def measure_naive_insert(self, conn: psycopg.Connection, valid_file: Path) -> None:
         """The seed's way: one INSERT per row from Python (executemany)."""
@@ -332,6 +367,14 @@ def format_table(result: dict) -> str:
     lines += ["", f"{'target':28s} {'value':>9s} {'goal':>8s}  met"]
     for name, t in result["targets"].items():
         lines.append(f"{name:28s} {t['value']:>9} {t['target']:>8s}  {'yes' if t['met'] else 'NO'}")
+    if "citus" in result:
+        lines += ["", f"{'same run':24s} {'one server':>14s} {'Citus 1+2':>14s} {'Citus/one':>10s}"]
+        for name in DISTRIBUTED:
+            one, dist = result["measurements"][name], result["citus"][name]
+            key = "rows_per_s" if "rows_per_s" in one else "p50_ms"
+            unit = " rows/s" if key == "rows_per_s" else " ms"
+            ratio = dist[key] / one[key]
+            lines.append(f"{name:24s} {one[key]:>11,}{unit} {dist[key]:>11,}{unit} {ratio:>10.2f}")
     return "\n".join(lines)
 
 

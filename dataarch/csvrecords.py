@@ -67,7 +67,11 @@ class Dialect:
             raise CsvError(
                 f"unknown encoding {self.encoding!r} (e.g. utf-8, latin1, windows-1252)"
             ) from None
-        if "\n,;\t|".encode(name, "replace") != b"\n,;\t|":
+        try:  # codecs such as "undefined" or "rot13" encode nothing, or not to bytes
+            ascii_compatible = "\n,;\t|".encode(name, "replace") == b"\n,;\t|"
+        except (UnicodeError, TypeError, LookupError):
+            ascii_compatible = False
+        if not ascii_compatible:
             raise CsvError(f"{self.encoding} is not ASCII-compatible: convert the file to UTF-8")
 
 

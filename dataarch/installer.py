@@ -110,7 +110,20 @@ def install(conn: psycopg.Connection, project_dir: Path = PROJECT_DIR) -> list[s
             )
         for sql_file in [*todo.pending, *todo.repeatable]:
             _apply(conn, sql_file)
-    return [f.name for f in [*todo.pending, *todo.repeatable]]
+        distributed = _distribute(conn, project_dir)
+    return [f.name for f in [*todo.pending, *todo.repeatable]] + distributed
+
+
+def _distribute(conn: psycopg.Connection, project_dir: Path) -> list[str]:
+    """On Citus, distribute the tables (procedures/005_engine.sql says how);
+    that replaces the hire_counts table, dropping the views over it, so they
+    are applied again. Returns what changed; nothing on plain PostgreSQL."""
+    changes = conn.execute("select distribute_tables()").fetchone()[0]
+    if changes:
+        for sql_file in sql_files(project_dir):
+            if sql_file.name.startswith("views/"):
+                _apply(conn, sql_file)
+    return [f"citus: {change}" for change in changes]
 
 
 def _apply(conn: psycopg.Connection, sql_file: SqlFile) -> None:
@@ -132,6 +145,13 @@ def _version_of(migration_names: list[str]) -> str:
 def schema_version(conn: psycopg.Connection) -> str:
     """The last migration applied to this database ("007_backup_catalog"), or "none"."""
     return _version_of([n for n in _applied(conn) if n.startswith(f"{MIGRATIONS_DIR}/")])
+
+
+def engine(conn: psycopg.Connection) -> dict:
+    """engine_status() (procedures/005_engine.sql); PostgreSQL before an install."""
+    if conn.execute("select to_regprocedure('engine_status()')").fetchone()[0] is None:
+        return {"engine": "postgresql"}
+    return conn.execute("select engine_status()").fetchone()[0]
 
 
 def load_for_pytest(host: str, port: int | str, user: str, dbname: str, **_: object) -> None:

@@ -131,8 +131,7 @@ def load(
     with ExitStack() as stack:
         second = None if alone or not helper else _helper(conn)
         if second is not None:
-            stack.enter_context(second)
-            stack.enter_context(second.transaction())
+            stack.enter_context(second)  # closing it rolls back whatever it still holds
         stack.enter_context(conn.transaction())
         conn.execute("select csv_begin(%s)", (table,))  # waits while another load runs
         if digest is not None and (done := already_migrated(conn, table, name, digest)):
@@ -215,7 +214,10 @@ def _judge_in_two_sessions(
     """Each session judges its share of the pieces, at the same time; the
     helper's verdicts are copied into this transaction's pg_temp.judged_rows.
     Judging is per record and most of a migration's work; inserting stays
-    in the one transaction that commits."""
+    in the one transaction that commits. The helper then ends its
+    transaction: the insert may drop foreign keys, which needs an exclusive
+    lock on the tables the helper read, and it would wait for a session that
+    waits for it, a cycle PostgreSQL cannot see."""
     judge = "select judge_csv_lines(%s, %s, 2, %s)"
     with ThreadPoolExecutor(1) as other_core:
         theirs = other_core.submit(helper.execute, judge, (table, dialect.delimiter, 1))
@@ -223,6 +225,7 @@ def _judge_in_two_sessions(
         theirs.result()
     _pipe(helper, "copy judged_rows to stdout (format binary)",
           conn, "copy judged_rows from stdin (format binary)")  # fmt: skip
+    helper.rollback()
 
 
 def _pipe(

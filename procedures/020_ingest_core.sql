@@ -29,6 +29,10 @@ begin
     elsif not p_keep_judged and exists (select from pg_temp.judged_rows) then
         truncate pg_temp.judged_rows;  -- verdicts an earlier call left unused
     end if;
+    if to_regclass('pg_temp.ready_rows') is null then
+        -- _insert_rows' verdicts with references checked, before the insert
+        create temp table ready_rows of judged_row on commit delete rows;
+    end if;
     if to_regclass('pg_temp.incoming_rows') is null then
         create temp table incoming_rows (
             idx bigint not null,  -- 0-based index in a batch, or a CSV line number
@@ -88,19 +92,18 @@ begin
 end;
 $$;
 
--- A SQL function's body is checked when it is created, so the installer's
--- own session needs the table too.
-select _prepare_incoming_rows();
-
 create or replace function _judge_rows(p_table text)
 returns setof judged_row
-language sql stable
+language plpgsql stable
+set search_path = pg_catalog, public
 as $$
-    -- For each row of pg_temp.incoming_rows, on its own: either the first
-    -- broken rule (reason_code, field) or the typed, trimmed values to
-    -- insert. Checks run in column order, then unexpected keys, then
-    -- references. OFFSET 0 fences keep the planner from re-evaluating each
-    -- (inlined) rule in every later use of its result.
+-- Promise: for each row of pg_temp.incoming_rows, on its own, either the
+-- first broken rule (reason_code, field) or the typed, trimmed values to
+-- insert. Checks run in column order, then unexpected keys, then
+-- references. OFFSET 0 fences keep the planner from re-evaluating each
+-- (inlined) rule in every later use of its result.
+begin
+    return query
     with rules as (
         select
             i.*,
@@ -205,17 +208,21 @@ as $$
             end as verdict
         from typed as t
         offset 0
-    ) as v
+    ) as v;
+end;
 $$;
 
 create or replace function _classify_rows(p_table text)
 returns setof judged_row
-language sql stable
+language plpgsql stable
+set search_path = pg_catalog, public
 as $$
-    -- Every row of the batch, judged now (pg_temp.incoming_rows) or earlier
-    -- (pg_temp.judged_rows), with repeats of an id within the batch marked
-    -- duplicate_in_batch: the first occurrence wins. duplicate_id is left to
-    -- the insert (ON CONFLICT), which also sees concurrent batches.
+-- Promise: every row of the batch, judged now (pg_temp.incoming_rows) or
+-- earlier (pg_temp.judged_rows), with repeats of an id within the batch
+-- marked duplicate_in_batch: the first occurrence wins. duplicate_id is
+-- left to the insert (ON CONFLICT), which also sees concurrent batches.
+begin
+    return query
     select
         r.idx,
         case
@@ -239,87 +246,127 @@ as $$
         select * from pg_temp.judged_rows
         union all
         select * from _judge_rows(p_table)
-    ) as r
+    ) as r;
+end;
+$$;
+
+create or replace function _insert_employees()
+returns table (idx bigint, reason_code text, field text, record_id integer)
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: _insert_rows for employees, and never an orphan. References were
+-- checked when the rows were judged. Where _skips_row_triggers allows
+-- (procedures/005_engine.sql), the referenced departments and jobs are then
+-- locked FOR KEY SHARE and checked again, as the foreign keys' per-row
+-- triggers would, and those triggers are skipped for this insert: a parent
+-- deleted concurrently is seen as gone (unknown_department / unknown_job),
+-- or its DELETE waits for this transaction and then fails on the new
+-- reference. Elsewhere the triggers check each row; a parent deleted
+-- between the judging and the insert then fails the insert (23503), and the
+-- batch is judged again, up to three times in all.
+declare
+    v_skip_triggers constant boolean := _skips_row_triggers('employees');
+    v_role constant text := current_setting('session_replication_role');
+    v_attempt integer := 1;
+begin
+    loop
+        begin
+            if exists (select from pg_temp.ready_rows) then
+                truncate pg_temp.ready_rows;  -- an earlier batch of this transaction
+            end if;
+            insert into pg_temp.ready_rows select * from _classify_rows('employees');
+            if v_skip_triggers then
+                perform _lock_employee_references();
+                perform set_config('session_replication_role', 'replica', true);
+            end if;
+            -- What ON CONFLICT found taken is a duplicate_id. (Citus cannot
+            -- lock a reference table's rows in the statement that inserts
+            -- into a distributed table: hence ready_rows, not one statement.)
+            with ins as (
+                insert into employees as e (
+                    employee_id, employee_name, hiring_date, department_id, job_id
+                )
+                select r.id, r.name, r.hired, r.department_id, r.job_id
+                from pg_temp.ready_rows as r where r.reason_code is null
+                order by r.id
+                on conflict (employee_id) do nothing
+                returning e.employee_id
+            )
+            update pg_temp.ready_rows as r
+            set reason_code = 'duplicate_id', field = 'employee_id'
+            -- NOT IN stays one hashed lookup a row; as a join, the planner's
+            -- guess of a few rows chose two sorts (0.5 s a million)
+            where r.reason_code is null and r.id not in (select ins.employee_id from ins);
+            if v_skip_triggers then
+                perform set_config('session_replication_role', v_role, true);
+            end if;
+            exit;
+        exception when foreign_key_violation then
+            if v_attempt = 3 then
+                raise;
+            end if;
+            v_attempt := v_attempt + 1;
+        end;
+    end loop;
+    return query select r.idx, r.reason_code, r.field, r.id from pg_temp.ready_rows as r;
+end;
+$$;
+
+create or replace function _lock_employee_references()
+returns void
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: the departments and jobs that the valid rows of
+-- pg_temp.ready_rows reference are locked FOR KEY SHARE until commit, and a
+-- row whose department or job no longer exists is unknown_department or
+-- unknown_job.
+begin
+    with locked_departments as materialized (
+        select d.department_id from departments as d
+        where d.department_id in (
+            select r.department_id from pg_temp.ready_rows as r where r.reason_code is null
+        )
+        for key share of d
+    ),
+    locked_jobs as materialized (
+        select j.job_id from jobs as j
+        where j.job_id in (select r.job_id from pg_temp.ready_rows as r where r.reason_code is null)
+        for key share of j
+    )
+    update pg_temp.ready_rows as r
+    set
+        reason_code = case when g.department_gone then 'unknown_department' else 'unknown_job' end,
+        field = case when g.department_gone then 'department_id' else 'job_id' end
+    from (
+        select
+            x.idx,
+            x.department_id not in (select department_id from locked_departments)
+            as department_gone,
+            x.job_id not in (select job_id from locked_jobs) as job_gone
+        from pg_temp.ready_rows as x
+        where x.reason_code is null
+    ) as g
+    where r.idx = g.idx and (g.department_gone or g.job_gone);
+end;
 $$;
 
 create or replace function _insert_rows(p_table text)
 returns table (idx bigint, reason_code text, field text, record_id integer)
 language plpgsql
 set search_path = pg_catalog, public
-set plan_cache_mode = force_generic_plan
--- Referential integrity per batch, not per row: replica mode skips the
--- foreign keys' per-row RI triggers (a lookup and a row lock for every
--- row), and the employees branch below does their work once for the
--- batch. Triggers that must still fire are ENABLE ALWAYS (hire_counts); the
--- replica mode ends with this function.
-set session_replication_role = replica
 as $$
 -- Promise: inserts every valid row of pg_temp.incoming_rows and
 -- pg_temp.judged_rows into p_table (and empties judged_rows), and returns
 -- every row exactly once: reason_code NULL for an inserted row, else its
--- reason; record_id is the row's id, when it has a usable one. Rows go in in id order, so two batches with overlapping
--- ids never deadlock; a row whose id is taken, by an earlier row or by a
--- concurrent batch that committed first, is duplicate_id. An employee goes in only if
--- its department and job are locked FOR KEY SHARE (as the RI triggers would
--- lock them) in this statement: a parent deleted concurrently is either
--- seen as gone here (unknown_department / unknown_job) or its DELETE waits
--- for this transaction and then fails on the new reference.
+-- reason; record_id is the row's id, when it has a usable one. Rows go in
+-- in id order, so two batches with overlapping ids never deadlock; a row
+-- whose id is taken, by an earlier row or by a concurrent batch that
+-- committed first, is duplicate_id. Employees: _insert_employees.
 begin
     if p_table = 'employees' then
-        return query
-        with c as materialized (select * from _classify_rows(p_table)),
-        locked_departments as materialized (
-            select d.department_id from departments as d
-            where d.department_id in (select c.department_id from c where c.reason_code is null)
-            for key share of d
-        ),
-        locked_jobs as materialized (
-            select j.job_id from jobs as j
-            where j.job_id in (select c.job_id from c where c.reason_code is null)
-            for key share of j
-        ),
-        ready as materialized (
-            select
-                c.*,
-                case
-                    when c.reason_code is not null then c.reason_code
-                    when c.department_id not in (select department_id from locked_departments)
-                        then 'unknown_department'
-                    when c.job_id not in (select job_id from locked_jobs) then 'unknown_job'
-                end as final_reason
-            from c
-        ),
-        ins as (
-            insert into employees as e (
-                employee_id, employee_name, hiring_date, department_id, job_id
-            )
-            select r.id, r.name, r.hired, r.department_id, r.job_id
-            from ready as r where r.final_reason is null
-            order by r.id
-            on conflict (employee_id) do nothing
-            returning e.employee_id
-        )
-        select
-            o.idx,
-            case when o.taken then 'duplicate_id' else o.final_reason end,
-            case
-                when o.taken then 'employee_id'
-                when o.reason_code is null and o.final_reason = 'unknown_department'
-                    then 'department_id'
-                when o.reason_code is null and o.final_reason = 'unknown_job' then 'job_id'
-                else o.field
-            end,
-            o.id
-        from (
-            -- NOT IN stays one hashed lookup a row; as a join, the planner's
-            -- guess of a few rows chose two sorts (0.5 s a million)
-            select
-                r.*,
-                r.final_reason is null
-                and r.id not in (select ins.employee_id from ins) as taken
-            from ready as r
-            offset 0
-        ) as o;
+        return query select * from _insert_employees();
     elsif p_table = 'departments' then
         return query
         with c as materialized (select * from _classify_rows(p_table)),

@@ -230,15 +230,19 @@ begin
     -- An initial load (a large file, at least as many records as the table
     -- has rows by the statistics, which need no lock on it): its secondary
     -- indexes are rebuilt once after the insert instead of grown a row at a
-    -- time. Dropping them locks the table until commit; nothing of this
-    -- transaction has touched it before, so no lock is upgraded.
+    -- time, and its foreign keys validated once, by one anti-join, instead
+    -- of by a trigger a row. Dropping them locks the table until commit;
+    -- nothing of this transaction has touched it before, so no lock is
+    -- upgraded.
     if v_records >= 100000 and v_records >= (
         select greatest(c.reltuples, s.n_live_tup)
         from pg_class as c
         left join pg_stat_all_tables as s on s.relid = c.oid
         where c.oid = p_table::regclass
     ) then
-        v_suspended := _suspend_indexes(p_table::regclass, p_keep_constraints => true);
+        perform _one_connection_per_node();
+        v_suspended := _suspend_indexes(p_table::regclass, p_keep_constraints => true)
+            || _suspend_foreign_keys(p_table::regclass);
     end if;
 
     with outcome as materialized (

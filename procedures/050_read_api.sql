@@ -2,11 +2,12 @@
 
 create or replace function table_row(p_table text, p_id integer)
 returns jsonb
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog, public
 as $$
-    -- One row of p_table by its id, or NULL when there is none.
-    select case p_table
+-- Promise: one row of p_table by its id, or NULL when there is none.
+begin
+    return case p_table
         when 'departments' then (
             select to_jsonb(d) from departments as d where d.department_id = p_id
         )
@@ -14,7 +15,8 @@ as $$
         when 'employees' then (
             select to_jsonb(e) from employees as e where e.employee_id = p_id
         )
-    end
+    end;
+end;
 $$;
 
 create or replace function _rejection_status(p_error ingest_errors)

@@ -272,6 +272,7 @@ declare
     v_identity record;
     v_found record;
 begin
+    perform _one_connection_per_node();  -- before any read: the keys are dropped below
     if cardinality(v_tables) <> (select count(*) from jsonb_object_keys(p_states)) then
         perform _require_backup_table(
             (select k from jsonb_object_keys(p_states) as k where k <> all(v_tables) limit 1)
@@ -292,7 +293,8 @@ begin
     -- and the deferrable ones into them are checked at the end too.
     set constraints all deferred;
     foreach v_table in array v_tables loop
-        v_suspended := v_suspended || _suspend_foreign_keys(v_table::regclass);
+        v_suspended := v_suspended || _suspend_foreign_keys(v_table::regclass)
+            || _suspend_keys_into(v_table::regclass);
     end loop;
     foreach v_table in array v_tables loop
         if exists (

@@ -20,7 +20,8 @@ from psycopg.types.json import Jsonb
 from pytest_postgresql import factories
 
 from dataarch import server_process
-from dataarch.installer import load_for_pytest
+from dataarch.citus import INSTALL_HINT, CitusCluster, citus_installed, free_ports
+from dataarch.installer import install, load_for_pytest
 from dataarch.pgserver import Cluster
 
 # 0755 so that, when the suite runs as root, the postgres user can reach it.
@@ -185,3 +186,55 @@ def server(conn: psycopg.Connection, dsn: str) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+# -- the Citus tier (tests/citus/) ------------------------------------------------------
+# Its modules import tests of the PostgreSQL tier, so pytest collects them
+# again, and set `postgresql = citus_postgresql`: there the same tests get a
+# database on a local coordinator with two workers instead of a clone of the
+# template. Without Citus they skip and say how to install it, except under
+# CI=true, where that is a failure.
+
+# What a test may write; reason_codes, installed_sql and backup_key are the installer's.
+_CITUS_DATA_TABLES = (
+    "employees, departments, jobs, ingest_errors, ingest_batches, migrated_files,"
+    " idempotency_keys, backup_catalog"
+)
+
+
+@pytest.fixture(scope="session")
+def citus_available() -> None:
+    """Skips a test without Citus installed, saying how to install it;
+    under CI=true, fails it instead."""
+    if not citus_installed():
+        if IN_CI:
+            pytest.fail(f"CI runs the Citus tier: {INSTALL_HINT}")
+        pytest.skip(INSTALL_HINT)
+
+
+@pytest.fixture(scope="session")
+def citus_url(citus_available: None) -> Iterator[str]:
+    """A database on a local three-node Citus cluster, schema installed."""
+    # each pytest-xdist worker probes its own range: two probing one range
+    # at once would both find the same ports free
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    cluster = CitusCluster(_TEST_DIR / "citus", base_port=free_ports(3, start=9710 + 30 * worker))
+    cluster.start()
+    url = cluster.create_database("dataarch_citus")
+    with psycopg.connect(url) as conn:
+        install(conn)
+    yield url
+    cluster.destroy()
+    shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+@pytest.fixture
+def citus_postgresql(citus_url: str) -> Iterator[psycopg.Connection]:
+    """pytest-postgresql's `postgresql`, on Citus: a connection (not in
+    autocommit) to the Citus database, every table emptied first, since a
+    distributed database cannot be cloned from a template."""
+    with psycopg.connect(citus_url, autocommit=True) as admin:
+        admin.execute(f"truncate {_CITUS_DATA_TABLES} restart identity cascade")
+    conn = psycopg.connect(citus_url, options="-c TimeZone=UTC")
+    yield conn
+    conn.close()

@@ -7,9 +7,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import PROJECT
 
-from bench.run import TARGETS
+from bench.run import DISTRIBUTED, TARGETS
 
 
 def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
@@ -41,7 +42,6 @@ def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
 
 def test_a_failed_request_stops_the_bench_and_names_the_server_log(tmp_path) -> None:
     import httpx
-    import pytest
 
     from bench.run import Bench, BenchFailure
 
@@ -53,3 +53,19 @@ def test_a_failed_request_stops_the_bench_and_names_the_server_log(tmp_path) -> 
         bench.check(failed)
     assert caught.value.log == bench.server_log
     bench.check(httpx.Response(200, request=failed.request))  # a success passes
+
+
+@pytest.mark.citus
+def test_bench_citus_puts_the_distributed_figures_beside(tmp_path, citus_available) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "dataarch.cli", "bench", "--rows", "2000", "--sample", "1000",
+         "--citus", "--json", str(out)],
+        cwd=PROJECT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    citus = json.loads(out.read_text())["citus"]
+    assert set(citus) >= set(DISTRIBUTED)
+    for name in DISTRIBUTED:
+        assert (citus[name].get("rows_per_s") or citus[name]["p50_ms"]) > 0, name
+    assert "Citus/one" in done.stdout

@@ -40,6 +40,7 @@ MISTAKES = [
     (["migrate", "--delimiter", '"'], {}, 2, "the delimiter must be one character"),
     (["migrate", "--encoding", "klingon"], {}, 2, "unknown encoding"),
     (["migrate", "--encoding", "utf-16"], {}, 2, "not ASCII-compatible"),
+    (["migrate", "--encoding", "undefined"], {}, 2, "not ASCII-compatible"),
     (["ingest", "jobs", "README.md", "--url", DOWN_URL, "--retry-for", "2"], {}, 3,
      "cannot reach the API at http://127.0.0.1:9"),
     (["get", "jobs", "1", "--url", "not a url", "--retry-for", "1"], {}, 3, "cannot reach the API"),

@@ -80,11 +80,16 @@ def _orphans(conn: psycopg.Connection) -> int:
 
 
 def _waits_for_a_lock(conn: psycopg.Connection, pid: int) -> bool:
+    """True once session `pid` waits for a lock. On Citus the wait may be a
+    worker's, on the session's behalf: then any lock wait in the cluster."""
+    citus = conn.execute("select to_regclass('citus_lock_waits') is not null").fetchone()[0]
+    query, params = (
+        ("select exists (select from citus_lock_waits)", ())
+        if citus
+        else ("select wait_event_type = 'Lock' from pg_stat_activity where pid = %s", (pid,))
+    )
     for _ in range(100):
-        waiting = conn.execute(
-            "select wait_event_type = 'Lock' from pg_stat_activity where pid = %s", (pid,)
-        ).fetchone()[0]
-        if waiting:
+        if conn.execute(query, params).fetchone()[0]:
             return True
         time.sleep(0.05)
     return False

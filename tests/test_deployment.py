@@ -17,25 +17,36 @@ from conftest import PROJECT
 COMPOSE = Path(compose.__file__).parent / "docker-compose"
 
 
-def compose_config(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def compose_config(
+    folder: Path, *args: str, file: str = "compose.yaml"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(COMPOSE), "--project-directory", str(folder), "-f", str(folder / "compose.yaml"),
+        [str(COMPOSE), "--project-directory", str(folder), "-f", str(folder / file),
          "config", *args],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    assert compose_config(PROJECT, "-q").returncode == 0
-    folder = tmp_path_factory.mktemp("compose")
-    shutil.copy(PROJECT / "compose.yaml", folder)
-    (folder / "secrets").mkdir()
+def resolved(folder: Path, file: str) -> dict:
+    """The compose file as Compose resolves it, with stand-in secret files."""
+    assert compose_config(PROJECT, "-q", file=file).returncode == 0
+    shutil.copy(PROJECT / file, folder)
+    (folder / "secrets").mkdir(exist_ok=True)
     for name in ("db_password", "api_db_password", "api_token"):
         (folder / "secrets" / name).write_text("not-a-real-secret\n")
-    done = compose_config(folder, "--format", "json")
+    done = compose_config(folder, "--format", "json", file=file)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return resolved(tmp_path_factory.mktemp("compose"), "compose.yaml")
+
+
+@pytest.fixture(scope="module")
+def citus_config(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return resolved(tmp_path_factory.mktemp("compose-citus"), "compose.citus.yaml")
 
 
 def test_the_validator_rejects_a_broken_file(tmp_path) -> None:
@@ -63,13 +74,37 @@ def test_api_waits_for_a_healthy_database_and_spans_both_networks(config) -> Non
     assert "build" in api
 
 
-def test_secrets_come_from_files_only(config) -> None:
+def test_citus_nodes_are_private_and_registered_before_the_api_starts(citus_config) -> None:
+    services = citus_config["services"]
+    nodes = ("coordinator", "worker1", "worker2")
+    for name in nodes:
+        assert services[name]["image"].startswith("citusdata/citus:")
+        assert "ports" not in services[name] and set(services[name]["networks"]) == {"back"}
+        assert services[name]["healthcheck"]["test"]
+    register = services["register"]
+    assert {n: register["depends_on"][n]["condition"] for n in nodes} == dict.fromkeys(
+        nodes, "service_healthy"
+    )
+    script = register["entrypoint"][-1]
+    assert "citus_set_coordinator_host('coordinator'" in script
+    assert all(f"citus_add_node('{w}', 5432)" in script for w in nodes[1:])
+    api = services["api"]
+    assert api["depends_on"]["register"]["condition"] == "service_completed_successfully"
+    assert api["environment"]["PGHOST"] == "coordinator"
+    assert [p["target"] for p in api["ports"]] == [8000]
+    assert citus_config["networks"]["back"].get("internal") is True
+
+
+@pytest.mark.parametrize("which", ["config", "citus_config"])
+def test_secrets_come_from_files_only(which, request) -> None:
+    config = request.getfixturevalue(which)
     for service in config["services"].values():
         for key, value in (service.get("environment") or {}).items():
             if re.search(r"PASSWORD|TOKEN|SECRET", key):
                 assert key.endswith("_FILE") and value.startswith("/run/secrets/"), key
     assert set(config["secrets"]) == {"db_password", "api_db_password", "api_token"}
     assert "not-a-real-secret" not in (PROJECT / "compose.yaml").read_text()
+    assert "not-a-real-secret" not in (PROJECT / "compose.citus.yaml").read_text()
 
 
 def test_dockerfile_basics() -> None:

@@ -94,3 +94,26 @@ def test_the_field_rules_are_inlined(conn, rule) -> None:
     plan = conn.execute(f"explain (verbose, costs off) select {rule} from fields").fetchall()
     text = "\n".join(row[0] for row in plan)
     assert rule.split("(")[0] not in text, text
+
+
+# A relation a distributed database spreads or copies over its nodes.
+_CITUS_RELATIONS = (
+    "departments|jobs|employees|hire_counts|hires_by_quarter|department_hires"
+    "|departments_above_mean"
+)
+_READS_ONE = rf"\m(from|join)\s+({_CITUS_RELATIONS})\M"
+
+
+def test_no_sql_language_function_reads_a_table_citus_distributes(conn) -> None:
+    """Citus cannot plan a parameterised SQL function over a distributed table
+    ("could not create distributed plan"), inlined or not: such a function
+    must be PL/pgSQL (procedures/README.md)."""
+    query = (
+        "select p.proname from pg_proc as p join pg_language as l on l.oid = p.prolang"
+        " where p.pronamespace = 'public'::regnamespace and l.lanname = 'sql'"
+        " and p.prosrc ~* %s order by 1"
+    )
+    assert conn.execute(query, (_READS_ONE,)).fetchall() == []
+    conn.execute("create function probe() returns bigint language sql as $$"
+                 " select count(*) from employees $$")  # fmt: skip
+    assert conn.execute(query, (_READS_ONE,)).fetchall() == [("probe",)]  # the check can fail

@@ -24,16 +24,21 @@ returns table (
     department_id integer, department text, job_id integer, job text,
     q1 bigint, q2 bigint, q3 bigint, q4 bigint
 )
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog, public
 as $$
-    -- KPI 1 for one year, ordered byte-wise (COLLATE "C") by department, then
-    -- job, as the published results are; ids break ties between equal names
-    -- and tell them apart.
-    select h.department_id, h.department, h.job_id, h.job, h.q1, h.q2, h.q3, h.q4
+-- Promise: KPI 1 for one year, ordered byte-wise (COLLATE "C") by
+-- department, then job, as the published results are; ids break ties
+-- between equal names and tell them apart.
+begin
+    return query
+    select
+        h.department_id, h.department, h.job_id, h.job,
+        h.q1::bigint, h.q2::bigint, h.q3::bigint, h.q4::bigint
     from hires_by_quarter as h
     where h.year = p_year
-    order by h.department collate "C", h.job collate "C", h.department_id, h.job_id
+    order by h.department collate "C", h.job collate "C", h.department_id, h.job_id;
+end;
 $$;
 
 grant select on hires_by_quarter to dataarch_api;

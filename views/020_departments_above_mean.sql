@@ -40,14 +40,17 @@ where s.hired > s.mean_hired;
 
 create or replace function kpi_departments_above_mean(p_year integer)
 returns table (id integer, department text, hired bigint)
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog, public
 as $$
-    -- KPI 2 for one year: hires descending, ties by id.
+-- Promise: KPI 2 for one year: hires descending, ties by id.
+begin
+    return query
     select a.id, a.department, a.hired
     from departments_above_mean as a
     where a.year = p_year
-    order by a.hired desc, a.id
+    order by a.hired desc, a.id;
+end;
 $$;
 
 grant select on department_hires, departments_above_mean to dataarch_api;

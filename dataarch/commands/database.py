@@ -41,13 +41,17 @@ def init(settings: Settings) -> str:
         applied = installer.install(conn)
         db.set_api_password(conn, settings)
         version = installer.schema_version(conn)
-    migrations = sum(name.startswith("schema/") for name in applied)
-    if not applied:
-        return f"schema version {version}: up to date"
-    return (
-        f"schema version {version}: {migrations} migration(s) and"
-        f" {len(applied) - migrations} code file(s) applied"
-    )
+    files = [name for name in applied if name.endswith(".sql")]
+    distributed = [name for name in applied if not name.endswith(".sql")]
+    migrations = sum(name.startswith("schema/") for name in files)
+    if not files:
+        summary = f"schema version {version}: up to date"
+    else:
+        summary = (
+            f"schema version {version}: {migrations} migration(s) and"
+            f" {len(files) - migrations} code file(s) applied"
+        )
+    return "\n".join([summary, *distributed])
 
 
 def status(settings: Settings) -> int:
@@ -60,7 +64,9 @@ def status(settings: Settings) -> int:
             return NOT_RUNNING
     with db.connect(settings) as conn:
         todo = installer.plan(conn)
+        engine = installer.engine(conn)
     print(f"schema version: {todo.version}")
+    print(describe_engine(engine))
     for sql_file in todo.pending:
         print(f"  pending migration: {sql_file.name}")
     for sql_file in todo.repeatable:
@@ -69,6 +75,18 @@ def status(settings: Settings) -> int:
         print(f"  EDITED after it was applied (install will refuse): {name}")
     print("  up to date" if todo.up_to_date else "  run `dataarch db init` to apply")
     return 0
+
+
+def describe_engine(engine: dict) -> str:
+    """ "engine: PostgreSQL" or Citus with its nodes and each table's shards."""
+    if engine["engine"] != "citus":
+        return "engine: PostgreSQL (one server)"
+    nodes = ", ".join(f"{n['name']}:{n['port']} ({n['role']})" for n in engine["nodes"])
+    lines = [f"engine: Citus {engine['version']}; nodes: {nodes}"]
+    for table in engine["tables"]:
+        where = f"{table['shards']} shard(s) on {table['nodes']} node(s)"
+        lines.append(f"  {table['table']}: {table['kind']}, {where}")
+    return "\n".join(lines)
 
 
 def check(settings: Settings) -> int:

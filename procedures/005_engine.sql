@@ -1,0 +1,233 @@
+-- The one place where plain PostgreSQL and Citus (distributed PostgreSQL)
+-- differ. Everything else is one code path on both. The differences:
+--
+-- 1. Distribution (distribute_tables). On Citus, departments and jobs are
+--    reference tables (a copy on every node, so each shard checks its
+--    foreign keys locally) and employees is distributed by employee_id.
+--    The log tables (ingest_batches, ingest_errors, migrated_files,
+--    idempotency_keys, backup_catalog, ...) stay local to the coordinator:
+--    no foreign key ties them to the HR tables, each batch writes a few
+--    rows to them, and the coordinator is where ingest_batch runs.
+-- 2. hire_counts. On PostgreSQL it is a table that statement-level
+--    triggers on employees keep current (procedures/070). Citus refuses
+--    triggers on a distributed table (they would run on each shard, which
+--    cannot update another table), so there it is a view: the KPIs become
+--    aggregates that every worker computes over its shards in parallel.
+-- 3. Per-row foreign key triggers (_skips_row_triggers). A batch's
+--    references are checked and locked once, by _insert_rows; skipping the
+--    per-row RI triggers on top of that needs session_replication_role,
+--    which only a superuser or a role granted SET on it may change. Where
+--    it may not, or on a distributed table (the triggers run on the
+--    workers), or when a trigger on the table is not ENABLE ALWAYS (it
+--    would be skipped silently), the triggers fire: same result, ~20 % more
+--    time a batch.
+-- 4. DDL inside a transaction (restore, an initial load drop and re-create
+--    keys and indexes): after reading shards in parallel, Citus refuses DDL
+--    on a table with a foreign key to a reference table, so such a
+--    transaction first asks for one connection per node
+--    (_one_connection_per_node). SET CONSTRAINTS does not reach the shards:
+--    a restore drops the keys into a reference table (_suspend_keys_into).
+-- 5. SQL-language functions. Citus cannot plan a parameterised SQL function
+--    that reads a distributed table, inlined or not, so every function that
+--    reads departments, jobs, employees or hire_counts is PL/pgSQL
+--    (procedures/README.md; tests/test_schema.py checks it).
+
+create or replace function _citus_installed()
+returns boolean
+language sql stable
+set search_path = pg_catalog, public
+as $$
+    select exists (select from pg_extension where extname = 'citus')
+$$;
+
+create or replace function _citus_kind(p_table regclass)
+returns text
+language plpgsql stable
+set search_path = pg_catalog, public
+as $$
+-- Promise: how Citus manages p_table: 'distributed', 'reference', 'local'
+-- (a Citus local table), or NULL when it does not (and on plain
+-- PostgreSQL, where Citus's catalog does not exist).
+declare
+    v_kind text;
+begin
+    if to_regclass('pg_catalog.pg_dist_partition') is null then
+        return null;
+    end if;
+    execute $sql$
+        select case
+            when p.partmethod <> 'n' then 'distributed'
+            when p.repmodel = 't' then 'reference'
+            else 'local'
+        end
+        from pg_dist_partition as p where p.logicalrelid = $1
+    $sql$ into v_kind using p_table;
+    return v_kind;
+end;
+$$;
+
+create or replace function _skips_row_triggers(p_table regclass)
+returns boolean
+language plpgsql stable
+set search_path = pg_catalog, public
+as $$
+-- Promise: true only when an insert into p_table may run with
+-- session_replication_role = replica and lose nothing: the current role may
+-- set it, p_table is a plain local table, and every trigger of its own is
+-- ENABLE ALWAYS (so only the internal RI triggers are skipped).
+begin
+    return has_parameter_privilege('session_replication_role', 'SET')
+        and _citus_kind(p_table) is null
+        and not exists (
+            select from pg_trigger as t
+            where t.tgrelid = p_table and not t.tgisinternal and t.tgenabled <> 'A'
+        );
+end;
+$$;
+
+create or replace function _one_connection_per_node()
+returns void
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: on Citus, the rest of this transaction reaches each node over one
+-- connection (citus.multi_shard_modify_mode = sequential), as DDL on a
+-- table with a foreign key to a reference table requires; nothing on plain
+-- PostgreSQL.
+begin
+    if _citus_installed() then
+        perform set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    end if;
+end;
+$$;
+
+create or replace function _suspend_keys_into(p_table regclass)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: on Citus, when p_table is a reference table, the foreign keys
+-- of the tables that reference it are dropped, and the statements that
+-- re-create them (validating every row) returned, for _reinstate. SET
+-- CONSTRAINTS ... DEFERRED does not reach the shards, so a restore could not
+-- replace p_table's rows while they are referenced. '[]' elsewhere: plain
+-- PostgreSQL defers those checks to the end of the restore.
+declare
+    v_child regclass;
+    v_statements jsonb := '[]';
+begin
+    if _citus_kind(p_table) is distinct from 'reference' then
+        return v_statements;
+    end if;
+    for v_child in
+        select distinct f.conrelid::regclass from pg_constraint as f
+        where f.contype = 'f' and f.confrelid = p_table and f.conrelid <> p_table
+    loop
+        v_statements := v_statements || _suspend_foreign_keys(v_child);
+    end loop;
+    return v_statements;
+end;
+$$;
+
+create or replace function distribute_tables()
+returns text[]
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: with the citus extension in this database, departments and jobs
+-- are reference tables, employees is distributed by employee_id (its rows
+-- moved to the shards) and hire_counts is a view over it; returns one line
+-- per change made, none when there was nothing to do (plain PostgreSQL, or
+-- already distributed). Dropping the hire_counts table drops the views that
+-- read it: the installer applies views/ again when this returns anything.
+declare
+    v_table text;
+    v_keys jsonb;
+    v_done text[] := '{}';
+begin
+    if not _citus_installed() then
+        return v_done;
+    end if;
+    if _citus_kind('employees') is null then
+        -- Without its foreign keys while the tables move: Citus would make a
+        -- local table that references a reference table a Citus local table.
+        v_keys := _suspend_foreign_keys('employees');
+        drop trigger if exists employees_hire_counts_insert on employees;
+        drop trigger if exists employees_hire_counts_update on employees;
+        drop trigger if exists employees_hire_counts_delete on employees;
+        drop trigger if exists employees_hire_counts_truncate on employees;
+        foreach v_table in array array['departments', 'jobs'] loop
+            if _citus_kind(v_table) is null then
+                perform create_reference_table(v_table::regclass);
+                perform truncate_local_data_after_distributing_table(v_table::regclass);
+                v_done := v_done || format('%s: reference table', v_table);
+            end if;
+        end loop;
+        perform create_distributed_table('employees', 'employee_id');
+        perform truncate_local_data_after_distributing_table('employees');
+        perform _reinstate(v_keys);  -- validated on the shards, against the copies
+        v_done := v_done || 'employees: distributed by employee_id'::text;
+    end if;
+    if (select c.relkind from pg_class as c where c.oid = 'hire_counts'::regclass) = 'r' then
+        drop table hire_counts cascade;
+        create view public.hire_counts as
+        select
+            e.department_id,
+            e.job_id,
+            extract(year from e.hiring_date at time zone 'UTC')::integer as hire_year,
+            extract(quarter from e.hiring_date at time zone 'UTC')::smallint as hire_quarter,
+            count(*) as hires,
+            now() as updated_at  -- a view is current whenever it is read
+        from employees as e
+        group by 1, 2, 3, 4;
+        grant select on hire_counts to dataarch_api;
+        v_done := v_done || 'hire_counts: a view over employees'::text;
+    end if;
+    return v_done;
+end;
+$$;
+
+create or replace function engine_status()
+returns jsonb
+language plpgsql stable
+set search_path = pg_catalog, public
+as $$
+-- Promise: {"engine": "postgresql"} or {"engine": "citus", "version",
+-- "nodes": [{name, port, role}], "tables": [{table, kind, shards,
+-- nodes}]}, for `dataarch db status`.
+declare
+    v_status jsonb;
+begin
+    if not _citus_installed() then
+        return jsonb_build_object('engine', 'postgresql');
+    end if;
+    execute $sql$
+        select jsonb_build_object(
+            'engine', 'citus',
+            'version', (select extversion from pg_extension where extname = 'citus'),
+            'nodes', (
+                select coalesce(jsonb_agg(jsonb_build_object(
+                    'name', n.nodename, 'port', n.nodeport,
+                    'role', case when n.groupid = 0 then 'coordinator' else 'worker' end
+                ) order by n.groupid, n.nodeid), '[]')
+                from pg_dist_node as n where n.isactive
+            ),
+            'tables', (
+                select coalesce(jsonb_agg(jsonb_build_object(
+                    'table', t.table_name::text,
+                    'kind', t.citus_table_type,
+                    'shards', t.shard_count,
+                    'nodes', (
+                        select count(distinct s.nodename || ':' || s.nodeport)
+                        from citus_shards as s where s.table_name = t.table_name
+                    )
+                ) order by t.table_name::text), '[]')
+                from citus_tables as t
+            )
+        )
+    $sql$ into v_status;
+    return v_status;
+end;
+$$;
+
+revoke all on function distribute_tables() from public;

@@ -1,0 +1,17 @@
+"""The migration on Citus: the real challenge data and CSV records, in one
+and in two sessions, and the published KPIs over what it loaded."""
+
+import pytest
+from conftest import citus_postgresql
+from test_kpis import test_published_results_on_the_real_data  # noqa: F401
+from test_migrate import (  # noqa: F401 - collected again, here
+    db,
+    test_a_line_holding_only_backslash_dot_is_one_more_record,
+    test_foreign_keys_are_back_after_a_migration,
+    test_quoted_fields_hold_delimiters_quotes_and_line_breaks,
+    test_real_challenge_data,
+    test_rejected_lines_keep_file_line_and_raw_text,
+)
+
+postgresql = citus_postgresql
+pytestmark = pytest.mark.citus

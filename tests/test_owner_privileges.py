@@ -1,0 +1,85 @@
+"""dataarch installs and runs as a database owner that is not a superuser
+(as on managed PostgreSQL), and the per-batch reference check skips the
+foreign keys' per-row triggers only where that loses nothing."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import dataarch, employee, ingest, load_reference_rows
+
+from dataarch.generate import generate
+from dataarch.installer import install
+from dataarch.pgserver import Cluster
+
+
+@pytest.fixture
+def owner_dsn(test_cluster: Cluster) -> Iterator[str]:
+    """An empty database owned by a role with CREATEROLE and nothing more."""
+    owner = f"owner_{secrets.token_hex(4)}"
+    with psycopg.connect(test_cluster.conninfo(), autocommit=True) as admin:
+        admin.execute(f"create role {owner} login createrole nosuperuser")
+        admin.execute(f"create database {owner} owner {owner}")
+    dsn = test_cluster.conninfo(owner, user=owner)
+    with psycopg.connect(dsn) as conn:
+        install(conn)
+    yield dsn
+    with psycopg.connect(test_cluster.conninfo(), autocommit=True) as admin:
+        admin.execute(f"drop database {owner} with (force)")
+        admin.execute(f"drop role {owner}")
+
+
+def test_the_owner_installs_ingests_and_the_foreign_keys_hold(owner_dsn: str) -> None:
+    with psycopg.connect(owner_dsn, autocommit=True) as conn:
+        superuser = "select rolsuper from pg_roles where rolname = current_user"
+        assert conn.execute(superuser).fetchone()[0] is False
+        assert conn.execute("select _skips_row_triggers('employees')").fetchone()[0] is False
+        load_reference_rows(conn)
+        rows = [employee(1), employee(2, department_id=99), employee(1)]
+        result = ingest(conn, "employees", rows)
+        assert (result["inserted"], result["rejected"]) == (1, 2)
+        assert [r["reason_code"] for r in result["rejections"]] == [
+            "unknown_department",
+            "duplicate_in_batch",
+        ]
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute("delete from departments where department_id = 1")
+
+
+def test_the_owner_migrates_backs_up_and_restores(owner_dsn: str, tmp_path: Path) -> None:
+    generate(tmp_path / "csv", employees=3000, bad_ratio=0.02)
+    migrated = dataarch(owner_dsn, "migrate", "--csv-dir", str(tmp_path / "csv"))
+    assert migrated.returncode == 0, migrated.stderr
+    with psycopg.connect(owner_dsn, autocommit=True) as conn:
+        before = conn.execute("select count(*), sum(employee_id) from employees").fetchone()
+        assert before[0] > 2800
+        backups = str(tmp_path / "backups")
+        made = dataarch(owner_dsn, "backup", "employees", DATAARCH_BACKUP_DIR=backups)
+        assert made.returncode == 0, made.stderr
+        conn.execute("delete from employees where employee_id % 2 = 0")
+        restored = dataarch(owner_dsn, "restore", "employees", DATAARCH_BACKUP_DIR=backups)
+        assert restored.returncode == 0, restored.stderr
+        assert conn.execute("select count(*), sum(employee_id) from employees").fetchone() == before
+
+
+def test_replica_mode_never_skips_a_trigger_of_our_own(conn: psycopg.Connection) -> None:
+    """A superuser's batch skips the per-row RI triggers, but a trigger that
+    is not ENABLE ALWAYS makes it keep them all, so that one still fires."""
+    assert conn.execute("select _skips_row_triggers('employees')").fetchone()[0] is True
+    load_reference_rows(conn)
+    conn.execute("create table audit (employee_id integer)")
+    conn.execute("""
+        create function audit_insert() returns trigger language plpgsql as $$
+        begin insert into audit values (new.employee_id); return null; end $$
+    """)  # fmt: skip
+    conn.execute(
+        "create trigger employees_audit after insert on employees"
+        " for each row execute function audit_insert()"
+    )
+    assert conn.execute("select _skips_row_triggers('employees')").fetchone()[0] is False
+    assert ingest(conn, "employees", [employee(1), employee(2)])["inserted"] == 2
+    assert conn.execute("select count(*) from audit").fetchone()[0] == 2
