@@ -213,8 +213,10 @@ def citus_available() -> None:
 
 
 @pytest.fixture(scope="session")
-def citus_url(citus_available: None) -> Iterator[str]:
-    """A database on a local three-node Citus cluster, schema installed."""
+def citus_url(citus_available: None, test_cluster: Cluster) -> Iterator[str]:
+    """A database on a local three-node Citus cluster, schema installed. It
+    lives in test_cluster's directory, so it goes first (test_cluster's
+    teardown removes that directory)."""
     # each pytest-xdist worker probes its own range: two probing one range
     # at once would both find the same ports free
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
