@@ -66,6 +66,15 @@ begin
 end;
 $$;
 
+create or replace function _hire_counts_is_table()
+returns boolean
+language sql stable
+set search_path = pg_catalog, public
+as $$
+    -- true on plain PostgreSQL (triggers keep it), false on Citus (a view)
+    select c.relkind = 'r' from pg_class as c where c.oid = 'public.hire_counts'::regclass
+$$;
+
 create or replace function _skips_row_triggers(p_table regclass)
 returns boolean
 language plpgsql stable
@@ -168,7 +177,7 @@ begin
         perform _reinstate(v_keys);  -- validated on the shards, against the copies
         v_done := v_done || 'employees: distributed by employee_id'::text;
     end if;
-    if (select c.relkind from pg_class as c where c.oid = 'hire_counts'::regclass) = 'r' then
+    if _hire_counts_is_table() then
         drop table hire_counts cascade;
         create view public.hire_counts as
         select

@@ -64,7 +64,7 @@ as $$
 declare
     v_rows bigint;
 begin
-    if (select c.relkind from pg_class as c where c.oid = 'hire_counts'::regclass) <> 'r' then
+    if not _hire_counts_is_table() then
         return (select count(*) from hire_counts);
     end if;
     lock table employees in share mode;
@@ -87,7 +87,7 @@ $$;
 -- takes no triggers (procedures/005_engine.sql).
 do $$
 begin
-    if (select c.relkind from pg_class as c where c.oid = 'hire_counts'::regclass) <> 'r' then
+    if not _hire_counts_is_table() then
         return;
     end if;
     drop trigger if exists employees_hire_counts_insert on employees;

@@ -195,12 +195,6 @@ def server(conn: psycopg.Connection, dsn: str) -> Iterator[str]:
 # template. Without Citus they skip and say how to install it, except under
 # CI=true, where that is a failure.
 
-# What a test may write; reason_codes, installed_sql and backup_key are the installer's.
-_CITUS_DATA_TABLES = (
-    "employees, departments, jobs, ingest_errors, ingest_batches, migrated_files,"
-    " idempotency_keys, backup_catalog"
-)
-
 
 @pytest.fixture(scope="session")
 def citus_available() -> None:
@@ -236,7 +230,9 @@ def citus_postgresql(citus_url: str) -> Iterator[psycopg.Connection]:
     autocommit) to the Citus database, every table emptied first, since a
     distributed database cannot be cloned from a template."""
     with psycopg.connect(citus_url, autocommit=True) as admin:
-        admin.execute(f"truncate {_CITUS_DATA_TABLES} restart identity cascade")
+        # what a test may write: the tables a backup holds, and the catalogue
+        tables = admin.execute("select _backup_tables()").fetchone()[0]
+        admin.execute(f"truncate {', '.join(tables)}, backup_catalog restart identity cascade")
     conn = psycopg.connect(citus_url, options="-c TimeZone=UTC")
     yield conn
     conn.close()
