@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, _settings: object = None) -> int:
+    from bench.pgloader import PgloaderFailed
     from bench.run import Bench, BenchFailure, format_table
 
     if args.reps < 3:
@@ -42,6 +43,9 @@ def run(args: argparse.Namespace, _settings: object = None) -> int:
             "\n".join(kept.read_text(errors="replace").splitlines()[-20:]) if kept.exists() else ""
         )
         print(f"bench: {exc}\nthe server's log is {kept}; its last lines:\n{tail}", file=sys.stderr)
+        return 1
+    except PgloaderFailed as exc:
+        print(f"bench: {exc}", file=sys.stderr)
         return 1
     print(format_table(result))
     if args.json:
