@@ -157,7 +157,9 @@ class TablesController(Controller):
             with blocking.connection() as conn:
                 return migrate.load(
                     conn, table, body, file, None, dialect,
-                    helper=(announced or 0) >= migrate.TWO_SESSIONS_FROM,
+                    sessions=settings.migrate_sessions
+                    if (announced or 0) >= migrate.SEVERAL_SESSIONS_FROM
+                    else 1,
                 )  # fmt: skip
 
         started = time.perf_counter()

@@ -1,9 +1,9 @@
 """CSV loading: read a file's records (dataarch/csvrecords.py says what a
 record is), COPY them in binary into the database as pieces, and let
 ingest_csv_lines validate and load them with the same core as ingest_batch.
-Python moves bytes, reports progress and, for a large file, has a second
-session judge every other piece while the first judges the rest; the rules
-stay in SQL. `dataarch migrate` loads files; POST /tables/{table}/csv loads
+Python moves bytes, reports progress and, for a large file, has several
+sessions judge a share of its pieces each, at once (on Citus, sessions on
+the workers); the rules stay in SQL. `dataarch migrate` loads files; POST /tables/{table}/csv loads
 a request body the same way.
 """
 
@@ -36,9 +36,26 @@ COPY_PIECES = (
 )
 PIECE_TYPES = ["int4", "int8", "int4", "bool", "text", "text[]", "text"]
 log = logging.getLogger("dataarch.migrate")
-# From this size (~40 000 employee lines) a file is judged by two sessions
-# at once: below it, the second session costs more than it saves.
-TWO_SESSIONS_FROM = 2 << 20
+# From this size (~40 000 employee lines) a file is judged by several
+# sessions at once: below it, a second session costs more than it saves.
+SEVERAL_SESSIONS_FROM = 2 << 20
+# Connection slots a migration leaves free for everyone else (the API).
+KEEP_FREE_SLOTS = 2
+FREE_SLOTS = """
+select current_setting('max_connections')::int
+    - current_setting('superuser_reserved_connections')::int
+    - coalesce(current_setting('reserved_connections', true)::int, 0)
+    - (select count(*) from pg_stat_activity where backend_type = 'client backend')
+"""
+# On Citus, the workers judge: the sessions that help go to them (the
+# departments and jobs they check against are reference tables, on every
+# node).
+CITUS_WORKERS = """
+select nodename, nodeport from pg_dist_node
+where isactive and noderole = 'primary' and groupid <> 0
+order by groupid
+"""
+JUDGE_EXISTS = "select to_regprocedure('judge_csv_lines(text, text, integer, integer)') is not null"
 _CHUNK = 1 << 20
 
 
@@ -87,14 +104,15 @@ def migrate_file(
     table: str,
     path: Path,
     progress: Progress | None = None,
-    two_sessions_from: int = TWO_SESSIONS_FROM,
+    sessions: int = 2,
     dialect: Dialect = PLAIN,
+    several_from: int = SEVERAL_SESSIONS_FROM,
 ) -> dict:
     """Load one file in one transaction; return ingest_csv_lines' summary. A
-    file of at least `two_sessions_from` bytes is judged by two sessions at
-    once (the second one changes nothing but its own temporary tables),
-    unless conn is already inside a transaction. `progress` is told what is
-    happening, a short phrase at a time."""
+    file of at least `several_from` bytes is judged by up to `sessions`
+    sessions at once (the others change nothing but their own temporary
+    tables), unless conn is already inside a transaction. `progress` is
+    told what is happening, a short phrase at a time."""
     report = progress or _quiet
     digest = sha256_of(path)
     with conn.transaction():  # a rerun reads no file again
@@ -105,7 +123,7 @@ def migrate_file(
     with path.open("rb") as f:
         return load(
             conn, table, f, path.name, digest, dialect, report,
-            helper=size >= two_sessions_from, size=size,
+            sessions=sessions if size >= several_from else 1, size=size,
         )  # fmt: skip
 
 
@@ -118,30 +136,30 @@ def load(
     dialect: Dialect,
     report: Progress = _quiet,
     *,
-    helper: bool = False,
+    sessions: int = 1,
     size: int | None = None,
 ) -> dict:
-    """Load the records of `source` as the file `name` in one transaction.
-    digest None: the source's SHA-256 is computed as it is read (a stream)."""
+    """Load the records of `source` as the file `name` in one transaction,
+    judged by up to `sessions` sessions at once. digest None: the source's
+    SHA-256 is computed as it is read (a stream)."""
     # inside a caller's transaction, a helper would not see what it changed
     alone = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
     hashing = hashlib.sha256() if digest is None else None
     if hashing is not None:
         source = _hashed(source, hashing)
     with ExitStack() as stack:
-        second = None if alone or not helper else _helper(conn)
-        if second is not None:
-            stack.enter_context(second)  # closing it rolls back whatever it still holds
+        helpers = [] if alone else _helpers(conn, sessions - 1)
+        for helper in helpers:
+            stack.enter_context(helper)  # closing it rolls back whatever it still holds
         stack.enter_context(conn.transaction())
         conn.execute("select csv_begin(%s)", (table,))  # waits while another load runs
         if digest is not None and (done := already_migrated(conn, table, name, digest)):
             return done  # the load it waited for was this same file
         reader = Reader(source, dialect, table_columns(conn, table))
-        sessions = [conn] if second is None else [conn, second]
-        _send_pieces(reader, sessions, report, size)
-        if second is not None:
-            report(f"judging {reader.lines:,} lines in two sessions")
-            _judge_in_two_sessions(conn, second, table, dialect)
+        _send_pieces(reader, [conn, *helpers], report, size)
+        if helpers:
+            report(f"judging {reader.lines:,} lines in {len(helpers) + 1} sessions")
+            _judge_in_sessions(conn, helpers, table, dialect)
             report(f"inserting and logging {reader.lines:,} lines")
         else:
             report(f"judging, inserting and logging {reader.lines:,} lines")
@@ -199,33 +217,72 @@ def _row(number: int, piece: Piece) -> tuple:
     return (number, piece.first_line, piece.lines, piece.record, piece.text, fields, piece.problem)
 
 
-def _helper(conn: psycopg.Connection) -> psycopg.Connection | None:
-    """A second session on conn's database, or None when there is no slot for one."""
-    try:
-        return psycopg.connect(make_conninfo(conn.info.dsn, password=conn.info.password or None))
-    except psycopg.OperationalError as exc:
-        log.warning("judging in one session: no second one (%s)", str(exc).strip())
-        return None
+def _helpers(conn: psycopg.Connection, wanted: int) -> list[psycopg.Connection]:
+    """Up to `wanted` more sessions to judge with: on Citus one on each worker
+    in turn, elsewhere on conn's database; as many as the free connection
+    slots allow, leaving KEEP_FREE_SLOTS of them to others."""
+    if wanted <= 0:
+        return []
+    with conn.transaction():
+        free = conn.execute(FREE_SLOTS).fetchone()[0] - KEEP_FREE_SLOTS
+        on_citus = conn.execute("select _citus_installed()").fetchone()[0]
+        workers = conn.execute(CITUS_WORKERS).fetchall() if on_citus else []
+    password = conn.info.password or None
+    targets = [
+        make_conninfo(conn.info.dsn, password=password, host=host, port=str(port))
+        for host, port in workers
+    ] or [make_conninfo(conn.info.dsn, password=password)]
+    helpers: list[psycopg.Connection] = []
+    for number in range(min(wanted, free)):
+        try:
+            helpers.append(_judging_session(targets[number % len(targets)], conn))
+        except psycopg.OperationalError as exc:
+            log.warning("judging in %d session(s): no more (%s)", number + 1, str(exc).strip())
+            break
+    return helpers
 
 
-def _judge_in_two_sessions(
-    conn: psycopg.Connection, helper: psycopg.Connection, table: str, dialect: Dialect
+def _judging_session(conninfo: str, conn: psycopg.Connection) -> psycopg.Connection:
+    """A session at conninfo that can judge, or else one on conn's database: a
+    Citus worker may be unreachable from here, or lack the functions (Citus
+    propagates them to the workers it knows when they are created)."""
+    own = make_conninfo(conn.info.dsn, password=conn.info.password or None)
+    if conninfo != own:
+        try:
+            session = psycopg.connect(conninfo, connect_timeout=5)
+            if session.execute(JUDGE_EXISTS).fetchone()[0]:
+                session.rollback()
+                return session
+            session.close()
+        except psycopg.OperationalError as exc:
+            log.info("judging on the coordinator: %s", str(exc).strip())
+    return psycopg.connect(own)
+
+
+def _judge_in_sessions(
+    conn: psycopg.Connection, helpers: list[psycopg.Connection], table: str, dialect: Dialect
 ) -> None:
-    """Each session judges its share of the pieces, at the same time; the
-    helper's verdicts are copied into this transaction's pg_temp.judged_rows.
+    """Each session judges its share of the pieces, all at once; the
+    helpers' verdicts are copied into this transaction's pg_temp.judged_rows.
     Judging is per record and most of a migration's work; inserting stays
-    in the one transaction that commits. The helper then ends its
+    in the one transaction that commits. Each helper then ends its
     transaction: the insert may drop foreign keys, which needs an exclusive
-    lock on the tables the helper read, and it would wait for a session that
+    lock on the tables the helpers read, and it would wait for a session that
     waits for it, a cycle PostgreSQL cannot see."""
-    judge = "select judge_csv_lines(%s, %s, 2, %s)"
-    with ThreadPoolExecutor(1) as other_core:
-        theirs = other_core.submit(helper.execute, judge, (table, dialect.delimiter, 1))
-        conn.execute(judge, (table, dialect.delimiter, 0))
-        theirs.result()
-    _pipe(helper, "copy judged_rows to stdout (format binary)",
-          conn, "copy judged_rows from stdin (format binary)")  # fmt: skip
-    helper.rollback()
+    judge = "select judge_csv_lines(%s, %s, %s, %s)"
+    count = len(helpers) + 1
+    with ThreadPoolExecutor(len(helpers)) as other_cores:
+        theirs = [
+            other_cores.submit(helper.execute, judge, (table, dialect.delimiter, count, number))
+            for number, helper in enumerate(helpers, start=1)
+        ]
+        conn.execute(judge, (table, dialect.delimiter, count, 0))
+        for judged in theirs:
+            judged.result()
+    for helper in helpers:
+        _pipe(helper, "copy judged_rows to stdout (format binary)",
+              conn, "copy judged_rows from stdin (format binary)")  # fmt: skip
+        helper.rollback()
 
 
 def _pipe(

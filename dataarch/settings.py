@@ -35,6 +35,8 @@ class Settings:
     log_file: Path | None = None
     lock_timeout: float = 10.0  # seconds a restore waits for its tables' locks
     upload_max_bytes: int = 1 << 30  # the largest CSV body POST /tables/{table}/csv takes
+    # sessions that judge a large CSV file at once: one a core by default
+    migrate_sessions: int = os.cpu_count() or 1
 
     @property
     def api_tokens(self) -> tuple[str, ...]:
@@ -59,6 +61,9 @@ class Settings:
             tokens=_api_tokens(environ),
             lock_timeout=_number(environ, "DATAARCH_LOCK_TIMEOUT", 10.0),
             upload_max_bytes=int(_number(environ, "DATAARCH_UPLOAD_MAX_BYTES", 1 << 30, int)),
+            migrate_sessions=int(
+                _number(environ, "DATAARCH_MIGRATE_SESSIONS", os.cpu_count() or 1, int)
+            ),
         )
 
     @property

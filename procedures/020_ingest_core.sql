@@ -1,15 +1,16 @@
 -- The validation core shared by the HTTP/psql path (ingest_batch) and the CSV
 -- migration (ingest_csv_lines). Each first stages its rows in the session's
 -- pg_temp.incoming_rows, every field as (text, JSON type); _judge_rows
--- applies the rules to each row, _classify_rows adds what needs the whole
+-- applies the rules to each row, _gather_verdicts adds what needs the whole
 -- batch (repeated ids), and _insert_rows inserts the valid ones. Set-based:
 -- a handful of statements per batch, no per-row loop or EXCEPTION block, and
 -- no detour through jsonb for a CSV line.
 --
 -- Rows judged earlier wait in pg_temp.judged_rows: a large CSV file is
--- judged in two sessions at once (judge_csv_lines), and the second one's
--- verdicts are copied into the first one's transaction. _classify_rows reads
--- both tables, so a batch is judged once whichever way it came.
+-- judged by several sessions at once (judge_csv_lines), and the others'
+-- verdicts are copied into the transaction that inserts. _gather_verdicts
+-- adds the rows judged now to them, so a batch is judged once whichever way
+-- it came.
 
 create or replace function _prepare_incoming_rows(p_keep_judged boolean default false)
 returns void
@@ -28,10 +29,6 @@ begin
         execute format('grant select, insert on pg_temp.judged_rows to %I', session_user);
     elsif not p_keep_judged and exists (select from pg_temp.judged_rows) then
         truncate pg_temp.judged_rows;  -- verdicts an earlier call left unused
-    end if;
-    if to_regclass('pg_temp.ready_rows') is null then
-        -- _insert_rows' verdicts with references checked, before the insert
-        create temp table ready_rows of judged_row on commit delete rows;
     end if;
     if to_regclass('pg_temp.incoming_rows') is null then
         create temp table incoming_rows (
@@ -212,93 +209,166 @@ begin
 end;
 $$;
 
-create or replace function _classify_rows(p_table text)
-returns setof judged_row
-language plpgsql stable
+create or replace function _gather_verdicts(p_table text)
+returns void
+language plpgsql
 set search_path = pg_catalog, public
 as $$
--- Promise: every row of the batch, judged now (pg_temp.incoming_rows) or
--- earlier (pg_temp.judged_rows), with repeats of an id within the batch
--- marked duplicate_in_batch: the first occurrence wins. duplicate_id is
--- left to the insert (ON CONFLICT), which also sees concurrent batches.
+-- Promise: pg_temp.judged_rows holds the verdict on every row of the batch:
+-- those judged earlier (a large CSV file's, by several sessions) and those
+-- of pg_temp.incoming_rows, judged now. A valid row whose id an earlier
+-- valid row of the batch carries is duplicate_in_batch: the first
+-- occurrence wins. Hashed, not sorted: one pass groups the ids, and only
+-- the repeats are updated (a window over a million rows sorted them all,
+-- 2.4 s). Called once a batch.
 begin
-    return query
-    select
-        r.idx,
-        case
-            when r.reason_code is not null then r.reason_code
-            when row_number() over (
-                partition by r.reason_code is null, r.id order by r.idx
-            ) > 1 then 'duplicate_in_batch'
-        end as reason_code,
-        case
-            when r.reason_code is not null then r.field
-            when row_number() over (
-                partition by r.reason_code is null, r.id order by r.idx
-            ) > 1 then (_table_columns(p_table))[1]
-        end as field,
-        r.id,
-        r.name,
-        r.hired,
-        r.department_id,
-        r.job_id
+    if exists (select from pg_temp.incoming_rows) then
+        insert into pg_temp.judged_rows select * from _judge_rows(p_table);
+    end if;
+    update pg_temp.judged_rows as r
+    set reason_code = 'duplicate_in_batch', field = (_table_columns(p_table))[1]
     from (
-        select * from pg_temp.judged_rows
-        union all
-        select * from _judge_rows(p_table)
-    ) as r;
+        select j.id, min(j.idx) as first_idx
+        from pg_temp.judged_rows as j
+        where j.reason_code is null
+        group by j.id
+        having count(*) > 1
+    ) as repeated
+    where r.reason_code is null and r.id = repeated.id and r.idx > repeated.first_idx;
 end;
 $$;
 
-create or replace function _insert_employees()
+create or replace function _recheck_references(p_lock boolean)
+returns void
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: a valid employee row of pg_temp.judged_rows whose department or
+-- job does not exist now is unknown_department or unknown_job. With p_lock,
+-- the departments and jobs the valid rows reference are first locked FOR
+-- KEY SHARE until commit, as the foreign keys' per-row triggers would lock
+-- them: a parent deleted concurrently is seen as gone, or its DELETE waits
+-- for this transaction and then fails on the new reference. (Citus cannot
+-- lock a reference table's rows in the statement that inserts into a
+-- distributed table: hence statements of their own.)
+begin
+    if p_lock then
+        perform from departments as d
+        where d.department_id in (
+            select r.department_id from pg_temp.judged_rows as r where r.reason_code is null
+        )
+        for key share of d;
+        perform from jobs as j
+        where j.job_id in (
+            select r.job_id from pg_temp.judged_rows as r where r.reason_code is null
+        )
+        for key share of j;
+    end if;
+    update pg_temp.judged_rows as r
+    set
+        reason_code = case when g.department_gone then 'unknown_department' else 'unknown_job' end,
+        field = case when g.department_gone then 'department_id' else 'job_id' end
+    from (
+        -- NOT IN over a sub-select is one hashed lookup a row
+        select
+            x.idx,
+            x.department_id not in (select d.department_id from departments as d)
+            as department_gone,
+            x.job_id not in (select j.job_id from jobs as j) as job_gone
+        from pg_temp.judged_rows as x
+        where x.reason_code is null
+        offset 0
+    ) as g
+    where r.idx = g.idx and (g.department_gone or g.job_gone);
+end;
+$$;
+
+create or replace function _insert_judged(p_table text, p_alone boolean)
+returns void
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: the valid rows of pg_temp.judged_rows are in p_table, and a row
+-- whose id was taken, by a committed row or by a concurrent batch that
+-- committed first, is duplicate_id instead. Rows go in in id order, so two
+-- batches with overlapping ids never deadlock. p_alone: this transaction
+-- holds p_table exclusively (an initial load), so the taken ids are known
+-- before the insert, which needs no ON CONFLICT (2 s of a million rows),
+-- and the hire counts are added by one aggregate (070).
+declare
+    v_cols constant text[] := _table_columns(p_table);
+    v_insert constant text := format(
+        'insert into %I as t (%s) select %s from pg_temp.judged_rows as r'
+        ' where r.reason_code is null order by r.id',
+        p_table,
+        array_to_string(v_cols, ', '),
+        array_to_string(
+            (array['r.id', 'r.name', 'r.hired', 'r.department_id', 'r.job_id'])[
+                1:cardinality(v_cols)
+            ],
+            ', '
+        )
+    );
+    v_taken constant text := format(
+        'update pg_temp.judged_rows as r set reason_code = %L, field = %L'
+        ' where r.reason_code is null and r.id %%s',
+        'duplicate_id', v_cols[1]
+    );
+begin
+    if not p_alone then
+        -- what ON CONFLICT found taken is a duplicate_id; NOT IN stays one
+        -- hashed lookup a row (as a join, the planner's guess of a few rows
+        -- chose two sorts: 0.5 s a million)
+        execute format(
+            'with ins as (%s on conflict (%I) do nothing returning t.%2$I as id) '
+            || format(v_taken, 'not in (select ins.id from ins)'),
+            v_insert, v_cols[1]
+        );
+    elsif p_table = 'employees' and _hire_counts_is_table() then
+        execute format(v_taken, 'in (select e.employee_id from employees as e)');
+        perform _insert_counting_hires(v_insert);
+    else
+        execute format(v_taken, format('in (select t.%I from %I as t)', v_cols[1], p_table));
+        execute v_insert;
+    end if;
+end;
+$$;
+
+create or replace function _insert_rows(p_table text, p_alone boolean default false)
 returns table (idx bigint, reason_code text, field text, record_id integer)
 language plpgsql
 set search_path = pg_catalog, public
 as $$
--- Promise: _insert_rows for employees, and never an orphan. References were
--- checked when the rows were judged. Where _skips_row_triggers allows
--- (procedures/005_engine.sql), the referenced departments and jobs are then
--- locked FOR KEY SHARE and checked again, as the foreign keys' per-row
--- triggers would, and those triggers are skipped for this insert: a parent
--- deleted concurrently is seen as gone (unknown_department / unknown_job),
--- or its DELETE waits for this transaction and then fails on the new
--- reference. Elsewhere the triggers check each row; a parent deleted
--- between the judging and the insert then fails the insert (23503), and the
--- batch is judged again, up to three times in all.
+-- Promise: inserts every valid row of pg_temp.incoming_rows and
+-- pg_temp.judged_rows into p_table (and empties judged_rows), and returns
+-- every row exactly once: reason_code NULL for an inserted row, else its
+-- reason; record_id is the row's id, when it has a usable one. Never an
+-- orphan: references were checked when the rows were judged; where
+-- _skips_row_triggers allows (procedures/005_engine.sql), they are locked
+-- and checked again and the foreign keys' per-row triggers are skipped.
+-- Elsewhere the triggers check each row, and a parent deleted between the
+-- judging and the insert (23503) has the references checked again, up to
+-- three tries in all. p_alone: the caller holds p_table exclusively and
+-- its referenced tables in SHARE mode, with the foreign keys suspended
+-- (an initial load): references are checked again, without row locks.
 declare
-    v_skip_triggers constant boolean := _skips_row_triggers('employees');
+    v_lock_references constant boolean :=
+        p_table = 'employees' and not p_alone and _skips_row_triggers('employees');
     v_role constant text := current_setting('session_replication_role');
     v_attempt integer := 1;
 begin
+    perform _require_table(p_table);
+    perform _gather_verdicts(p_table);
     loop
         begin
-            if exists (select from pg_temp.ready_rows) then
-                truncate pg_temp.ready_rows;  -- an earlier batch of this transaction
+            if p_table = 'employees' and (p_alone or v_lock_references or v_attempt > 1) then
+                perform _recheck_references(v_lock_references);
             end if;
-            insert into pg_temp.ready_rows select * from _classify_rows('employees');
-            if v_skip_triggers then
-                perform _lock_employee_references();
+            if v_lock_references then
                 perform set_config('session_replication_role', 'replica', true);
             end if;
-            -- What ON CONFLICT found taken is a duplicate_id. (Citus cannot
-            -- lock a reference table's rows in the statement that inserts
-            -- into a distributed table: hence ready_rows, not one statement.)
-            with ins as (
-                insert into employees as e (
-                    employee_id, employee_name, hiring_date, department_id, job_id
-                )
-                select r.id, r.name, r.hired, r.department_id, r.job_id
-                from pg_temp.ready_rows as r where r.reason_code is null
-                order by r.id
-                on conflict (employee_id) do nothing
-                returning e.employee_id
-            )
-            update pg_temp.ready_rows as r
-            set reason_code = 'duplicate_id', field = 'employee_id'
-            -- NOT IN stays one hashed lookup a row; as a join, the planner's
-            -- guess of a few rows chose two sorts (0.5 s a million)
-            where r.reason_code is null and r.id not in (select ins.employee_id from ins);
-            if v_skip_triggers then
+            perform _insert_judged(p_table, p_alone);
+            if v_lock_references then
                 perform set_config('session_replication_role', v_role, true);
             end if;
             exit;
@@ -309,106 +379,8 @@ begin
             v_attempt := v_attempt + 1;
         end;
     end loop;
-    return query select r.idx, r.reason_code, r.field, r.id from pg_temp.ready_rows as r;
-end;
-$$;
-
-create or replace function _lock_employee_references()
-returns void
-language plpgsql
-set search_path = pg_catalog, public
-as $$
--- Promise: the departments and jobs that the valid rows of
--- pg_temp.ready_rows reference are locked FOR KEY SHARE until commit, and a
--- row whose department or job no longer exists is unknown_department or
--- unknown_job.
-begin
-    with locked_departments as materialized (
-        select d.department_id from departments as d
-        where d.department_id in (
-            select r.department_id from pg_temp.ready_rows as r where r.reason_code is null
-        )
-        for key share of d
-    ),
-    locked_jobs as materialized (
-        select j.job_id from jobs as j
-        where j.job_id in (select r.job_id from pg_temp.ready_rows as r where r.reason_code is null)
-        for key share of j
-    )
-    update pg_temp.ready_rows as r
-    set
-        reason_code = case when g.department_gone then 'unknown_department' else 'unknown_job' end,
-        field = case when g.department_gone then 'department_id' else 'job_id' end
-    from (
-        select
-            x.idx,
-            x.department_id not in (select department_id from locked_departments)
-            as department_gone,
-            x.job_id not in (select job_id from locked_jobs) as job_gone
-        from pg_temp.ready_rows as x
-        where x.reason_code is null
-    ) as g
-    where r.idx = g.idx and (g.department_gone or g.job_gone);
-end;
-$$;
-
-create or replace function _insert_rows(p_table text)
-returns table (idx bigint, reason_code text, field text, record_id integer)
-language plpgsql
-set search_path = pg_catalog, public
-as $$
--- Promise: inserts every valid row of pg_temp.incoming_rows and
--- pg_temp.judged_rows into p_table (and empties judged_rows), and returns
--- every row exactly once: reason_code NULL for an inserted row, else its
--- reason; record_id is the row's id, when it has a usable one. Rows go in
--- in id order, so two batches with overlapping ids never deadlock; a row
--- whose id is taken, by an earlier row or by a concurrent batch that
--- committed first, is duplicate_id. Employees: _insert_employees.
-begin
-    if p_table = 'employees' then
-        return query select * from _insert_employees();
-    elsif p_table = 'departments' then
-        return query
-        with c as materialized (select * from _classify_rows(p_table)),
-        ins as (
-            insert into departments as d (department_id, department_name)
-            select c.id, c.name from c where c.reason_code is null
-            order by c.id
-            on conflict (department_id) do nothing
-            returning d.department_id
-        )
-        select
-            c.idx,
-            case when c.reason_code is null and ins.department_id is null
-                then 'duplicate_id' else c.reason_code end,
-            case when c.reason_code is null and ins.department_id is null
-                then 'department_id' else c.field end,
-            c.id
-        from c left join ins on c.reason_code is null and ins.department_id = c.id;
-    elsif p_table = 'jobs' then
-        return query
-        with c as materialized (select * from _classify_rows(p_table)),
-        ins as (
-            insert into jobs as j (job_id, job_name)
-            select c.id, c.name from c where c.reason_code is null
-            order by c.id
-            on conflict (job_id) do nothing
-            returning j.job_id
-        )
-        select
-            c.idx,
-            case when c.reason_code is null and ins.job_id is null
-                then 'duplicate_id' else c.reason_code end,
-            case when c.reason_code is null and ins.job_id is null
-                then 'job_id' else c.field end,
-            c.id
-        from c left join ins on c.reason_code is null and ins.job_id = c.id;
-    else
-        perform _require_table(p_table);  -- raises: only the three tables reach here
-    end if;
-    if exists (select from pg_temp.judged_rows) then
-        truncate pg_temp.judged_rows;  -- used: they belong to no later batch
-    end if;
+    return query select r.idx, r.reason_code, r.field, r.id from pg_temp.judged_rows as r;
+    truncate pg_temp.judged_rows;  -- used: they belong to no later batch
 end;
 $$;
 
@@ -477,8 +449,10 @@ $$;
 revoke all on function _prepare_incoming_rows(boolean) from public;
 revoke all on function _stage_json_rows(text, jsonb) from public;
 revoke all on function _judge_rows(text) from public;
-revoke all on function _classify_rows(text) from public;
-revoke all on function _insert_rows(text) from public;
+revoke all on function _gather_verdicts(text) from public;
+revoke all on function _recheck_references(boolean) from public;
+revoke all on function _insert_judged(text, boolean) from public;
+revoke all on function _insert_rows(text, boolean) from public;
 revoke all on function _ingest_rows(text, jsonb, boolean) from public;
 revoke all on function _resolve_rejections(text, bigint, integer[]) from public;
 

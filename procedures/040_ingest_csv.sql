@@ -135,7 +135,7 @@ begin
 
     insert into pg_temp.judged_rows select * from _judge_rows(p_table);
     get diagnostics v_judged = row_count;
-    truncate pg_temp.incoming_rows;  -- judged: _classify_rows must not judge them again
+    truncate pg_temp.incoming_rows;  -- judged: _gather_verdicts must not judge them again
     return v_judged;
 end;
 $$;
@@ -246,7 +246,7 @@ begin
     end if;
 
     with outcome as materialized (
-        select * from _insert_rows(p_table)
+        select * from _insert_rows(p_table, p_alone => v_suspended is not null)
     ),
     logged as (
         insert into ingest_errors (

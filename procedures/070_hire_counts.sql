@@ -3,23 +3,16 @@
 -- INSERT/UPDATE/DELETE, whatever the number of rows, and keys are upserted
 -- in sorted order so concurrent batches never deadlock on them.
 
-create or replace function _hire_counts_after_change()
-returns trigger
-language plpgsql
-set search_path = pg_catalog, public
+create or replace function _hire_counts_upsert(p_changed text)
+returns text
+language sql immutable
 as $$
--- Promise: after any INSERT, UPDATE or DELETE statement on employees,
--- hire_counts has been adjusted by exactly the rows it changed. Only the
--- transition tables of the operation exist, hence the dynamic source.
-declare
-    v_changed text := case tg_op
-        when 'INSERT' then 'select department_id, job_id, hiring_date, 1 as sign from new_rows'
-        when 'DELETE' then 'select department_id, job_id, hiring_date, -1 as sign from old_rows'
-        else 'select department_id, job_id, hiring_date, 1 as sign from new_rows'
-            || ' union all select department_id, job_id, hiring_date, -1 from old_rows'
-    end;
-begin
-    execute format($sql$
+    -- The statement that adds to hire_counts the rows of p_changed, a query
+    -- of (department_id, job_id, hiring_date, sign): one upsert a key, in
+    -- sorted order so concurrent batches never deadlock on them. Text, not a
+    -- function that runs it: a trigger's transition tables are visible only
+    -- to the trigger function's own statements.
+    select format($sql$
         insert into hire_counts as c (department_id, job_id, hire_year, hire_quarter, hires)
         select department_id, job_id, y, q, delta
         from (
@@ -36,8 +29,48 @@ begin
         order by y, department_id, job_id, q
         on conflict (hire_year, department_id, job_id, hire_quarter) do update
             set hires = c.hires + excluded.hires, updated_at = now()
-    $sql$, v_changed);
+    $sql$, p_changed)
+$$;
+
+create or replace function _hire_counts_after_change()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: after any INSERT, UPDATE or DELETE statement on employees,
+-- hire_counts has been adjusted by exactly the rows it changed. Only the
+-- transition tables of the operation exist, hence the dynamic source.
+begin
+    execute _hire_counts_upsert(case tg_op
+        when 'INSERT' then 'select department_id, job_id, hiring_date, 1 as sign from new_rows'
+        when 'DELETE' then 'select department_id, job_id, hiring_date, -1 as sign from old_rows'
+        else 'select department_id, job_id, hiring_date, 1 as sign from new_rows'
+            || ' union all select department_id, job_id, hiring_date, -1 from old_rows'
+    end);
     return null;
+end;
+$$;
+
+create or replace function _insert_counting_hires(p_insert text)
+returns void
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+-- Promise: runs p_insert, which inserts the valid rows of
+-- pg_temp.judged_rows into employees, and adds exactly those rows to
+-- hire_counts by one aggregate over them, with the insert trigger off for
+-- that statement: the trigger would first copy every inserted row into its
+-- transition table (1.4 s of a million rows, against 0.7). Only for a
+-- transaction that holds employees exclusively (an initial load), so no
+-- other session ever sees the trigger off.
+begin
+    alter table employees disable trigger employees_hire_counts_insert;
+    execute p_insert;
+    execute _hire_counts_upsert(
+        'select department_id, job_id, hired as hiring_date, 1 as sign'
+        ' from pg_temp.judged_rows where reason_code is null'
+    );
+    alter table employees enable always trigger employees_hire_counts_insert;
 end;
 $$;
 
@@ -129,3 +162,4 @@ end
 $$;
 
 revoke all on function refresh_hire_counts() from public;
+revoke all on function _insert_counting_hires(text) from public;

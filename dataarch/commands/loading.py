@@ -34,6 +34,9 @@ def dialect(args: argparse.Namespace) -> Dialect:
 
 def add_migrate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv-dir", help="directory of departments.csv, jobs.csv, hired_employees.csv")
+    p.add_argument("--sessions", type=_at_least_one, metavar="N",
+                   help="sessions that judge a large file at once (default: one a core,"
+                   " or DATAARCH_MIGRATE_SESSIONS)")  # fmt: skip
     p.add_argument("--retry-rejected", action="store_true",
                    help="judge the open rejections of migrated lines again, e.g. once their"
                    " departments and jobs exist")  # fmt: skip
@@ -44,10 +47,17 @@ def run_migrate(args: argparse.Namespace, settings: Settings) -> int:
     if args.retry_rejected:
         return retry(settings, dialect(args))
     csv_dir = Path(args.csv_dir) if args.csv_dir else settings.data_dir
-    return migrate_dir(settings, csv_dir, dialect(args))
+    sessions = args.sessions or settings.migrate_sessions
+    return migrate_dir(settings, csv_dir, dialect(args), sessions)
 
 
-def migrate_dir(settings: Settings, csv_dir: Path, csv_dialect: Dialect) -> int:
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of sessions (1 or more)")
+    return int(text)
+
+
+def migrate_dir(settings: Settings, csv_dir: Path, csv_dialect: Dialect, sessions: int) -> int:
     files = list(migrate.find_files(csv_dir))
     if not files:
         names = ", ".join(n for names in migrate.TABLE_FILES.values() for n in names)
@@ -56,7 +66,9 @@ def migrate_dir(settings: Settings, csv_dir: Path, csv_dialect: Dialect) -> int:
         installer.install(conn)
         for table, path in files:
             with logs.timed() as took, status(path.name) as line:
-                summary = migrate.migrate_file(conn, table, path, line, dialect=csv_dialect)
+                summary = migrate.migrate_file(
+                    conn, table, path, line, sessions=sessions, dialect=csv_dialect
+                )
             print(migrate.describe(summary), flush=True)
             counts = {k: summary.get(k) for k in ("batch_id", "submitted", "inserted", "rejected")}
             logs.event(log, "migrate", source=f"csv:{path.name}", table=table,

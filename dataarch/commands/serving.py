@@ -95,7 +95,7 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         _can_bind(args.host, args.port)  # before minutes of work, not after
     db.conninfo(settings, start=True)
     print(database.init(settings))
-    status = loading.migrate_dir(settings, settings.data_dir, PLAIN)
+    status = loading.migrate_dir(settings, settings.data_dir, PLAIN, settings.migrate_sessions)
     if status == 0:
         status = write_reports(argparse.Namespace(year=2021, out=None), settings)
     with db.connect(settings) as conn:
