@@ -86,3 +86,25 @@ def test_bench_citus_puts_the_distributed_figures_beside(tmp_path, citus_availab
     for name in DISTRIBUTED:
         assert (citus[name].get("rows_per_s") or citus[name]["p50_ms"]) > 0, name
     assert "Citus/one" in done.stdout
+
+
+def test_a_failed_request_ends_the_bench_with_the_server_log_tail(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    import argparse
+
+    from bench import __main__ as bench_cli
+    from bench.run import Bench, BenchFailure
+
+    def fails(self: Bench, keep_server_log) -> dict:
+        keep_server_log.write_text("".join(f"line {n}\n" for n in range(30)) + "boom: 500\n")
+        raise BenchFailure("POST /tables/employees/rows answered 500: oops", keep_server_log)
+
+    monkeypatch.setattr(Bench, "run", fails)
+    parser = argparse.ArgumentParser()
+    bench_cli.add_arguments(parser)
+    status = bench_cli.run(parser.parse_args(["--rows", "10", "--json", str(tmp_path / "b.json")]))
+    said = capsys.readouterr().err
+    assert status == 1
+    assert "answered 500: oops" in said and "boom: 500" in said  # the log's last lines
+    assert "line 29" in said and "line 5\n" not in said  # its tail, not all of it
