@@ -55,7 +55,10 @@ select nodename, nodeport from pg_dist_node
 where isactive and noderole = 'primary' and groupid <> 0
 order by groupid
 """
-JUDGE_EXISTS = "select to_regprocedure('judge_csv_lines(text, text, integer, integer)') is not null"
+JUDGE_EXISTS = """
+select coalesce(has_function_privilege(
+    to_regprocedure('judge_csv_lines(text, text, integer, integer)'), 'execute'), false)
+"""
 _CHUNK = 1 << 20
 
 
@@ -244,8 +247,9 @@ def _helpers(conn: psycopg.Connection, wanted: int) -> list[psycopg.Connection]:
 
 def _judging_session(conninfo: str, conn: psycopg.Connection) -> psycopg.Connection:
     """A session at conninfo that can judge, or else one on conn's database: a
-    Citus worker may be unreachable from here, or lack the functions (Citus
-    propagates them to the workers it knows when they are created)."""
+    Citus worker may be unreachable from here, or lack the functions or the
+    right to run them (Citus propagates them to the workers it knows when
+    they are created)."""
     own = make_conninfo(conn.info.dsn, password=conn.info.password or None)
     if conninfo != own:
         try:

@@ -430,3 +430,15 @@ def test_options_for_what_files_differ_in(db, tmp_path, dialect, content, insert
     assert summary["rejected"] == 0 and summary["lines"] == accounted(summary) + summary["header"]
     names = db.execute("select employee_name from employees order by 1").fetchall()
     assert [n for (n,) in names] == inserted
+
+
+def test_a_helper_that_cannot_judge_there_judges_here(db) -> None:
+    from psycopg.conninfo import make_conninfo
+
+    nothing_listens = make_conninfo(db.info.dsn, host="127.0.0.1", port="9")
+    session = migrate._judging_session(nothing_listens, db)
+    try:
+        assert (session.info.host, session.info.port) == (db.info.host, db.info.port)
+        assert session.execute(migrate.JUDGE_EXISTS).fetchone()[0]  # and it may judge
+    finally:
+        session.close()
