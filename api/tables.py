@@ -157,9 +157,7 @@ class TablesController(Controller):
             with blocking.connection() as conn:
                 return migrate.load(
                     conn, table, body, file, None, dialect,
-                    sessions=settings.migrate_sessions
-                    if (announced or 0) >= migrate.SEVERAL_SESSIONS_FROM
-                    else 1,
+                    sessions=settings.migrate_sessions, size=announced,
                 )  # fmt: skip
 
         started = time.perf_counter()

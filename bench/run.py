@@ -174,8 +174,10 @@ class Bench:
             return
         clean = self.work / "clean"
         generate(clean, employees=self.rows, bad_ratio=0)
-        dsn = self.sibling_database("bench_pgloader")
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with (
+            self.sibling_database("bench_pgloader") as dsn,
+            psycopg.connect(dsn, autocommit=True) as conn,
+        ):
             install(conn)
             for table in ("departments", "jobs"):
                 with (
@@ -194,15 +196,23 @@ class Bench:
                 raise pgloader.PgloaderFailed(f"pgloader kept {loaded} of {self.rows} lines")
         self.record("pgloader", rate)
 
-    def sibling_database(self, name: str) -> str:
-        """A new, empty database beside the bench's own, on the same server."""
+    @contextmanager
+    def sibling_database(self, name: str) -> Iterator[str]:
+        """A new, empty database beside the bench's own, on the same server;
+        on a server of DATABASE_URL it is dropped again afterwards."""
         if self.cluster:
             self.cluster.ensure_database(name)
-            return self.cluster.conninfo(name)
+            yield self.cluster.conninfo(name)
+            return
+        drop = sql.SQL("drop database if exists {}").format(sql.Identifier(name))
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(name)))
+            conn.execute(drop)
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-        return make_conninfo(self.dsn, dbname=name)
+        try:
+            yield make_conninfo(self.dsn, dbname=name)
+        finally:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute(drop)
 
     def measure_copies(self, conn: psycopg.Connection) -> Path:
         """The physical limits: COPY out, COPY into a bare keyed table, COPY into employees."""

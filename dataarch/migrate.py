@@ -3,8 +3,8 @@ record is), COPY them in binary into the database as pieces, and let
 ingest_csv_lines validate and load them with the same core as ingest_batch.
 Python moves bytes, reports progress and, for a large file, has several
 sessions judge a share of its pieces each, at once (on Citus, sessions on
-the workers); the rules stay in SQL. `dataarch migrate` loads files; POST /tables/{table}/csv loads
-a request body the same way.
+the workers); the rules stay in SQL. `dataarch migrate` loads files;
+POST /tables/{table}/csv loads a request body the same way.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ select current_setting('max_connections')::int
 # On Citus, the workers judge: the sessions that help go to them (the
 # departments and jobs they check against are reference tables, on every
 # node).
+ON_CITUS = "select _citus_installed()"
 CITUS_WORKERS = """
 select nodename, nodeport from pg_dist_node
 where isactive and noderole = 'primary' and groupid <> 0
@@ -126,7 +127,7 @@ def migrate_file(
     with path.open("rb") as f:
         return load(
             conn, table, f, path.name, digest, dialect, report,
-            sessions=sessions if size >= several_from else 1, size=size,
+            sessions=sessions, size=size, several_from=several_from,
         )  # fmt: skip
 
 
@@ -141,12 +142,16 @@ def load(
     *,
     sessions: int = 1,
     size: int | None = None,
+    several_from: int = SEVERAL_SESSIONS_FROM,
 ) -> dict:
-    """Load the records of `source` as the file `name` in one transaction,
-    judged by up to `sessions` sessions at once. digest None: the source's
-    SHA-256 is computed as it is read (a stream)."""
+    """Load the records of `source` as the file `name` in one transaction;
+    a source of `size` bytes, at least `several_from`, is judged by up to
+    `sessions` sessions at once. digest None: the source's SHA-256 is
+    computed as it is read (a stream)."""
     # inside a caller's transaction, a helper would not see what it changed
     alone = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+    if size is None or size < several_from:
+        sessions = 1
     hashing = hashlib.sha256() if digest is None else None
     if hashing is not None:
         source = _hashed(source, hashing)
@@ -228,39 +233,36 @@ def _helpers(conn: psycopg.Connection, wanted: int) -> list[psycopg.Connection]:
         return []
     with conn.transaction():
         free = conn.execute(FREE_SLOTS).fetchone()[0] - KEEP_FREE_SLOTS
-        on_citus = conn.execute("select _citus_installed()").fetchone()[0]
+        on_citus = conn.execute(ON_CITUS).fetchone()[0]
         workers = conn.execute(CITUS_WORKERS).fetchall() if on_citus else []
-    password = conn.info.password or None
-    targets = [
-        make_conninfo(conn.info.dsn, password=password, host=host, port=str(port))
-        for host, port in workers
-    ] or [make_conninfo(conn.info.dsn, password=password)]
+    own = make_conninfo(conn.info.dsn, password=conn.info.password or None)
+    at_workers = [make_conninfo(own, host=host, port=str(port)) for host, port in workers]
     helpers: list[psycopg.Connection] = []
     for number in range(min(wanted, free)):
+        worker = at_workers[number % len(at_workers)] if at_workers else None
         try:
-            helpers.append(_judging_session(targets[number % len(targets)], conn))
+            helpers.append((worker and _worker_session(worker)) or psycopg.connect(own))
         except psycopg.OperationalError as exc:
             log.warning("judging in %d session(s): no more (%s)", number + 1, str(exc).strip())
             break
     return helpers
 
 
-def _judging_session(conninfo: str, conn: psycopg.Connection) -> psycopg.Connection:
-    """A session at conninfo that can judge, or else one on conn's database: a
-    Citus worker may be unreachable from here, or lack the functions or the
-    right to run them (Citus propagates them to the workers it knows when
-    they are created)."""
-    own = make_conninfo(conn.info.dsn, password=conn.info.password or None)
-    if conninfo != own:
-        try:
-            session = psycopg.connect(conninfo, connect_timeout=5)
-            if session.execute(JUDGE_EXISTS).fetchone()[0]:
-                session.rollback()
-                return session
-            session.close()
-        except psycopg.OperationalError as exc:
-            log.info("judging on the coordinator: %s", str(exc).strip())
-    return psycopg.connect(own)
+def _worker_session(conninfo: str) -> psycopg.Connection | None:
+    """A session on a Citus worker that can judge there, or None: a worker
+    may be unreachable from here, or lack the functions or the right to run
+    them (Citus propagates them to the workers it knows when they are
+    created); the coordinator judges instead."""
+    try:
+        session = psycopg.connect(conninfo, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        log.info("judging on the coordinator: %s", str(exc).strip())
+        return None
+    if session.execute(JUDGE_EXISTS).fetchone()[0]:
+        session.rollback()
+        return session
+    session.close()
+    return None
 
 
 def _judge_in_sessions(

@@ -324,12 +324,13 @@ begin
             || format(v_taken, 'not in (select ins.id from ins)'),
             v_insert, v_cols[1]
         );
-    elsif p_table = 'employees' and _hire_counts_is_table() then
-        execute format(v_taken, 'in (select e.employee_id from employees as e)');
-        perform _insert_counting_hires(v_insert);
     else
         execute format(v_taken, format('in (select t.%I from %I as t)', v_cols[1], p_table));
-        execute v_insert;
+        if p_table = 'employees' and _hire_counts_is_table() then
+            perform _insert_counting_hires(v_insert);
+        else
+            execute v_insert;
+        end if;
     end if;
 end;
 $$;

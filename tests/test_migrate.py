@@ -432,11 +432,11 @@ def test_options_for_what_files_differ_in(db, tmp_path, dialect, content, insert
     assert [n for (n,) in names] == inserted
 
 
-def test_a_helper_that_cannot_judge_there_judges_here(db) -> None:
-    from psycopg.conninfo import make_conninfo
-
-    nothing_listens = make_conninfo(db.info.dsn, host="127.0.0.1", port="9")
-    session = migrate._judging_session(nothing_listens, db)
+def test_a_helper_that_cannot_judge_there_judges_here(db, monkeypatch) -> None:
+    db.commit()
+    monkeypatch.setattr(migrate, "ON_CITUS", "select true")
+    monkeypatch.setattr(migrate, "CITUS_WORKERS", "select '127.0.0.1', 9")  # nothing listens
+    [session] = migrate._helpers(db, 1)
     try:
         assert (session.info.host, session.info.port) == (db.info.host, db.info.port)
         assert session.execute(migrate.JUDGE_EXISTS).fetchone()[0]  # and it may judge
