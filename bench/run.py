@@ -72,6 +72,7 @@ class Bench:
             self.citus = CitusCluster(self.work / "citus", base_port=free_ports(3, start=9800))
         self.cluster: Cluster | None = None
         self.measurements: dict[str, dict] = {}
+        self.not_measured: dict[str, str] = {}  # measurement -> why not (a missing peer)
         self.token = secrets.token_urlsafe(16)
         self.server_log = self.work / "server.log"
 
@@ -170,7 +171,7 @@ class Bench:
         """pgloader loading the clean twin of the employees file (same generator,
         no bad line) into a fresh database of the same schema."""
         if not pgloader.available():
-            print("  pgloader               not on the PATH: not measured", file=sys.stderr)
+            self.skip("pgloader", "pgloader is not on the PATH")
             return
         clean = self.work / "clean"
         generate(clean, employees=self.rows, bad_ratio=0)
@@ -187,14 +188,25 @@ class Bench:
                     ) as copy,
                 ):
                     copy.write(f.read())
-            rate = repeat(
-                self.rows, self.reps,
-                lambda: conn.execute("truncate employees"),
-                lambda: pgloader.load(clean / "hired_employees.csv", dsn, self.work / "pgloader"),
-            )  # fmt: skip
+            say = lambda text: print(f"  {text}", file=sys.stderr, flush=True)  # noqa: E731
+            seconds = []
+            for _ in range(self.reps):
+                conn.execute("truncate employees")
+                try:
+                    seconds.append(pgloader.load_retrying(
+                        clean / "hired_employees.csv", dsn, self.work / "pgloader", say
+                    ))  # fmt: skip
+                except pgloader.PgloaderCrashed as crash:
+                    self.skip("pgloader", f"pgloader crashed ({crash})")
+                    return
             if (loaded := self.count(conn)) != self.rows:
                 raise pgloader.PgloaderFailed(f"pgloader kept {loaded} of {self.rows} lines")
-        self.record("pgloader", rate)
+        self.record("pgloader", Rate(self.rows, seconds))
+
+    def skip(self, name: str, why: str) -> None:
+        """A measurement a peer could not give: reported as not measured, and why."""
+        self.not_measured[name] = why
+        print(f"  {name:22s} not measured: {why}", file=sys.stderr, flush=True)
 
     @contextmanager
     def sibling_database(self, name: str) -> Iterator[str]:
@@ -405,6 +417,7 @@ class Bench:
             "measurements": self.measurements,
             "ratios": ratios,
             "targets": targets,
+            "not_measured": dict(self.not_measured),
         }
 
 
@@ -422,8 +435,12 @@ def format_table(result: dict) -> str:
     lines += ["", f"{'target':28s} {'value':>9s} {'goal':>8s}  met"]
     for name, t in result["targets"].items():
         lines.append(f"{name:28s} {t['value']:>9} {t['target']:>8s}  {'yes' if t['met'] else 'NO'}")
-    for name in TARGETS.keys() - result["targets"].keys():
-        lines.append(f"{name:28s} not measured: pgloader is not on the PATH")
+    for name, (top, bottom, _, _) in TARGETS.items():
+        if name not in result["targets"]:
+            why = [result["not_measured"].get(m) for m in (top, bottom)]
+            lines.append(
+                f"{name:28s} not measured: {next((w for w in why if w), 'not in this run')}"
+            )
     if "citus" in result:
         lines += ["", f"{'same run':24s} {'one server':>14s} {'Citus 1+2':>14s} {'Citus/one':>10s}"]
         for name in DISTRIBUTED:

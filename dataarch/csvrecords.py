@@ -118,9 +118,10 @@ def _without_line_ends(lines: str) -> str:
 
 
 def split_plain(line: str, delimiter: str) -> tuple[str | None, ...]:
-    """The fields of a line without quotes; an empty field is absent. The
-    database does the same for the lines of a block (_csv_line_fields)."""
-    return tuple(f or None for f in without_cr(line).split(delimiter))
+    """The fields of a line without quotes and without its line ending; an
+    empty field is absent. The database does the same for the lines of a
+    block (_record_fields in procedures/040)."""
+    return tuple(f or None for f in line.split(delimiter))
 
 
 class Parser:
@@ -176,9 +177,12 @@ class Parser:
 
 @dataclass(frozen=True)
 class _Block:
-    """Plain lines: no quote, no NUL, decoded, joined by LF without CRs of line endings."""
+    """Plain lines: no quote, no NUL, decoded, joined by LF, each still with
+    the CR of a CRLF ending. The CRs go only when the block is handed out
+    (_without_line_ends): until then a quoted field opened on an earlier
+    line may take these lines in, and inside quotes a CR is data."""
 
-    text: str
+    raw: str
     count: int
 
 
@@ -239,7 +243,7 @@ class Reader:
             first = self._number + 1
             if isinstance(item, _Block):
                 self._number += item.count
-                yield Piece(first, item.count, item.text)
+                yield Piece(first, item.count, _without_line_ends(item.raw))
             else:
                 self._number += 1
                 yield self._record(first, item, items)
@@ -251,8 +255,8 @@ class Reader:
                 yield Record(piece.first_line, piece.lines, piece.text, piece.fields, piece.problem)
                 continue
             for n, line in enumerate(piece.text.split("\n")):
-                if without_cr(line):
-                    yield Record(piece.first_line + n, 1, without_cr(line),
+                if line:
+                    yield Record(piece.first_line + n, 1, line,
                                  split_plain(line, self.dialect.delimiter))  # fmt: skip
 
     # -- records ------------------------------------------------------------------------
@@ -292,7 +296,7 @@ class Reader:
         """The next single line (a block is opened up), or None at the end."""
         item = self._next(items)
         if isinstance(item, _Block):
-            head, _, rest = item.text.partition("\n")
+            head, _, rest = item.raw.partition("\n")
             if item.count > 1:
                 self._back.append(_Block(rest, item.count - 1))
             item = head
@@ -322,7 +326,7 @@ class Reader:
                 yield from self._first_line(body, text)
                 continue
             if text is not None and '"' not in text and "\x00" not in text:
-                yield _Block(_without_line_ends(text), count)
+                yield _Block(text, count)
             else:
                 yield from self._careful(body, text)
 
@@ -331,8 +335,8 @@ class Reader:
         lines = list(self._careful(body, text))
         head = lines[0] if lines else None
         if isinstance(head, _Block):
-            line, _, rest = head.text.partition("\n")
-            fields = split_plain(line, self.dialect.delimiter)
+            line, _, rest = head.raw.partition("\n")
+            fields = split_plain(without_cr(line), self.dialect.delimiter)
             if self.dialect.header or (self.columns and fields == self.columns):
                 self.header = without_cr(line)
                 self._number = 1
@@ -361,7 +365,7 @@ class Reader:
             else:
                 line = raw
             if isinstance(line, str) and '"' not in line and "\x00" not in line:
-                plain.append(without_cr(line))
+                plain.append(line)  # its CR stays until we know it is not inside quotes
                 continue
             if plain:
                 yield _Block("\n".join(plain), len(plain))

@@ -11,9 +11,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import hypothesis
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
@@ -102,6 +104,35 @@ def employee(employee_id: int = 1, **overrides: object) -> dict:
 
 
 IN_CI = os.environ.get("CI") == "true"
+
+# Property tests: under CI=true Hypothesis derives each test's inputs from
+# the test itself (derandomize), so CI answers the same for the same code;
+# on a developer's machine it explores with random seeds, and every failure
+# it finds becomes an @example beside the test, in the commit that fixes it.
+hypothesis.settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis.settings.register_profile("explore", print_blob=True)
+hypothesis.settings.load_profile("ci" if IN_CI else "explore")
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) -> object:
+    """Poll `condition` until it returns something true, and return that;
+    fail saying `what` was awaited when `timeout` seconds pass first. Tests
+    wait for what they can observe (a lock, a row, a file), never a guessed
+    number of seconds."""
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.01)
+    return found
+
+
+def advisory_lock_held(conn: psycopg.Connection, key_sql: str) -> bool:
+    """True while some session holds the advisory lock whose bigint key the
+    SQL expression key_sql computes (e.g. "backup_lock_key('employees')")."""
+    return conn.execute(
+        "select exists (select from pg_locks as l where l.locktype = 'advisory' and l.granted"
+        f" and ((l.classid::bigint << 32) | l.objid::bigint) = ({key_sql}))"
+    ).fetchone()[0]
 
 
 def requires_seed_data() -> pytest.MarkDecorator:

@@ -22,6 +22,7 @@ from conftest import (
     load_reference_rows,
     requires_seed_data,
     start_server,
+    wait_until,
 )
 
 from dataarch.db import API_ROLE
@@ -168,12 +169,20 @@ def test_connections_the_server_dropped_are_replaced_unseen(server, conn) -> Non
 
     assert [post(k * 10 + 1) for k in range(4)] == [200] * 4  # the pool holds several now
     ended = conn.execute(
-        "select count(pg_terminate_backend(pid)) from pg_stat_activity where usename = %s",
-        (API_ROLE,),
+        "select array_agg(pid) from pg_stat_activity where usename = %s", (API_ROLE,)
     ).fetchone()[0]
+    conn.execute("select pg_terminate_backend(pid) from unnest(%s::int[]) as pid", (ended,))
     conn.commit()
-    assert ended >= 2
-    time.sleep(0.2)  # the sessions have closed their sockets
+    assert len(ended) >= 2
+
+    def gone() -> bool:  # their backends have exited, closing the sockets
+        found = conn.execute(
+            "select not exists (select from pg_stat_activity where pid = any(%s))", (ended,)
+        ).fetchone()[0]
+        conn.commit()
+        return found
+
+    wait_until(gone, "the terminated sessions to end")
     assert [post(k * 10 + 1) for k in range(4, 10)] == [200] * 6
 
 

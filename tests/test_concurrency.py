@@ -15,11 +15,13 @@ import pytest
 from conftest import (
     JSON_AUTH,
     PROJECT,
+    advisory_lock_held,
     cli_env,
     employee,
     ingest,
     load_reference_rows,
     start_server,
+    wait_until,
 )
 
 
@@ -187,7 +189,10 @@ def test_backup_and_restore_at_once_both_finish(conn, dsn, tmp_path, first) -> N
     second = "restore" if first == "backup" else "backup"
     started = time.monotonic()
     one = _start(dsn, env, *commands[first])
-    time.sleep(0.3)
+    wait_until(  # the first holds the table's backup lock before the second starts
+        lambda: advisory_lock_held(conn, "backup_lock_key('employees')") or one.poll() is not None,
+        f"the {first} to take its lock",
+    )
     two = _start(dsn, env, *commands[second])
     outcomes = {first: _finish(one, 90), second: _finish(two, 90)}
     assert time.monotonic() - started < 90

@@ -28,10 +28,12 @@ from conftest import (
     JSON_AUTH,
     PROJECT,
     TOKEN,
+    advisory_lock_held,
     cli_env,
     employee,
     load_reference_rows,
     start_server,
+    wait_until,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -186,8 +188,7 @@ def own_cluster(tmp_path: Path) -> Iterator[tuple[Cluster, str]]:
 
 
 def crash_and_restart(cluster: Cluster) -> None:
-    cluster.kill()
-    time.sleep(0.3)
+    cluster.kill()  # returns once every server process is gone
     cluster.start()
 
 
@@ -227,7 +228,7 @@ def test_sigkill_during_ingest_keeps_whole_batches(own_cluster) -> None:
 
         sender = threading.Thread(target=send_until_refused)
         sender.start()
-        time.sleep(0.5)
+        wait_until(lambda: 200 in outcomes.values(), "a first batch to be answered")
         cluster.kill()
         sender.join(timeout=60)
         assert 503 in outcomes.values()  # the API said so while the database was down
@@ -266,7 +267,15 @@ def test_sigkill_during_migration_loads_nothing(own_cluster, tmp_path) -> None:
                                " where table_name = 'jobs')").fetchone()[0]:  # fmt: skip
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.01)
-    time.sleep(0.5)  # inside the employees file's transaction
+        # inside the employees file's transaction: it holds the table's load lock
+        wait_until(
+            lambda: (
+                advisory_lock_held(conn, "hashtextextended('dataarch.load:employees', 0)")
+                or proc.poll() is not None
+            ),
+            "the migration of the employees file to begin",
+        )
+        assert proc.poll() is None
     crash_and_restart(cluster)
     proc.wait(timeout=30)
     with psycopg.connect(dsn) as conn:
