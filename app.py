@@ -10,7 +10,6 @@ at import time.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -29,7 +28,7 @@ from api.negotiation import refuse_the_unacceptable
 from api.pages import ReportsController, SignInController
 from api.rejections import RejectionsController
 from api.schemas import ROW_SCHEMAS
-from api.security import require_token
+from api.security import Failures, require_token
 from api.state import DEPENDENCIES, Services, open_pools
 from api.tables import TablesController
 from dataarch.settings import Settings
@@ -52,7 +51,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.services = Services(
             settings=settings, pool=pool, blocking=blocking,
             tokens=tuple((t.value.encode(), t) for t in settings.tokens),
-            metrics=metrics, session_key=secrets.token_bytes(32),
+            metrics=metrics, failures=Failures(settings.auth_failure_limit),
         )  # fmt: skip
         try:
             yield

@@ -63,9 +63,14 @@ def outermost(app: ASGIApp, metrics: Callable[[], Metrics | None]) -> ASGIApp:
     return handle
 
 
+UNMATCHED = "unmatched"  # the one label of every path no route matched
+
+
 def _route_of(scope: Scope) -> str:
-    """The route's template once Litestar matched it, else the raw path's first segment."""
+    """The route's template once Litestar matched it, else UNMATCHED: a
+    metric label is never what a client typed, so anonymous requests for
+    random paths cannot grow the metrics without bound."""
     handler = scope.get("route_handler")
     if handler is not None and getattr(handler, "paths", None):
         return sorted(handler.paths)[0]
-    return "/" + scope.get("path", "/").strip("/").split("/")[0]
+    return UNMATCHED

@@ -71,7 +71,7 @@ async def readiness(pool: Pool) -> Response[Health]:
     except psycopg.Error as exc:  # the title only: a message can name server paths
         message = exc.diag.message_primary or str(exc)
         log.error("not ready", extra={"fields": {"sqlstate": exc.sqlstate, "message": message}})
-        return Response(Health("unavailable", "down", errors.sqlstate(exc.sqlstate).title),
+        return Response(Health("unavailable", "down", errors.of_error(exc).title),
                         status_code=503, headers=RETRY_SOON)  # fmt: skip
     return Response(Health("ok", "up"))
 

@@ -6,12 +6,32 @@ refuses the others before the handler runs."""
 
 from __future__ import annotations
 
+import re
+
 from litestar import Request
+from litestar.datastructures import Accept
 from litestar.exceptions import HTTPException
 
 from api.schemas import CSV, JSON
 
 FORMATS = {"json": JSON, "csv": CSV}
+# RFC 9110 12.4.2: a weight is 0 to 1 with at most three decimals
+_WEIGHT = re.compile(r"q=(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)", re.I)
+
+
+def _accept(request: Request) -> Accept:
+    """The Accept header, parsed; a malformed one (a weight such as q=inf or
+    q=2) is the client's mistake, 400, not a crash of the parser."""
+    header = request.headers.get("accept", "*/*")
+    for media_range in header.split(","):
+        for parameter in media_range.split(";")[1:]:
+            parameter = parameter.strip()
+            if parameter[:2].lower() == "q=" and not _WEIGHT.fullmatch(parameter):
+                raise HTTPException(
+                    status_code=400,
+                    detail=f"the Accept header's weight {parameter!r} is not a number from 0 to 1",
+                )
+    return request.accept
 
 
 def choose(request: Request, fmt: str | None, offered: list[str]) -> str:
@@ -21,7 +41,7 @@ def choose(request: Request, fmt: str | None, offered: list[str]) -> str:
         return FORMATS[fmt]
     if "accept" not in request.headers:
         return offered[0]
-    best = request.accept.best_match(offered)
+    best = _accept(request).best_match(offered)
     if best is None:
         raise not_acceptable(offered)
     return best
@@ -37,5 +57,5 @@ async def refuse_the_unacceptable(request: Request) -> None:
     fmt = request.query_params.get("format")
     if fmt in FORMATS and FORMATS[fmt] in offered:
         return
-    if "accept" in request.headers and request.accept.best_match(offered) is None:
+    if "accept" in request.headers and _accept(request).best_match(offered) is None:
         raise not_acceptable(offered)

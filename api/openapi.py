@@ -1,7 +1,7 @@
 """What Litestar's generated OpenAPI document cannot say by itself, added
 once when the app is built: the CSV a route also answers with, the scope
 each route's token needs (OpenAPI 3.1 lets a security requirement name
-roles), and the Retry-After header of every 503."""
+roles), and the Retry-After header of every 429 and 503."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def finish(app: Litestar) -> None:
             if CSV in opt.get("produces", []) and ok is not None and ok.content:
                 csv = Schema(type=OpenAPIType.STRING, description="CSV with a header line")
                 ok.content[CSV] = OpenAPIMediaType(schema=csv)
-            unavailable = operation.responses.get("503")
-            if unavailable is not None:
-                unavailable.headers = {**(unavailable.headers or {}), "Retry-After": RETRY_AFTER}
+            for status in ("429", "503"):
+                waiting = operation.responses.get(status)
+                if waiting is not None:
+                    waiting.headers = {**(waiting.headers or {}), "Retry-After": RETRY_AFTER}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.enums import RequestEncodingType
@@ -18,7 +18,15 @@ from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Redirect
 
 from api.problems import problem_responses
-from api.security import SESSION_COOKIE, SESSION_SECONDS, find_token, session_value
+from api.security import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    close_session,
+    find_token,
+    open_session,
+    record_failure,
+    refuse_if_failing,
+)
 from api.state import AppServices, BlockingPool
 from reports import PAGES, load_data, render_login, render_page
 
@@ -94,17 +102,22 @@ class SignInController(Controller):
         data: Annotated[SignIn, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Redirect:
         target = _safe_next(data.next)
-        if find_token(data.token.strip(), services.tokens) is None:
-            return Redirect(f"/login?failed=true&next={target}", status_code=303)
+        refuse_if_failing(request, services.failures)
+        token = data.token.strip()
+        if await find_token(token, services) is None:
+            record_failure(request, services.failures)
+            return Redirect(f"/login?failed=true&next={quote(target, safe='')}", status_code=303)
         answer = Redirect(target, status_code=303)
         answer.set_cookie(
-            SESSION_COOKIE, session_value(services.session_key), max_age=SESSION_SECONDS,
+            SESSION_COOKIE, await open_session(services.pool, token), max_age=SESSION_SECONDS,
             httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/",
         )  # fmt: skip
         return answer
 
     @post("/logout", status_code=303, opt={"produces": [HTML]})
-    async def sign_out(self) -> Redirect:
+    async def sign_out(self, request: Request, services: AppServices) -> Redirect:
+        """Ends the session on the server too: its cookie opens nothing after."""
+        await close_session(services.pool, request.cookies.get(SESSION_COOKIE))
         answer = Redirect("/login", status_code=303)
         answer.delete_cookie(SESSION_COOKIE, path="/")
         return answer

@@ -50,6 +50,7 @@ DESCRIPTIONS = {
     413: "body too large",
     415: "wrong Content-Type",
     422: "a batch of 0 or more than 1000 rows, a reused Idempotency-Key, a refused file",
+    429: "too many failed token checks or sign-ins from this address; retry after Retry-After",
     503: "the database is unavailable or busy; retry after Retry-After seconds",
     507: "no space left for the backup",
 }
@@ -57,7 +58,10 @@ DESCRIPTIONS = {
 
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     """The OpenAPI responses of a route's errors: the real problem schema, no
-    generated examples (they were nonsense such as status 9361)."""
+    generated examples (they were nonsense such as status 9361). A route
+    behind the token guard (401) may also answer 429 (api/security.py)."""
+    if 401 in statuses:
+        statuses = (*statuses, 429)
     return {
         s: ResponseSpec(
             data_container=Problem,
@@ -86,7 +90,7 @@ def database_problem(exc: psycopg.Error) -> ProblemDetailsException:
     what the database said; a 5xx only its title (details can quote row
     contents), and is logged with the SQLSTATE and the database's message,
     and its traceback when it is a surprise."""
-    entry = errors.sqlstate(exc.sqlstate)
+    entry = errors.of_error(exc)
     if entry.status < 500:
         return _problem(entry.status, entry.title, exc.diag.message_primary or str(exc),
                         sqlstate=exc.sqlstate, hint=exc.diag.message_hint)  # fmt: skip

@@ -15,6 +15,7 @@ from litestar.di import NamedDependency, Provide
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from api.metrics import Metrics
+from api.security import Failures
 from dataarch import db
 from dataarch.settings import ApiToken, Settings
 
@@ -26,7 +27,7 @@ class Services:
     blocking: ConnectionPool
     tokens: tuple[tuple[bytes, ApiToken], ...]
     metrics: Metrics
-    session_key: bytes  # signs the reports' sign-in cookies; new at every start
+    failures: Failures  # failed token checks and sign-ins per client address
 
 
 def services(state: State) -> Services:

@@ -29,6 +29,11 @@ from dataarch.errors import Failure
 
 META = "dataarch."  # prefix of our keys in the Avro header
 SETS = "sets"
+# Backups hold every employee's name: readable by their owner (and group)
+# only, as pgBackRest makes its repository. Set on creation, whatever the
+# umask; `backup verify` reports anything wider.
+FILE_MODE, DIR_MODE = 0o640, 0o750
+_OTHERS = 0o027  # group write, and anything for others
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
@@ -113,11 +118,31 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def make_dirs(directory: Path) -> None:
+    """`directory` and its missing parents, each DIR_MODE."""
+    missing = [d for d in [directory, *directory.parents] if not d.exists()]
+    for d in reversed(missing):
+        d.mkdir(mode=DIR_MODE, exist_ok=True)
+        d.chmod(DIR_MODE)  # mkdir's mode is cut by the umask
+
+
+def too_open(path: Path) -> str:
+    """Why `path` is readable by more than its owner and group, or ""."""
+    mode = path.stat().st_mode & 0o777
+    if not mode & _OTHERS:
+        return ""
+    wanted = DIR_MODE if path.is_dir() else FILE_MODE
+    return f"readable by other users (mode {mode:04o}): chmod {wanted:04o} {path}"
+
+
 @contextmanager
 def partial_file(path: Path) -> Iterator[BinaryIO]:
-    """A file written under its hidden partial name and fsynced; promote() renames it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _partial(path).open("wb") as f:
+    """A file written under its hidden partial name (mode FILE_MODE) and
+    fsynced; promote() renames it."""
+    make_dirs(path.parent)
+    fd = os.open(_partial(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # the umask cut O_CREAT's mode; an old partial kept its own
+    with os.fdopen(fd, "wb") as f:
         yield f
         f.flush()
         os.fsync(f.fileno())

@@ -46,6 +46,8 @@ def _header_columns(conn: psycopg.Connection, meta: dict, table: str) -> list[Co
 def verify_file(conn: psycopg.Connection, path: Path, manifest: dict | None = None) -> Verified:
     """Read all of one backup file and check it against its header (and manifest)."""
     try:
+        if problem := store.too_open(path):
+            return Verified(path, -1, problem)
         if manifest and path.stat().st_size != manifest.get("bytes"):
             return Verified(path, -1, f"size {path.stat().st_size} bytes, the set recorded"
                                       f" {manifest.get('bytes')}")  # fmt: skip
@@ -100,6 +102,9 @@ def verify(conn: psycopg.Connection, backup_dir: Path, target: str | None) -> li
         if not sets:
             raise RestoreError(f"{target} is neither a backup file nor a set in {backup_dir}")
     results, seen = [], set()
+    for directory in _directories(backup_dir):
+        if problem := store.too_open(directory):
+            results.append(Verified(directory, -1, problem))
     for found in sets:
         for table, entry in found.files.items():
             path = backup_dir / str(entry["file"])
@@ -116,3 +121,10 @@ def verify(conn: psycopg.Connection, backup_dir: Path, target: str | None) -> li
                 if path not in seen:
                     results.append(verify_file(conn, path))
     return results
+
+
+def _directories(backup_dir: Path) -> list[Path]:
+    """The backup directory and its folders (one per table, and sets/)."""
+    if not backup_dir.is_dir():
+        return []
+    return [backup_dir, *sorted(p for p in backup_dir.iterdir() if p.is_dir())]

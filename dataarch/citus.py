@@ -63,7 +63,9 @@ class CitusCluster:
     @property
     def nodes(self) -> list[Cluster]:
         return [
-            Cluster(self.root / f"node{i}", port=self.base_port + i, durable=False)
+            Cluster(
+                self.root / f"node{i}", port=self.base_port + i, durable=False, trust_loopback=True
+            )
             for i in range(self.workers + 1)
         ]
 

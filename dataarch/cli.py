@@ -29,6 +29,7 @@ DONE, FAILED, USAGE, NOT_RUNNING, INTERRUPTED = 0, 1, 2, 3, 130
 COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("dataarch.commands.serving", "database, schema, one-time migration, then the API"),
     "db": ("dataarch.commands.database", "the database: start|stop|status|url|init|check"),
+    "token": ("dataarch.commands.tokens", "API tokens for one client each: create|list|revoke"),
     "migrate": ("dataarch.commands.loading", "load CSV files (once per file content)"),
     "generate": ("dataarch.commands.loading", "write deterministic sample CSV files"),
     "serve": ("dataarch.commands.serving", "serve the HTTP API"),

@@ -63,7 +63,7 @@ class Dialect:
             )
         try:
             name = codecs.lookup(self.encoding).name
-        except LookupError:
+        except (LookupError, ValueError):  # ValueError: a NUL in the name
             raise CsvError(
                 f"unknown encoding {self.encoding!r} (e.g. utf-8, latin1, windows-1252)"
             ) from None

@@ -7,6 +7,8 @@ it is not (ClusterError, exit status 3), and never starts or stops it.
 
 from __future__ import annotations
 
+from urllib.parse import quote, urlencode
+
 import psycopg
 import psycopg.sql
 
@@ -52,6 +54,28 @@ def conninfo(settings: Settings, *, start: bool = False) -> str:
             " `dataarch db start` (or `make run`), or set DATABASE_URL"
         )
     return cluster.conninfo(EMBEDDED_DBNAME)
+
+
+def url(settings: Settings) -> str:
+    """The admin connection as a postgresql:// URL, for psql and people;
+    without the password, which libpq finds itself (PGPASSWORD, ~/.pgpass)."""
+    if settings.embedded:
+        return embedded_cluster(settings).url(EMBEDDED_DBNAME)
+    if settings.database_url and settings.database_url.startswith(("postgresql:", "postgres:")):
+        return settings.database_url
+    params = psycopg.conninfo.conninfo_to_dict(settings.database_url or "")
+    params.pop("password", None)
+    user, dbname = params.pop("user", ""), params.pop("dbname", "")
+    host = params.get("host", "")
+    at = ""
+    if host and not host.startswith("/") and "," not in host:
+        params.pop("host")
+        at = f"[{host}]" if ":" in host else host
+        if port := params.pop("port", ""):
+            at += f":{port}"
+    login = f"{quote(user, safe='')}@" if user else ""
+    query = f"?{urlencode(params)}" if params else ""
+    return f"postgresql://{login}{at}/{quote(dbname, safe='')}{query}"
 
 
 def api_conninfo(settings: Settings) -> str:

@@ -45,6 +45,8 @@ CATALOGUE: tuple[SqlState, ...] = (
     SqlState("DAT07", 409, "Table's keys are referenced by other tables"),
     SqlState("DAT08", 409, "A backup or restore of the table is running", retry=True),
     SqlState("DAT09", 422, "No backup recorded this state"),
+    SqlState("DAT10", 403, "Session holds a temporary object dataarch did not make"),
+    SqlState("DAT11", 409, "Name taken"),
     SqlState("22P02", 400, "Body is not JSON"),
     SqlState("22021", 400, "Body is not valid UTF-8"),
     SqlState("22", 400, "Invalid value"),
@@ -63,6 +65,8 @@ CATALOGUE: tuple[SqlState, ...] = (
 _BY_CODE = {s.code: s for s in CATALOGUE}
 UNREACHABLE = SqlState("", 503, "Database unreachable", retry=True)  # no SQLSTATE at all
 UNEXPECTED = SqlState("", 500, "Unexpected database error")
+# psycopg refused a value before sending it (a NUL in text): the caller's data
+UNSENDABLE = SqlState("", 400, "Value the database cannot hold")
 
 
 def sqlstate(code: str | None) -> SqlState:
@@ -70,3 +74,15 @@ def sqlstate(code: str | None) -> SqlState:
     if code is None:
         return UNREACHABLE
     return _BY_CODE.get(code) or _BY_CODE.get(code[:2]) or UNEXPECTED
+
+
+def of_error(error: Exception) -> SqlState:
+    """The catalogue's entry for a psycopg error: by its SQLSTATE; one
+    without (the server never answered) is unreachable, unless the driver
+    refused a value before sending it (a DataError: a NUL in text)."""
+    import psycopg
+
+    code = getattr(error, "sqlstate", None)
+    if code is None and isinstance(error, psycopg.DataError):
+        return UNSENDABLE
+    return sqlstate(code)

@@ -110,8 +110,16 @@ def install(conn: psycopg.Connection, project_dir: Path = PROJECT_DIR) -> list[s
             )
         for sql_file in [*todo.pending, *todo.repeatable]:
             _apply(conn, sql_file)
+        secure(conn)
         distributed = _distribute(conn, project_dir)
     return [f.name for f in [*todo.pending, *todo.repeatable]] + distributed
+
+
+def secure(conn: psycopg.Connection) -> None:
+    """Close what PostgreSQL leaves open by default (procedures/080_trust.sql:
+    temporary objects for everyone); on every install, since a database
+    cloned from an installed one does not inherit its privileges."""
+    conn.execute("select secure_database()")
 
 
 def _distribute(conn: psycopg.Connection, project_dir: Path) -> list[str]:

@@ -6,6 +6,12 @@ through `runuser -u postgres`, and the directory must be reachable by that user:
 when it is not (a 0700 parent such as a mktemp dir) or its socket path would be
 too long for a unix socket, the cluster goes to /var/tmp and the requested path
 becomes a symlink to it.
+
+It belongs to whoever runs it: it listens on no TCP port, its socket is in a
+directory only the server's user may enter, and it authenticates by peer
+(the client's OS user, as the kernel reports it) through an ident map that
+lets only the user who runs dataarch, the server's own user and root in, as
+postgres or dataarch_api. Another local user is refused twice over.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +33,11 @@ from dataarch.errors import Failure
 
 PORT = 5432
 SUPERUSER = "postgres"
+# The database roles the map lets the cluster's owners be; a test or a user
+# adds another with Cluster.map_role.
+ROLES = (SUPERUSER, "dataarch_api")
+_MAP = "dataarch"
+_HBA_MARK = "# dataarch: peer authentication"
 # unix socket paths are limited to 107 bytes; leave room for "/.s.PGSQL.5432"
 _MAX_SOCKET_DIR = 90
 # Settings for a throwaway cluster (tests, benchmarks): durability is not wanted.
@@ -100,6 +113,9 @@ class Cluster:
     root: Path
     port: int = PORT
     durable: bool = True
+    # Citus nodes talk to each other over 127.0.0.1 (tests and bench only):
+    # trusted there, as the loopback of a throwaway cluster
+    trust_loopback: bool = False
 
     def __post_init__(self) -> None:
         self.root = self.root.absolute()
@@ -165,7 +181,8 @@ class Cluster:
         return (self.data_dir / "PG_VERSION").exists()
 
     def init(self) -> None:
-        """initdb once: UTF-8, C.UTF-8 collation, trust on the unix socket only."""
+        """initdb once: UTF-8, C.UTF-8 collation, the unix socket only, peer
+        authentication (_secure)."""
         if self.is_initialized():
             return
         bindir = ensure_server_binaries()
@@ -177,12 +194,14 @@ class Cluster:
                 "-U", SUPERUSER,
                 "-E", "UTF8",
                 "--locale=C.UTF-8",
-                "--auth=trust",
+                "--auth-local=peer",
+                "--auth-host=reject",
             ]
         )  # fmt: skip
         settings = {
             "listen_addresses": "''",
             "unix_socket_directories": f"'{self.socket_dir}'",
+            "unix_socket_permissions": "0770",
             "port": str(self.port),
             "timezone": "'UTC'",
             "log_timezone": "'UTC'",
@@ -196,9 +215,58 @@ class Cluster:
         conf = self.data_dir / "postgresql.conf"
         with conf.open("a") as f:  # root may write it; ownership is unchanged
             f.write("\n# dataarch embedded cluster\n" + lines)
-        self.socket_dir.mkdir(exist_ok=True)
+        self._make_socket_dir()
+
+    def _make_socket_dir(self) -> None:
+        """run/, where nobody but the server's user and its owner may reach
+        the socket. Run by root, the server is the postgres user and the
+        directory is postgres's with group root and setgid, so the socket
+        (0770) is group root's too: root reaches it by its group, even
+        without the capability to override permissions (a service's)."""
+        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
         if _is_root():
-            shutil.chown(self.socket_dir, SUPERUSER, SUPERUSER)
+            shutil.chown(self.socket_dir, SUPERUSER, "root")
+            self.socket_dir.chmod(0o2770)
+        else:
+            self.socket_dir.chmod(0o700)
+
+    # -- who may connect ------------------------------------------------------------------
+
+    def _os_users(self) -> list[str]:
+        """The OS users the map lets in: who runs this, the server's own user, root."""
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        return sorted({me, "root", SUPERUSER if _is_root() else me})
+
+    def _secure(self) -> bool:
+        """Peer authentication through the ident map, and a socket directory
+        only the server's user may enter; on a cluster of an earlier release
+        (trust for everyone) too. Returns True when a file changed."""
+        hba = self.data_dir / "pg_hba.conf"
+        self._make_socket_dir()
+        if hba.read_text().startswith(_HBA_MARK):
+            return False
+        lines = [
+            f"{_HBA_MARK}: only the OS users pg_ident.conf maps (who runs this",
+            "# cluster, its server's user and root) connect, over the unix socket.",
+            f"local all all peer map={_MAP}",
+        ]
+        if self.trust_loopback:
+            lines += ["host all all 127.0.0.1/32 trust", "host all all ::1/128 trust"]
+        hba.write_text("\n".join(lines) + "\n")  # root may write it; ownership is unchanged
+        ident = [f"{_MAP} {user} {role}" for user in self._os_users() for role in ROLES]
+        (self.data_dir / "pg_ident.conf").write_text("\n".join(ident) + "\n")
+        conf = self.data_dir / "postgresql.conf"
+        if not re.search(r"^unix_socket_permissions", conf.read_text(), re.M):
+            self._append_conf("unix_socket_permissions = 0770\n")
+        return True
+
+    def map_role(self, role: str) -> None:
+        """Let the cluster's OS users connect as `role` too (a role the
+        project does not make: a test's, an analyst's)."""
+        with (self.data_dir / "pg_ident.conf").open("a") as f:
+            f.writelines(f"{_MAP} {user} {role}\n" for user in self._os_users())
+        if self.is_running():
+            self._pg_ctl("reload")
 
     def _lock_files(self) -> list[Path]:
         return [self.data_dir / "postmaster.pid", self.socket_dir / f".s.PGSQL.{self.port}.lock"]
@@ -218,7 +286,10 @@ class Cluster:
     def start(self) -> None:
         """Start the server (initialising it first) and wait until it accepts connections."""
         self.init()
+        changed = self._secure()
         if self.is_running():
+            if changed:
+                self._pg_ctl("reload")
             return
         self._clear_stale_locks()
         self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log_file))

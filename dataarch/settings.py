@@ -35,6 +35,8 @@ class Settings:
     log_file: Path | None = None
     lock_timeout: float = 10.0  # seconds a restore waits for its tables' locks
     upload_max_bytes: int = 1 << 30  # the largest CSV body POST /tables/{table}/csv takes
+    # failed token checks or sign-ins a client address may make in a minute
+    auth_failure_limit: int = 20
     # sessions that judge a large CSV file at once: one a core by default
     migrate_sessions: int = os.cpu_count() or 1
 
@@ -61,6 +63,7 @@ class Settings:
             tokens=_api_tokens(environ),
             lock_timeout=_number(environ, "DATAARCH_LOCK_TIMEOUT", 10.0),
             upload_max_bytes=int(_number(environ, "DATAARCH_UPLOAD_MAX_BYTES", 1 << 30, int)),
+            auth_failure_limit=int(_number(environ, "DATAARCH_AUTH_FAILURE_LIMIT", 20, int)),
             migrate_sessions=int(
                 _number(environ, "DATAARCH_MIGRATE_SESSIONS", os.cpu_count() or 1, int)
             ),
@@ -85,17 +88,21 @@ class Settings:
         return self.var_dir / "api-token"
 
     def with_generated_token(self) -> Settings:
-        """These settings, or, when no token is configured, with the admin
-        token kept in var/api-token (made once, mode 0600)."""
-        if self.tokens:
-            return self
+        """These settings with the admin token kept in var/api-token as well,
+        made once (mode 0600) when no admin token is configured: setting one
+        token (a viewer's, say) never disables another."""
         path = self.token_file
         if not path.exists():
+            if self.api_tokens:
+                return self
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(32) + "\n")
-        return dataclasses.replace(self, tokens=(ApiToken(path.read_text().strip(), "admin"),))
+        kept = ApiToken(path.read_text().strip(), "admin")
+        if not kept.value or kept in self.tokens:
+            return self
+        return dataclasses.replace(self, tokens=(*self.tokens, kept))
 
 
 class SettingsError(ValueError):

@@ -35,7 +35,7 @@
 create or replace function _citus_installed()
 returns boolean
 language sql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
     select exists (select from pg_extension where extname = 'citus')
 $$;
@@ -43,7 +43,7 @@ $$;
 create or replace function _citus_kind(p_table regclass)
 returns text
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: how Citus manages p_table: 'distributed', 'reference', 'local'
 -- (a Citus local table), or NULL when it does not (and on plain
@@ -69,7 +69,7 @@ $$;
 create or replace function _hire_counts_is_table()
 returns boolean
 language sql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
     -- true on plain PostgreSQL (triggers keep it), false on Citus (a view)
     select c.relkind = 'r' from pg_class as c where c.oid = 'public.hire_counts'::regclass
@@ -78,7 +78,7 @@ $$;
 create or replace function _skips_row_triggers(p_table regclass)
 returns boolean
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: true only when an insert into p_table may run with
 -- session_replication_role = replica and lose nothing: the current role may
@@ -97,7 +97,7 @@ $$;
 create or replace function _one_connection_per_node()
 returns void
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: on Citus, the rest of this transaction reaches each node over one
 -- connection (citus.multi_shard_modify_mode = sequential), as DDL on a
@@ -113,7 +113,7 @@ $$;
 create or replace function _suspend_keys_into(p_table regclass)
 returns jsonb
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: on Citus, when p_table is a reference table, the foreign keys
 -- of the tables that reference it are dropped, and the statements that
@@ -141,7 +141,7 @@ $$;
 create or replace function distribute_tables()
 returns text[]
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: with the citus extension in this database, departments and jobs
 -- are reference tables, employees is distributed by employee_id (its rows
@@ -199,7 +199,7 @@ $$;
 create or replace function engine_status()
 returns jsonb
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: {"engine": "postgresql"} or {"engine": "citus", "version",
 -- "nodes": [{name, port, role}], "tables": [{table, kind, shards,

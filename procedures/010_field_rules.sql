@@ -21,7 +21,7 @@ $$;
 create or replace function _require_table(p_table text)
 returns text[]
 language plpgsql immutable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: p_table's columns, or DAT01 (-> HTTP 404) naming the tables.
 begin

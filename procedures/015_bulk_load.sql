@@ -11,7 +11,7 @@
 create or replace function _suspend_foreign_keys(p_table regclass)
 returns jsonb
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: locks every table p_table references in SHARE mode (no row can
 -- be deleted or changed there until commit), drops p_table's foreign keys,
@@ -42,7 +42,7 @@ create or replace function _suspend_indexes(
 )
 returns jsonb
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: drops every index of p_table, including those behind its primary
 -- key and unique constraints unless p_keep_constraints, and returns the
@@ -84,7 +84,7 @@ $$;
 create or replace function _reinstate(p_statements jsonb)
 returns void
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: runs the re-create statements a _suspend_* function returned, in
 -- order. A foreign key is validated against every row (23503) and a unique

@@ -15,22 +15,23 @@
 create or replace function _prepare_incoming_rows(p_keep_judged boolean default false)
 returns void
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: pg_temp.incoming_rows and pg_temp.judged_rows exist and are
--- empty; with p_keep_judged, judged_rows keeps what it holds. The tables
+-- empty; with p_keep_judged, judged_rows keeps what it holds. Refuses
+-- (DAT10) a temporary object of another's under either name. The tables
 -- live as long as the session and are emptied at every commit, so a pooled
 -- connection creates them once: tables per batch would churn the catalog
 -- and throw away every cached plan that reads them.
 begin
-    if to_regclass('pg_temp.judged_rows') is null then
+    if not _own_temp_table('judged_rows') then
         create temp table judged_rows of judged_row on commit delete rows;
         -- a session of the caller's role pipes verdicts in and out (migrate)
         execute format('grant select, insert on pg_temp.judged_rows to %I', session_user);
     elsif not p_keep_judged and exists (select from pg_temp.judged_rows) then
         truncate pg_temp.judged_rows;  -- verdicts an earlier call left unused
     end if;
-    if to_regclass('pg_temp.incoming_rows') is null then
+    if not _own_temp_table('incoming_rows') then
         create temp table incoming_rows (
             idx bigint not null,  -- 0-based index in a batch, or a CSV line number
             row_type text,        -- JSON type of the row itself; a CSV record is an array
@@ -51,7 +52,7 @@ $$;
 create or replace function _stage_json_rows(p_table text, p_rows jsonb)
 returns void
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: pg_temp.incoming_rows holds exactly the elements of p_rows (a JSON
 -- array), each field taken out of its row once: from an object by column
@@ -92,7 +93,7 @@ $$;
 create or replace function _judge_rows(p_table text)
 returns setof judged_row
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: for each row of pg_temp.incoming_rows, on its own, either the
 -- first broken rule (reason_code, field) or the typed, trimmed values to
@@ -212,7 +213,7 @@ $$;
 create or replace function _gather_verdicts(p_table text)
 returns void
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: pg_temp.judged_rows holds the verdict on every row of the batch:
 -- those judged earlier (a large CSV file's, by several sessions) and those
@@ -241,7 +242,7 @@ $$;
 create or replace function _recheck_references(p_lock boolean)
 returns void
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: a valid employee row of pg_temp.judged_rows whose department or
 -- job does not exist now is unknown_department or unknown_job. With p_lock,
@@ -286,7 +287,7 @@ $$;
 create or replace function _insert_judged(p_table text, p_alone boolean)
 returns void
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: the valid rows of pg_temp.judged_rows are in p_table, and a row
 -- whose id was taken, by a committed row or by a concurrent batch that
@@ -338,7 +339,7 @@ $$;
 create or replace function _insert_rows(p_table text, p_alone boolean default false)
 returns table (idx bigint, reason_code text, field text, record_id integer)
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: inserts every valid row of pg_temp.incoming_rows and
 -- pg_temp.judged_rows into p_table (and empties judged_rows), and returns
@@ -388,7 +389,7 @@ $$;
 create or replace function _resolve_rejections(p_table text, p_batch_id bigint, p_ids integer[])
 returns integer
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: every open rejection of p_table from a batch other than
 -- p_batch_id whose row carried one of p_ids (the ids p_batch_id inserted)
@@ -410,7 +411,7 @@ $$;
 create or replace function _ingest_rows(p_table text, p_rows jsonb, p_atomic boolean)
 returns table (idx integer, reason_code text, field text, record_id integer)
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: as _insert_rows, for the JSON array p_rows; with p_atomic, either
 -- every row is inserted or none is, and then every otherwise valid row is

@@ -15,7 +15,7 @@ create or replace function ingest_batch(
 returns jsonb
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: in one transaction, inserts the valid rows of p_rows into p_table
 -- and writes every other row, with its reason, to ingest_errors; records the
@@ -105,7 +105,7 @@ create or replace function ingest_batch(payload jsonb)
 returns jsonb
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: the psql-friendly form of ingest_batch(table, rows, mode, source):
 -- payload is {"table": "...", "rows": [...], "mode": "per_row"|"atomic"}.
@@ -139,7 +139,7 @@ create or replace function ingest_batch_json(
 returns jsonb
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: ingest_batch for a request body exactly as received (JSON text).
 -- Refuses (DAT02) a body that is not an array, and (22P02) text that is not
@@ -206,7 +206,7 @@ create or replace function ready_to_ingest()
 returns boolean
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: true when this database can run the ingest core: a sample row is
 -- staged and judged as a batch would be (PL/pgSQL, the field rules, the

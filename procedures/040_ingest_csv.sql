@@ -30,8 +30,12 @@ begin
     if p_table is not null then
         perform pg_advisory_xact_lock(hashtextextended('dataarch.load:' || p_table, 0));
     end if;
-    drop table if exists pg_temp.csv_pieces;
-    drop table if exists pg_temp.csv_lines;
+    if _own_temp_table('csv_pieces') then
+        drop table pg_temp.csv_pieces;
+    end if;
+    if _own_temp_table('csv_lines') then
+        drop table pg_temp.csv_lines;
+    end if;
     create temp table csv_pieces (
         piece integer not null,       -- its number in the file, from 0
         first_line bigint not null,   -- physical line number of its first line
@@ -57,6 +61,23 @@ begin
 end;
 $$;
 
+create or replace function _require_csv_staging()
+returns void
+language plpgsql stable
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: csv_begin made this transaction's pg_temp.csv_pieces and
+-- csv_lines, else DAT02 (or DAT10 for objects of another's under those
+-- names), before either is read.
+begin
+    if not (_own_temp_table('csv_pieces') and _own_temp_table('csv_lines')) then
+        raise exception 'csv_begin() was not called in this transaction'
+            using errcode = 'DAT02',
+                hint = 'Call csv_begin(), COPY the pieces into pg_temp.csv_pieces, then judge.';
+    end if;
+end;
+$$;
+
 create or replace function _expand_csv_pieces()
 returns bigint
 language plpgsql
@@ -69,6 +90,7 @@ as $$
 declare
     v_added bigint;
 begin
+    perform _require_csv_staging();
     insert into pg_temp.csv_lines (line_number, lines, raw_line, fields, problem, piece)
     select p.first_line + l.n - 1, 1, l.line, null, null, p.piece
     from pg_temp.csv_pieces as p
@@ -112,6 +134,7 @@ declare
     v_judged bigint;
 begin
     perform _require_table(p_table);
+    perform _require_csv_staging();
     perform _prepare_incoming_rows(p_keep_judged => true);
     if not exists (select from pg_temp.csv_lines) then
         perform _expand_csv_pieces();
@@ -143,7 +166,7 @@ $$;
 create or replace function already_migrated(p_table text, p_file text, p_sha256 text)
 returns jsonb
 language sql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
     -- The summary ingest_csv_lines gives for a file whose content (p_sha256)
     -- was migrated into p_table before, or NULL. dataarch migrate asks first,
@@ -159,7 +182,7 @@ $$;
 create or replace function _batch_reasons(p_batch_id bigint)
 returns jsonb
 language sql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
     -- {reason_code: rejections} of one batch, for its summary
     select coalesce(jsonb_object_agg(r.reason_code, r.n), '{}'::jsonb)
@@ -216,6 +239,7 @@ begin
         return v_done;
     end if;
 
+    perform _require_csv_staging();
     insert into ingest_batches (table_name, source, mode)
     values (p_table, v_source, 'per_row')
     returning batch_id into v_batch_id;
@@ -388,6 +412,7 @@ end;
 $$;
 
 revoke all on function csv_begin(text) from public;
+revoke all on function _require_csv_staging() from public;
 revoke all on function _expand_csv_pieces() from public;
 revoke all on function judge_csv_lines(text, text, integer, integer) from public;
 revoke all on function already_migrated(text, text, text) from public;

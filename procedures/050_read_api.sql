@@ -3,7 +3,7 @@
 create or replace function table_row(p_table text, p_id integer)
 returns jsonb
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: one row of p_table by its id, or NULL when there is none.
 begin
@@ -36,7 +36,7 @@ create or replace function _matching_rejections(
 )
 returns setof ingest_errors
 language sql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
     -- p_table's rejections that pass every filter given (NULL: no filter)
     select e.*
@@ -59,7 +59,7 @@ create or replace function table_rejections(
 )
 returns jsonb
 language sql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
     -- A page of p_table's logged rejections, newest first, filtered by
     -- batch, status (open, resolved, closed), reason and time received:
@@ -96,7 +96,7 @@ create or replace function close_rejections(
 returns jsonb
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: the open rejections among p_error_ids are closed, now, by p_by
 -- (default: the session's user) with p_note, which must say something
@@ -141,7 +141,7 @@ returns table (
     raw_line text, raw_row jsonb, reason_code text, field text, message text
 )
 language sql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
     -- p_table's rejections, oldest first, as reject files need them: the
     -- record as it came (raw_line for a CSV record, raw_row for an API row)

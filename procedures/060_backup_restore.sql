@@ -35,7 +35,7 @@ $$;
 create or replace function _require_backup_table(p_table text)
 returns regclass
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: p_table as a regclass when a backup may hold it, else DAT01.
 begin
@@ -71,7 +71,7 @@ $$;
 create or replace function relation_checksum(p_relation regclass)
 returns table (row_count bigint, checksum text)
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 set timezone = 'UTC'
 set datestyle = 'ISO, YMD'
 set intervalstyle = 'postgres'
@@ -91,7 +91,7 @@ $$;
 create or replace function table_checksum(p_table text)
 returns table (row_count bigint, checksum text)
 language sql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
     -- relation_checksum of one of the tables a backup holds.
     select * from relation_checksum(_require_backup_table(p_table))
@@ -100,7 +100,7 @@ $$;
 create or replace function _keyed_checksums(p_relation regclass)
 returns table (row_count bigint, checksum text, keyed_checksum text)
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 set timezone = 'UTC'
 set datestyle = 'ISO, YMD'
 set intervalstyle = 'postgres'
@@ -122,7 +122,7 @@ $$;
 create or replace function _primary_key_list(p_table regclass)
 returns text
 language sql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
     -- p_table's primary key columns, quoted, comma-separated, in key order.
     select string_agg(format('%I', a.attname), ', ' order by k.n)
@@ -135,7 +135,7 @@ $$;
 create or replace function rows_breaking_constraints(p_table text, p_limit integer default 10)
 returns table (constraint_name text, row_key text)
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: up to p_limit rows of p_table, by primary key, for each of its
 -- CHECK constraints not yet validated (added NOT VALID by a migration,
@@ -165,7 +165,7 @@ create or replace function backup_record(p_set text, p_table text, p_file text)
 returns table (row_count bigint, checksum text)
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: the row count and checksum of p_table as the caller's snapshot
 -- sees it, for the file's header, recorded in backup_catalog in the
@@ -204,7 +204,9 @@ begin
                 hint = 'Try again when it has finished.';
     end if;
     execute format('lock table %s in access exclusive mode', v_table);
-    execute format('drop table if exists pg_temp.%I', v_staging);
+    if _own_temp_table(v_staging) then
+        execute format('drop table pg_temp.%I', v_staging);
+    end if;
     execute format('create temp table %I (like %s) on commit drop', v_staging, v_table);
     execute format('grant insert on pg_temp.%I to %I', v_staging, session_user);
     return v_staging;
@@ -214,7 +216,7 @@ $$;
 create or replace function _restore_diff(p_table regclass, p_staging regclass)
 returns jsonb
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 set work_mem = '256MB'
 as $$
 -- Promise: how replacing p_table's rows by p_staging's would change it,
@@ -279,7 +281,7 @@ begin
         );
     end if;
     foreach v_table in array v_tables loop
-        if to_regclass('pg_temp.restore_' || v_table) is null then
+        if not _own_temp_table('restore_' || v_table) then
             raise exception 'restore_begin(%) was not called in this transaction', v_table
                 using errcode = 'DAT02';
         end if;
@@ -371,7 +373,7 @@ begin
             using errcode = 'DAT01',
                 hint = 'The ingest log is restored with its whole backup set (dataarch restore --all).';
     end if;
-    if to_regclass('pg_temp.restore_' || p_table) is null then
+    if not _own_temp_table('restore_' || p_table) then
         raise exception 'restore_begin(%) was not called in this transaction', p_table
             using errcode = 'DAT02';
     end if;

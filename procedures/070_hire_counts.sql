@@ -35,7 +35,7 @@ $$;
 create or replace function _hire_counts_after_change()
 returns trigger
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: after any INSERT, UPDATE or DELETE statement on employees,
 -- hire_counts has been adjusted by exactly the rows it changed. Only the
@@ -54,7 +54,7 @@ $$;
 create or replace function _insert_counting_hires(p_insert text)
 returns void
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: runs p_insert, which inserts the valid rows of
 -- pg_temp.judged_rows into employees, and adds exactly those rows to
@@ -77,7 +77,7 @@ $$;
 create or replace function _hire_counts_after_truncate()
 returns trigger
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: after TRUNCATE employees, hire_counts is empty too.
 begin
@@ -89,7 +89,7 @@ $$;
 create or replace function refresh_hire_counts()
 returns bigint
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: rebuilds hire_counts from employees (for an install onto an
 -- existing table, or a repair); returns the number of count rows. On Citus

@@ -5,12 +5,15 @@ database by pytest-postgresql, and a fresh clone of it for every test."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +26,7 @@ from pytest_postgresql import factories
 
 from dataarch import server_process
 from dataarch.citus import INSTALL_HINT, CitusCluster, citus_installed, free_ports
-from dataarch.installer import install, load_for_pytest
+from dataarch.installer import install, load_for_pytest, secure
 from dataarch.pgserver import Cluster
 
 # 0755 so that, when the suite runs as root, the postgres user can reach it.
@@ -45,7 +48,16 @@ _template = factories.postgresql_noproc(
     options="-c TimeZone=UTC",
     load=[load_for_pytest],
 )
-postgresql = factories.postgresql("postgresql_proc")
+_clone = factories.postgresql("postgresql_proc")
+
+
+@pytest.fixture
+def postgresql(_clone: psycopg.Connection) -> psycopg.Connection:
+    """A fresh clone of the template, with the privileges `db init` sets on
+    a database (a clone does not inherit its template's)."""
+    secure(_clone)
+    _clone.commit()
+    return _clone
 
 
 @pytest.fixture(scope="session")
@@ -162,6 +174,45 @@ def new_database(test_cluster: Cluster) -> Iterator[Callable[[], str]]:
             admin.execute(f'drop database if exists "{name}" with (force)')
 
 
+@contextlib.contextmanager
+def tcp_proxy(target: str | tuple[str, int]) -> Iterator[int]:
+    """A TCP port on 127.0.0.1 whose connections are relayed to `target` (a
+    unix socket's path, or a (host, port)), byte for byte, by threads of
+    this process: what a server on a network looks like to a client that
+    may not reach the socket itself. Yields the port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            family = socket.AF_UNIX if isinstance(target, str) else socket.AF_INET
+            server = socket.socket(family, socket.SOCK_STREAM)
+            server.connect(target)
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=pump, args=(a, b), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
 TOKEN = "test-token"
 
 
@@ -208,6 +259,30 @@ def start_server(dsn: str, **env: str) -> tuple[subprocess.Popen, str]:
     """`dataarch serve` against dsn; a 503 from /health counts as started,
     since some tests start it while the database is down."""
     return server_process.start_server({**cli_env(dsn), **env}, ready=(200, 503), cwd=PROJECT)
+
+
+@contextlib.contextmanager
+def served_clone(proc, dbname: str, backup_dir: Path, **env: str) -> Iterator[str]:  # noqa: ANN001
+    """`dataarch serve` over a clone of the template named dbname, with a
+    few departments and jobs, for a whole module; yields its URL."""
+    from pytest_postgresql.janitor import DatabaseJanitor
+
+    janitor = DatabaseJanitor(
+        user=proc.user, host=proc.host, port=proc.port, dbname=dbname,
+        template_dbname=proc.template_dbname,
+    )  # fmt: skip
+    janitor.init()
+    dsn = f"host={proc.host} port={proc.port} dbname={dbname} user=postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        secure(conn)
+        load_reference_rows(conn)
+    server, url = start_server(dsn, DATAARCH_BACKUP_DIR=str(backup_dir), **env)
+    try:
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        janitor.drop()
 
 
 @pytest.fixture

@@ -4,10 +4,12 @@ record, and restores a whole database, schema and all, in one transaction."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
-from conftest import dataarch, employee, ingest
+from conftest import PROJECT, cli_env, dataarch, employee, ingest
 
 KPIS = (
     "select * from kpi_hires_by_quarter(2021)",
@@ -85,3 +87,27 @@ def test_verify_reads_every_record(conn, dsn, tmp_path: Path) -> None:
     # the file alone has no manifest to compare with: its records and checksum decide
     alone = dataarch(dsn, "backup", "verify", str(employees), **env)
     assert alone.returncode == 1 and "FAILED" in alone.stdout and "Traceback" not in alone.stderr
+
+
+def test_backups_are_readable_by_their_owner_only(conn, dsn, tmp_path: Path) -> None:
+    """Files 0640 and folders 0750 whatever the umask, as pgBackRest's
+    repository; verify reports a file others may read."""
+    ingest(conn, "departments", [{"department_id": 1, "department_name": "Sales"}])
+    backups = tmp_path / "backups"
+    made = subprocess.run(
+        [sys.executable, "-m", "dataarch.cli", "backup", "departments", "jobs"],
+        env={**cli_env(dsn), "DATAARCH_BACKUP_DIR": str(backups)}, cwd=PROJECT,
+        capture_output=True, text=True, timeout=120, umask=0,  # the widest umask there is
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    files = [p for p in backups.rglob("*") if p.is_file()]
+    folders = [backups, *(p for p in backups.rglob("*") if p.is_dir())]
+    assert len(files) == 3 and len(folders) == 4  # two tables and a manifest; sets/
+    assert {p.stat().st_mode & 0o777 for p in files} == {0o640}
+    assert {p.stat().st_mode & 0o777 for p in folders} == {0o750}
+    assert dataarch(dsn, "backup", "verify", DATAARCH_BACKUP_DIR=str(backups)).returncode == 0
+    loose = next(backups.glob("jobs/*.avro"))
+    loose.chmod(0o644)
+    verified = dataarch(dsn, "backup", "verify", DATAARCH_BACKUP_DIR=str(backups))
+    assert verified.returncode == 1
+    assert "readable by other users (mode 0644): chmod 0640" in verified.stdout

@@ -77,3 +77,49 @@ def test_cli_reports_an_unreachable_database(tmp_path: Path) -> None:
     assert proc.returncode == 3  # a server not running or not reachable
     assert proc.stderr.startswith("dataarch: cannot reach the database")
     assert "Traceback" not in proc.stderr
+
+
+def _as_nobody(cluster: Cluster) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["runuser", "-u", "nobody", "--", "psql", "-X", "-h", str(cluster.socket_dir),
+         "-p", str(cluster.port), "-U", "postgres", "-d", "postgres", "-c", "select 1"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true",
+                    reason="switching to another OS user needs root")  # fmt: skip
+def test_another_os_user_is_refused(var_dir: Path) -> None:
+    """Only who runs the cluster (and root) gets in: another local user
+    cannot enter the socket's directory nor open the socket, and when it
+    could, peer authentication would still refuse it."""
+    cluster = Cluster(var_dir / "pg", durable=False)
+    cluster.start()
+    socket = cluster.socket_dir / f".s.PGSQL.{cluster.port}"
+    assert cluster.socket_dir.stat().st_mode & 0o007 == 0  # nothing for others
+    assert socket.stat().st_mode & 0o007 == 0
+    refused = _as_nobody(cluster)
+    assert refused.returncode != 0 and "Permission denied" in refused.stderr, refused.stderr
+    cluster.socket_dir.chmod(0o755)  # the file walls down: authentication holds
+    socket.chmod(0o777)
+    try:
+        refused = _as_nobody(cluster)
+    finally:
+        cluster.socket_dir.chmod(0o2770)
+        socket.chmod(0o770)
+    assert refused.returncode != 0 and "Peer authentication failed" in refused.stderr
+    with psycopg.connect(cluster.conninfo()) as conn:  # its owner (here: root) gets in
+        assert conn.execute("select current_user").fetchone()[0] == "postgres"
+
+
+def test_a_cluster_of_an_earlier_release_is_closed_at_its_next_start(var_dir: Path) -> None:
+    """Clusters made with `trust` for every local user are converted when they start."""
+    cluster = Cluster(var_dir / "pg", durable=False)
+    cluster.init()
+    hba = cluster.data_dir / "pg_hba.conf"
+    hba.write_text("local all all trust\n")  # what earlier releases wrote
+    cluster.start()
+    assert "local all all peer map=dataarch" in hba.read_text()
+    assert "trust" not in hba.read_text()
+    url = run_cli(var_dir, "db", "url").stdout.strip()
+    assert url.startswith("postgresql://postgres@/dataarch?host=")

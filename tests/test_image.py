@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import PROJECT
+from conftest import PROJECT, tcp_proxy
 
 from dataarch.server_process import free_port
 
@@ -86,9 +86,19 @@ def test_the_image_holds_no_bench_and_no_tests(image) -> None:
     assert not (app / "bench").exists() and not (app / "tests").exists()
 
 
-def test_the_image_starts_as_a_plain_user_and_ingests(image, new_database) -> None:
-    root, venv, steps = image["root"], image["venv"], image["steps"]
+@pytest.fixture
+def database_over_tcp(new_database) -> Iterator[tuple[str, int]]:
+    """A new database of this machine's server instead of the compose
+    network's, reached over TCP as the image reaches `db` (the server's
+    socket is closed to the plain user): (its name, a port on 127.0.0.1)."""
     dsn = dict(part.split("=", 1) for part in new_database().split())
+    with tcp_proxy(f"{dsn['host']}/.s.PGSQL.{dsn['port']}") as port:
+        yield dsn["dbname"], port
+
+
+def test_the_image_starts_as_a_plain_user_and_ingests(image, database_over_tcp) -> None:
+    root, venv, steps = image["root"], image["venv"], image["steps"]
+    dbname, db_port = database_over_tcp
     secrets = root / "secrets"
     secrets.mkdir(exist_ok=True)
     for name in ("db_password", "api_db_password", "api_token"):
@@ -103,8 +113,7 @@ def test_the_image_starts_as_a_plain_user_and_ingests(image, new_database) -> No
         "PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(root),
         **{k: v for k, v in steps["env"].items() if k != "PATH"},
         **environment,
-        # this machine's server instead of the compose network's, same variables
-        "PGHOST": dsn["host"], "PGPORT": dsn["port"], "PGDATABASE": dsn["dbname"],
+        "PGHOST": "127.0.0.1", "PGPORT": str(db_port), "PGDATABASE": dbname,
         "PGUSER": "postgres",
         "DATAARCH_VAR_DIR": str(root / "var"),
         "DATAARCH_BACKUP_DIR": str(root / "backups"), "DATAARCH_REPORTS_DIR": str(root / "reports"),

@@ -24,6 +24,7 @@ def owner_dsn(test_cluster: Cluster) -> Iterator[str]:
     with psycopg.connect(test_cluster.conninfo(), autocommit=True) as admin:
         admin.execute(f"create role {owner} login createrole nosuperuser")
         admin.execute(f"create database {owner} owner {owner}")
+    test_cluster.map_role(owner)  # peer authentication: our OS user may be it too
     dsn = test_cluster.conninfo(owner, user=owner)
     with psycopg.connect(dsn) as conn:
         install(conn)

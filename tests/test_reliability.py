@@ -32,12 +32,12 @@ from conftest import (
     cli_env,
     employee,
     load_reference_rows,
+    served_clone,
     start_server,
     wait_until,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pytest_postgresql.janitor import DatabaseJanitor
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
@@ -366,21 +366,8 @@ SCHEMA = schemathesis.openapi.from_dict(_SCHEMA_APP.openapi_schema.to_schema())
 @pytest.fixture(scope="module")
 def schema_server(postgresql_proc, tmp_path_factory) -> Iterator[str]:
     """A server over a database of its own for the whole module."""
-    janitor = DatabaseJanitor(
-        user=postgresql_proc.user, host=postgresql_proc.host, port=postgresql_proc.port,
-        dbname="schemathesis", template_dbname=postgresql_proc.template_dbname,
-    )  # fmt: skip
-    janitor.init()
-    dsn = (
-        f"host={postgresql_proc.host} port={postgresql_proc.port} dbname=schemathesis user=postgres"
-    )
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        load_reference_rows(conn)
-    proc, url = start_server(dsn, DATAARCH_BACKUP_DIR=str(tmp_path_factory.mktemp("b")))
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
-    janitor.drop()
+    with served_clone(postgresql_proc, "schemathesis", tmp_path_factory.mktemp("b")) as url:
+        yield url
 
 
 OPERATIONS = [

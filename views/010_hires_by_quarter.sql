@@ -25,7 +25,7 @@ returns table (
     q1 bigint, q2 bigint, q3 bigint, q4 bigint
 )
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: KPI 1 for one year, ordered byte-wise (COLLATE "C") by
 -- department, then job, as the published results are; ids break ties

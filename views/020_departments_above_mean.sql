@@ -41,7 +41,7 @@ where s.hired > s.mean_hired;
 create or replace function kpi_departments_above_mean(p_year integer)
 returns table (id integer, department text, hired bigint)
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: KPI 2 for one year: hires descending, ties by id.
 begin

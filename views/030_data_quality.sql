@@ -5,7 +5,7 @@
 create or replace function data_quality(p_oldest integer default 10)
 returns jsonb
 language sql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, public, pg_temp
 set timezone = 'UTC'
 as $$
     -- Counts by reason, source and day, open against resolved over time, the

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+import psycopg
+
 from dataarch import db, installer
-from dataarch.settings import Settings
+from dataarch.settings import API_ROLE, Settings
 
 NOT_RUNNING = 3  # the documented exit status for "not running / not reachable"
 
@@ -28,8 +30,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "check":
         return check(settings)
     elif args.action == "url":  # whether it runs or not: `db status` says
-        cluster = db.embedded_cluster(settings)
-        print(cluster.conninfo(db.EMBEDDED_DBNAME) if settings.embedded else db.conninfo(settings))
+        print(db.url(settings))
     elif args.action == "init":
         print(init(settings))
     return 0
@@ -90,25 +91,47 @@ def describe_engine(engine: dict) -> str:
 
 
 def check(settings: Settings) -> int:
-    """Rows an earlier release let in that today's constraints refuse (they
-    stop a backup): listed by table and constraint; status 1 when any."""
+    """What needs a person: rows an earlier release let in that today's
+    constraints refuse (they stop a backup), listed by table and constraint,
+    and privileges of the API role beyond the documented list (or missing
+    from it); status 1 when any."""
     with db.connect(settings) as conn:
-        found = conn.execute(
-            "select t, b.constraint_name, count(*), string_agg(b.row_key, ', ')"
-            " filter (where b.n <= 10)"
-            " from unnest(_backup_tables()) as t,"
-            " lateral (select r.*, row_number() over () as n"
-            "          from rows_breaking_constraints(t, 100000) as r) as b"
-            " group by 1, 2 order by 1, 2"
-        ).fetchall()
+        broken = check_rows(conn)
+        doors = check_api_role(conn)
+    return 1 if broken or doors else 0
+
+
+def check_api_role(conn: psycopg.Connection) -> bool:
+    """The API role against api_role_allowed() (procedures/080_trust.sql)."""
+    findings = conn.execute("select * from api_role_audit()").fetchall()
+    for finding, kind, target, privilege in findings:
+        what = "beyond the documented list" if finding == "excess" else "documented but missing"
+        print(f"{API_ROLE}: {kind} {target}: {privilege}: {what}")
+    if any(finding == "excess" for finding, *_ in findings):
+        print(f"revoke what {API_ROLE} holds beyond the list (README, Security), or document it")
+    if not findings:
+        print(f"{API_ROLE} holds exactly the documented privileges")
+    return bool(findings)
+
+
+def check_rows(conn: psycopg.Connection) -> bool:
+    """Rows breaking a constraint added NOT VALID; True when any."""
+    found = conn.execute(
+        "select t, b.constraint_name, count(*), string_agg(b.row_key, ', ')"
+        " filter (where b.n <= 10)"
+        " from unnest(_backup_tables()) as t,"
+        " lateral (select r.*, row_number() over () as n"
+        "          from rows_breaking_constraints(t, 100000) as r) as b"
+        " group by 1, 2 order by 1, 2"
+    ).fetchall()
     for table, constraint, count, keys in found:
         more = " ..." if count > 10 else ""
         print(f"{table}: {count} row(s) break {constraint}: {keys}{more}")
     if found:
         print("correct or delete them (by primary key, as listed); until then no backup is written")
-        return 1
+        return True
     print("every row holds every constraint")
-    return 0
+    return False
 
 
 COMMANDS = {"db": (add_arguments, run)}

@@ -68,7 +68,7 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from app import create_app
 
     _can_bind(args.host, args.port)
-    token_is_ours = not settings.tokens  # none configured: var/api-token serves
+    token_is_ours = not settings.api_tokens  # no admin token configured: var/api-token's
     settings = settings.with_generated_token()
     print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /schema/openapi.json)")
     if token_is_ours:  # a token the user configured is theirs already; never echo it
@@ -108,7 +108,7 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         f"database holds {departments} departments, {jobs} jobs, {employees} employees;"
         f" {rejected} rejected rows logged"
     )
-    print(f"psql: psql '{db.conninfo(settings)}'")
+    print(f"psql: psql '{db.url(settings)}'")
     if status or args.no_serve:
         return status
     return run_serve(args, settings)
