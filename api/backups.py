@@ -23,7 +23,12 @@ from dataarch.settings import Settings
 log = logging.getLogger("dataarch.api")
 CodecQuery = Annotated[Literal["deflate", "snappy", "null"], QueryParameter()]
 KeepQuery = Annotated[
-    int | None, QueryParameter(ge=1, le=100_000, description="keep the newest N of each table")
+    int | None,
+    QueryParameter(
+        ge=1,
+        le=100_000,
+        description="keep the newest N full sets and, of each table, the newest N partial ones",
+    ),  # fmt: skip
 ]
 KeepDaysQuery = Annotated[
     float | None, QueryParameter(gt=0, le=100_000, description="delete those older than N days")
@@ -61,8 +66,8 @@ class BackupsController(Controller):
     @post(
         "/tables/{table:str}/backups", status_code=201, sync_to_thread=True,
         operation_id="backUpTable", summary="Write an Avro backup of a table (a set of one file)",
-        description="Retention (keep, keep_days) goes by the time in each file's header and"
-        " never removes the file just written; `pruned` names what it removed.",
+        description="Retention (keep, keep_days) removes whole sets, in the order they were"
+        " made, never the set just written; `pruned` names what it removed.",
         responses=problem_responses(400, 401, 403, 404, 406, 503, 507),
     )  # fmt: skip
     def back_up_table(

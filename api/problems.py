@@ -46,10 +46,12 @@ DESCRIPTIONS = {
     403: "the token's scope does not allow this route",
     404: "unknown table, row or page",
     406: "none of the media types the Accept header allows can be produced",
+    408: "the body stopped arriving (DATAARCH_UPLOAD_IDLE_TIMEOUT); nothing was loaded",
     409: "a backup or restore of the table is running; retry later",
     413: "body too large",
     415: "wrong Content-Type",
-    422: "a batch of 0 or more than 1000 rows, a reused Idempotency-Key, a refused file",
+    422: "a batch of 0 or more than 1000 rows, a reused Idempotency-Key, a refused file"
+    " (not a CSV of the table, or named for another)",
     429: "too many failed token checks or sign-ins from this address; retry after Retry-After",
     503: "the database is unavailable or busy; retry after Retry-After seconds",
     507: "no space left for the backup",
@@ -87,13 +89,15 @@ def _problem(
 
 def database_problem(exc: psycopg.Error) -> ProblemDetailsException:
     """The catalogue says the status, the title and whether to retry. A 4xx says
-    what the database said; a 5xx only its title (details can quote row
-    contents), and is logged with the SQLSTATE and the database's message,
-    and its traceback when it is a surprise."""
+    what the database said, as does a busy table's (it names the operation
+    holding it, never data); another 5xx only its title (details can quote
+    row contents), and is logged with the SQLSTATE and the database's
+    message, and its traceback when it is a surprise."""
     entry = errors.of_error(exc)
-    if entry.status < 500:
+    if entry.status < 500 or entry.busy:
         return _problem(entry.status, entry.title, exc.diag.message_primary or str(exc),
-                        sqlstate=exc.sqlstate, hint=exc.diag.message_hint)  # fmt: skip
+                        sqlstate=exc.sqlstate, hint=exc.diag.message_hint,
+                        headers=RETRY_SOON if entry.retry else None)  # fmt: skip
     fields = {"sqlstate": exc.sqlstate, "message": exc.diag.message_primary, "status": entry.status}
     log.error("database error", exc_info=exc if entry.status == 500 else None,
               extra={"fields": fields})  # fmt: skip

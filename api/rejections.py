@@ -18,7 +18,7 @@ from api.schemas import CSV, JSON, RejectionPage, TablePath
 from api.state import Pool
 from api.tables import fetch_json, known_table
 from dataarch.logs import event
-from dataarch.rejects import Rejected, reject_files
+from dataarch.rejects import Rejected, received, reject_files
 
 log = logging.getLogger("dataarch.api")
 ErrorId = Annotated[int, Meta(ge=1, le=2**63 - 1)]
@@ -79,11 +79,14 @@ class RejectionsController(Controller):
                 columns = (await (await conn.execute(
                     "select _table_columns(%s)", (table,))).fetchone())[0]  # fmt: skip
                 cursor = await conn.execute(
-                    "select batch_id, source, place, raw_line, raw_row, reason_code, field,"
+                    "select batch_id, source, place, raw_line, raw_row::text, reason_code, field,"
                     " message from rejected_records(%s, %s, %s, %s, %s)",
                     (table, batch_id, status, reason, since),
                 )
-                rows = [Rejected(*row) for row in await cursor.fetchall()]
+                rows = [
+                    Rejected(*row[:4], received(row[4]), *row[5:])
+                    for row in await cursor.fetchall()
+                ]
             records, _, _ = reject_files(rows, columns)
             return Response(content=records, media_type=CSV)
         page = await fetch_json(

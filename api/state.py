@@ -47,8 +47,8 @@ async def _check_if_suspect(conn: psycopg.AsyncConnection) -> None:
 
 def connection_options(settings: Settings) -> dict[str, object]:
     # a request waits at most lock_timeout for a table a restore holds (503)
-    lock_ms = int(settings.lock_timeout * 1000)
-    return {"options": f"{db.SESSION_OPTIONS} -c lock_timeout={lock_ms}", "connect_timeout": 3}
+    return {"options": db.session_options(settings), "connect_timeout": 3,
+            "application_name": "dataarch api"}  # fmt: skip
 
 
 def open_pools(settings: Settings) -> tuple[AsyncConnectionPool, ConnectionPool]:

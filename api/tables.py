@@ -29,7 +29,7 @@ from api.schemas import (
 from api.state import AppMetrics, AppSettings, BlockingPool, Pool
 from dataarch import migrate
 from dataarch.csvrecords import CsvError, Dialect
-from dataarch.logs import event, timed
+from dataarch.logs import event, request_id, timed
 
 log = logging.getLogger("dataarch.api")
 ID_COLUMNS = {"departments": "department_id", "jobs": "job_id", "employees": "employee_id"}
@@ -95,8 +95,8 @@ class TablesController(Controller):
             async with pool.connection() as conn:
                 cursor = await conn.execute(
                     "select r::text, r ->> 'batch_id', r ->> 'submitted', r ->> 'inserted',"
-                    " r ->> 'rejected' from ingest_batch_json(%s, %s, %s, 'api', %s) as r",
-                    (table, text, mode, idempotency_key),
+                    " r ->> 'rejected' from ingest_batch_json(%s, %s, %s, 'api', %s, %s) as r",
+                    (table, text, mode, idempotency_key, request_id.get()),
                 )
                 result, batch_id, submitted, inserted, rejected = await cursor.fetchone()
         metrics.batch(table, int(inserted), int(rejected), took["duration_ms"] / 1000)
@@ -120,7 +120,7 @@ class TablesController(Controller):
             " whose content was loaded into the table before is not loaded again; the answer"
             " says so (status already_migrated)."
         ),
-        responses=problem_responses(400, 401, 403, 404, 406, 413, 415, 503),
+        responses=problem_responses(400, 401, 403, 404, 406, 408, 413, 415, 422, 503),
     )  # fmt: skip
     async def upload_csv(
         self,
@@ -135,6 +135,10 @@ class TablesController(Controller):
         file: Annotated[
             str, QueryParameter(min_length=1, max_length=200, description="its name, logged")
         ] = "upload.csv",
+        force: Annotated[
+            bool,
+            QueryParameter(description="load it even when its name or header names another table"),
+        ] = False,
     ) -> Response[CsvSummary]:
         known_table(table)
         if request.content_type[0] != CSV:
@@ -142,32 +146,44 @@ class TablesController(Controller):
             raise HTTPException(status_code=415, detail=f"send the file as {CSV}")
         try:
             dialect = Dialect(delimiter=delimiter, encoding=encoding, header=header)
+            if not force:
+                migrate.refuse_a_file_named_for_another_table(table, file)
         except CsvError as exc:
             await _drain(request)
             raise ValidationException(str(exc)) from exc
+        except migrate.MigrationError as exc:
+            await _drain(request)
+            raise refused(exc) from exc
         announced = request.content_length
         limit = settings.upload_max_bytes
         too_large = f"the file is over {limit} bytes (DATAARCH_UPLOAD_MAX_BYTES)"
         if announced is not None and announced > limit:
             await _drain(request)
             raise HTTPException(status_code=413, detail=too_large)
-        body = _BodyChunks(request.stream(), limit)
+        body = _BodyChunks(request.stream(), limit, settings.upload_idle_timeout)
 
         def load() -> dict:
             with blocking.connection() as conn:
                 return migrate.load(
                     conn, table, body, file, None, dialect,
-                    sessions=settings.migrate_sessions, size=announced,
+                    sessions=settings.migrate_sessions, size=announced, force=force,
                 )  # fmt: skip
 
         started = time.perf_counter()
         try:
             summary = await anyio.to_thread.run_sync(load)
         except migrate.MigrationError as exc:
-            raise ValidationException(str(exc)) from exc
+            await _drain(request, body.stream)
+            raise refused(exc) from exc
         except _TooLarge:
             await _drain(request, body.stream)
             raise HTTPException(status_code=413, detail=too_large) from None
+        except _Stalled:
+            raise HTTPException(
+                status_code=408, headers={"Connection": "close"},
+                detail=f"the body sent nothing for {settings.upload_idle_timeout:g} s"
+                " (DATAARCH_UPLOAD_IDLE_TIMEOUT): nothing was loaded",
+            ) from None  # fmt: skip
         seconds = time.perf_counter() - started
         if summary["status"] == "migrated":
             metrics.batch(table, summary["inserted"], summary["rejected"], seconds)
@@ -197,13 +213,21 @@ class TablesController(Controller):
         return Response(content=row, media_type=JSON)
 
 
+def refused(exc: migrate.MigrationError) -> HTTPException:
+    """422: the file was read and refused whole (not a CSV of the table, or
+    one of another table); nothing of it was loaded."""
+    return HTTPException(status_code=422, detail=str(exc))
+
+
 class _BodyChunks:
     """A request body as an iterator of bytes for the loader's worker thread,
     pulled from the event loop a chunk at a time: never held whole. Past the
-    limit it raises _TooLarge, which rolls the load back."""
+    limit it raises _TooLarge, and when no byte arrives for `idle` seconds
+    _Stalled (a client that went silent would hold the table's load lock
+    for ever); either rolls the load back."""
 
-    def __init__(self, stream: AsyncIterator[bytes], limit: int) -> None:
-        self.stream, self.limit, self.seen = stream, limit, 0
+    def __init__(self, stream: AsyncIterator[bytes], limit: int, idle: float) -> None:
+        self.stream, self.limit, self.idle, self.seen = stream, limit, idle, 0
 
     def __iter__(self) -> Iterator[bytes]:
         while (chunk := anyio.from_thread.run(self._next)) is not None:
@@ -213,11 +237,19 @@ class _BodyChunks:
             yield chunk
 
     async def _next(self) -> bytes | None:
-        return await anext(self.stream, None)
+        try:
+            with anyio.fail_after(self.idle):
+                return await anext(self.stream, None)
+        except TimeoutError:
+            raise _Stalled from None
 
 
 class _TooLarge(Exception):
     """The body passed the limit: raised inside the loader to roll it back."""
+
+
+class _Stalled(Exception):
+    """The body sent nothing for too long: raised inside the loader to roll it back."""
 
 
 async def _drain(request: Request, started: AsyncIterator[bytes] | None = None) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -82,9 +83,32 @@ def restore(args: argparse.Namespace, settings: Settings) -> int:
         if not r.dry_run:
             logs.event(log, "restore", table=r.table, rows=r.rows, file=r.file,
                        added=r.added, removed=r.removed, changed=r.changed, **took)  # fmt: skip
+    if results and (followed := describe_bookkeeping(results[0].bookkeeping)):
+        print(("would follow: " if args.dry_run else "followed: ") + followed)
+    if args.all and (left := _left_out(settings.backup_dir, args.set, results)):
+        print(f"partial set: {', '.join(left)} not in it, left as they are")
     if args.dry_run:
         print("dry run: nothing changed")
     return 0
+
+
+def describe_bookkeeping(done: dict | None) -> str:
+    """What a restore did to the records about the rows, in words."""
+    if not done:
+        return ""
+    said = [
+        f"{done['files']} migrated file(s) may load again" if done.get("files") else "",
+        f"{done['answers']} stored answer(s) forgotten" if done.get("answers") else "",
+        f"{done['reopened']} resolved rejection(s) open again" if done.get("reopened") else "",
+    ]
+    return "; ".join(s for s in said if s)
+
+
+def _left_out(backup_dir: Path, name: str | None, results: list) -> list[str]:
+    found = store.find_set(backup_dir, name)
+    if found.full:
+        return []
+    return sorted(store.FULL_SET - {r.table for r in results})
 
 
 def _newest(backup_dir: Path, table: str) -> Path:
@@ -96,12 +120,19 @@ def _newest(backup_dir: Path, table: str) -> Path:
 
 def show(args: argparse.Namespace, settings: Settings) -> int:
     sets = [] if args.table else store.list_sets(settings.backup_dir)
+    if args.json:
+        print(json.dumps({"sets": [s.as_dict() for s in store.list_sets(settings.backup_dir)]},
+                         indent=2))  # fmt: skip
+        return 0
     if sets:
         print("sets, oldest first:")
     for found in sets:
         state = "complete" if found.complete else f"INCOMPLETE (gone: {', '.join(found.missing)})"
+        kind = "full" if found.full else "partial"
+        number = f"#{found.number}" if found.number is not None else "#-"
+        future = "  DATED IN THE FUTURE (a clock ran fast)" if found.in_the_future else ""
         tables = ", ".join(f"{t} {f['rows']}" for t, f in found.files.items())
-        print(f"  {found.name}  {state}: {tables}")
+        print(f"  {number:>5} {found.name}  {kind}, {state}: {tables}{future}")
     tables = [args.table] if args.table else _folders(settings.backup_dir)
     infos = [i for t in tables for i in store.list_backups(settings.backup_dir, t)]
     if infos:
@@ -139,7 +170,9 @@ def _at_least(minimum: float, kind: type = int):  # noqa: ANN202
 
 def add_dump_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("tables", nargs="*", metavar="TABLE")
-    p.add_argument("--keep", type=_at_least(1), help="keep the newest N backups of each table")
+    p.add_argument("--keep", type=_at_least(1), metavar="N",
+                   help="keep the newest N full sets, and of each table the newest N partial"
+                   " ones (whole sets, never the one just written)")  # fmt: skip
     p.add_argument("--keep-days", type=_at_least(0.001, float), metavar="D",
                    help="delete backups older than D days (never the new one)")  # fmt: skip
     p.add_argument("--codec", choices=dumping.CODECS, default="deflate")
@@ -149,12 +182,15 @@ def add_restore_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", nargs="?", choices=restoring.DATA_TABLES)
     p.add_argument("--file", help="backup file (default: the newest backup of the table)")
     p.add_argument("--all", action="store_true", help="every table of a set, in one transaction")
-    p.add_argument("--set", help="with --all: the set's name (default: the newest complete one)")
+    p.add_argument("--set", help="with --all: the set's name (default: the newest complete full"
+                   " set; a partial one restores only its tables)")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="say what would change; change nothing")
 
 
 def add_list_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("table", nargs="?")
+    p.add_argument("table", nargs="?", help="only this table's backup files")
+    p.add_argument("--json", action="store_true",
+                   help="every set as JSON: kind, number, times, server, files")  # fmt: skip
 
 
 def add_verify_arguments(p: argparse.ArgumentParser) -> None:

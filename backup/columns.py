@@ -27,6 +27,7 @@ class Column:
     name: str
     pg_type: str
     nullable: bool = False
+    has_default: bool = False  # what a restore fills in when a file lacks the column
 
     @property
     def avro_type(self) -> object:
@@ -44,11 +45,12 @@ class Column:
 
 def table_columns(conn: psycopg.Connection, table: str) -> list[Column]:
     rows = conn.execute(
-        "select attname, format_type(atttypid, atttypmod), not attnotnull from pg_attribute"
+        "select attname, format_type(atttypid, atttypmod), not attnotnull, atthasdef"
+        " from pg_attribute"
         " where attrelid = %s::regclass and attnum > 0 and not attisdropped order by attnum",
         (table,),
     ).fetchall()
-    columns = [Column(name, pg_type, nullable) for name, pg_type, nullable in rows]
+    columns = [Column(*row) for row in rows]
     unknown = [c for c in columns if c.pg_type not in TYPES]
     if unknown:
         raise TypeError(f"{table}: no Avro mapping for {unknown}")

@@ -14,10 +14,12 @@ Python against 0.4 us in the server), so it is what the cores share.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -30,8 +32,10 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+import dataarch
 from backup import store
 from backup.columns import TIMESTAMP, Column, avro_schema, table_columns
+from dataarch.db import operation
 from dataarch.installer import schema_version
 
 CODECS = ("deflate", "snappy", "null")
@@ -116,11 +120,30 @@ def _encode(conn: psycopg.Connection, part: Part) -> bytes:
 # -- worker processes ------------------------------------------------------------------
 
 _worker_conn: psycopg.Connection | None = None
+# A worker's session ends by itself if it sits in its transaction this long
+# (its parent gone, say): it holds the backup's snapshot and table locks.
+WORKER_IDLE_MS = 60_000
+_PR_SET_PDEATHSIG = 1
 
 
-def _join_snapshot(conninfo: str, snapshot: str) -> None:
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this process when its parent dies (kill -9
+    included): an orphaned worker would hold its session, locks and snapshot
+    until its task ended, or forever while it waits for the next one."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
+def _join_snapshot(conninfo: str, snapshot: str, parent: int, lock_ms: int) -> None:
     global _worker_conn
-    _worker_conn = psycopg.connect(conninfo)
+    _die_with(parent)
+    idle = f"-c idle_in_transaction_session_timeout={WORKER_IDLE_MS}"
+    _worker_conn = psycopg.connect(
+        conninfo, application_name="dataarch backup worker",
+        options=f"-c lock_timeout={lock_ms} {idle}",
+    )  # fmt: skip
     _worker_conn.execute("set transaction isolation level repeatable read, read only")
     _worker_conn.execute(sql.SQL("set transaction snapshot {}").format(snapshot))
 
@@ -150,13 +173,22 @@ def _blocks(conn: psycopg.Connection, parts: list[Part]) -> Iterator[bytes]:
             yield _encode(conn, part)
         return
     snapshot = conn.execute("select pg_export_snapshot()").fetchone()[0]
+    lock_ms = conn.execute("select current_setting('lock_timeout')").fetchone()[0]
     conninfo = make_conninfo(conn.info.dsn, password=conn.info.password or None)
     # spawn, not fork: a forked child would share this process's connection socket
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        workers, context, initializer=_join_snapshot, initargs=(conninfo, snapshot)
-    ) as pool:
+        workers, context, initializer=_join_snapshot,
+        initargs=(conninfo, snapshot, os.getpid(), _milliseconds(lock_ms)),
+    ) as pool:  # fmt: skip
         yield from pool.map(_encode_in_worker, parts)
+
+
+def _milliseconds(setting: str) -> int:
+    """lock_timeout as the server shows it ("10s", "500ms", "0") in ms."""
+    units = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+    number = setting.rstrip("abcdefghijklmnopqrstuvwxyz")
+    return int(float(number) * units.get(setting[len(number) :], 1))
 
 
 # -- files and sets ---------------------------------------------------------------------
@@ -234,8 +266,10 @@ def backup_tables(
     waiting: Callable[[str], None] = lambda _: None,
 ) -> BackupSet:
     """Write one set: a file per table (default: every table a backup holds),
-    all from one snapshot, all or none; then prune each table's backups to
-    the newest `keep` and to `keep_days`, never the file just written."""
+    all from one snapshot, all or none; then, once it is complete, remove
+    whole sets by retention (store.prune: the newest `keep` full sets and
+    the newest `keep` partial ones of each table, and `keep_days`), never
+    the set just written."""
     if codec not in CODECS:
         raise ValueError(f"codec must be one of {', '.join(CODECS)}, not {codec!r}")
     if keep is not None and keep < 1:
@@ -251,14 +285,17 @@ def backup_tables(
         ordered = [t for t in known if t in wanted]
         name = store.set_name()
         paths = [store.file_path(backup_dir, t, name) for t in ordered]
-        with _no_restore_meanwhile(conn, ordered, waiting):
+        with (
+            store.writing(backup_dir),
+            operation(conn, "dataarch backup"),
+            _no_restore_meanwhile(conn, ordered, waiting),
+        ):
             _write_set(conn, ordered, paths, name, backup_dir, codec)
+            written = BackupSet(name, [store.read_info(p) for p in paths])
+            if keep is not None or keep_days is not None:
+                written.pruned = store.prune(backup_dir, keep, keep_days, protect=name)
     finally:
         conn.autocommit = previous
-    written = BackupSet(name, [store.read_info(p) for p in paths])
-    if keep is not None or keep_days is not None:
-        for path, table in zip(paths, ordered, strict=True):
-            written.pruned += store.prune(backup_dir, table, keep, keep_days, protect=path)
     return written
 
 
@@ -272,11 +309,16 @@ def _write_set(
 ) -> None:
     """Files, manifest and catalogue entries of one set, or none of them."""
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    started = datetime.now(UTC).isoformat()
     try:
         with conn.transaction():
             version = schema_version(conn)
             for table in tables:
                 _refuse_unstorable_rows(conn, table)
+            numbered = conn.execute(
+                "select backup_set_begin(%s, %s, %s)",
+                (name, tables, store.highest_number(backup_dir)),
+            ).fetchone()[0]
             for table, path in zip(tables, paths, strict=True):
                 _dump_table(conn, table, path, name, codec, version)
             store.promote(paths)
@@ -285,9 +327,11 @@ def _write_set(
                     "sha256": store.sha256_of(p), "bytes": p.stat().st_size}
                 for t, p in zip(tables, paths, strict=True)
             }  # fmt: skip
-            store.write_manifest(
-                backup_dir, store.SetInfo(name, datetime.now(UTC).isoformat(), files)
-            )
+            about = {"started_at": started, "stopped_at": datetime.now(UTC).isoformat(),
+                     "schema_version": version, **_database_facts(conn)}  # fmt: skip
+            store.write_manifest(backup_dir, store.SetInfo(
+                name, started, files, number=numbered["number"], kind=numbered["kind"], about=about
+            ))  # fmt: skip
     except OSError as exc:
         store.discard([*paths, store.manifest_path(backup_dir, name)])
         raise store.storage_error("write the backup", exc) from exc
@@ -296,3 +340,13 @@ def _write_set(
         raise
     finally:
         conn.isolation_level = None
+
+
+def _database_facts(conn: psycopg.Connection) -> dict[str, object]:
+    """Which database and server a set was read from, as pgBackRest records
+    them, and the release that wrote it."""
+    system, server = conn.execute(
+        "select (select system_identifier from pg_control_system())::text,"
+        " current_setting('server_version')"
+    ).fetchone()
+    return {"system_identifier": system, "postgresql": server, "dataarch": dataarch.__version__}

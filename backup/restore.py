@@ -20,7 +20,8 @@ from psycopg.types.json import Jsonb
 
 from backup import store
 from backup.columns import Column, avro_schema, table_columns
-from dataarch import installer
+from dataarch import errors, installer
+from dataarch.db import operation
 
 DATA_TABLES = ("departments", "jobs", "employees")  # what restore_finish accepts
 
@@ -30,7 +31,10 @@ class RestoreError(store.BackupError):
 
 
 class BusyError(store.BackupError):
-    """A backup or another restore of the table runs, or a transaction holds it."""
+    """A backup or another restore of the table runs, or a transaction holds
+    it (the message says which). Exit status 4: nothing changed, try again."""
+
+    status = 4
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class RestoreResult:
     removed: int
     changed: int
     dry_run: bool = False
+    # what followed the rows: migrated files forgotten (they may load again),
+    # stored answers to repeated requests forgotten, rejections reopened
+    bookkeeping: dict[str, int] | None = None
 
 
 @dataclass
@@ -50,6 +57,7 @@ class _Staged:
     path: Path
     rows: int
     checksum: str
+    columns: list[str] | None  # the file's, when it lacks some of the table's
 
 
 def open_reader(path: Path, files: ExitStack) -> fastavro.reader:
@@ -63,7 +71,13 @@ def open_reader(path: Path, files: ExitStack) -> fastavro.reader:
         raise RestoreError(f"{path.name} is not an Avro backup file: {exc}") from exc
 
 
-def _check_file(reader: fastavro.reader, path: Path, table: str, columns: list[Column]) -> None:
+def _check_file(
+    reader: fastavro.reader, path: Path, table: str, columns: list[Column]
+) -> list[Column]:
+    """The table's columns the file holds, in the table's order. A file of an
+    earlier release may lack columns the table has since gained, when they
+    may be NULL or have a default (a restore fills them in); anything else
+    that differs is refused."""
     found = reader.metadata.get(f"{store.META}table")
     if found != table:
         raise RestoreError(
@@ -71,13 +85,18 @@ def _check_file(reader: fastavro.reader, path: Path, table: str, columns: list[C
         )
     expected = avro_schema(table, columns)["fields"]
     actual = [{"name": f["name"], "type": f["type"]} for f in reader.writer_schema["fields"]]
-    if actual != expected:
+    held = [c for c, f in zip(columns, expected, strict=True) if f in actual]
+    lacking = [c for c in columns if c not in held]
+    if [f for f in expected if f in actual] != actual or any(
+        not (c.nullable or c.has_default) for c in lacking
+    ):
         described = ", ".join(f"{f['name']}:{f['type']}" for f in actual)
         wanted = ", ".join(f"{f['name']}:{f['type']}" for f in expected)
         raise RestoreError(f"{path.name} has columns ({described}); {table} has ({wanted})")
     for key in ("row_count", "checksum"):
         if f"{store.META}{key}" not in reader.metadata:
             raise RestoreError(f"{path.name} lacks the {key} a dataarch backup records")
+    return held
 
 
 def _as_is(text: str) -> str:
@@ -102,9 +121,9 @@ def record_rows(reader: fastavro.reader, path: Path, columns: list[Column]) -> I
 
 def _stage(conn: psycopg.Connection, table: str, path: Path, files: ExitStack) -> _Staged:
     """Lock `table`, check the file is a backup of it, and COPY its rows into staging."""
-    columns = table_columns(conn, table)
+    table_has = table_columns(conn, table)
     reader = open_reader(path, files)
-    _check_file(reader, path, table, columns)
+    columns = _check_file(reader, path, table, table_has)
     staging = conn.execute("select restore_begin(%s)", (table,)).fetchone()[0]
     query = sql.SQL("copy {} ({}) from stdin (format binary)").format(
         sql.Identifier(staging), sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
@@ -114,7 +133,10 @@ def _stage(conn: psycopg.Connection, table: str, path: Path, files: ExitStack) -
         for row in record_rows(reader, path, columns):
             copy.write_row(row)
     meta = reader.metadata
-    return _Staged(table, path, int(meta[f"{store.META}row_count"]), meta[f"{store.META}checksum"])
+    return _Staged(
+        table, path, int(meta[f"{store.META}row_count"]), meta[f"{store.META}checksum"],
+        [c.name for c in columns] if columns != table_has else None,
+    )  # fmt: skip
 
 
 def require_schema(conn: psycopg.Connection, action: str) -> None:
@@ -141,17 +163,20 @@ def restore_table(
         raise RestoreError(
             f"{table} is restored only with its whole backup set (dataarch restore --all)"
         )
-    with _translated(table), ExitStack() as files:
+    with _translated(table), ExitStack() as files, operation(conn, "dataarch restore"):
         require_schema(conn, "a restore of one table")
         with conn.transaction(force_rollback=dry_run):
             _limit_lock_waits(conn, lock_timeout)
             staged = _stage(conn, table, path, files)
             if catalogued_only:
                 changes = conn.execute(
-                    "select restore_finish(%s, %s, %s)", (table, staged.rows, staged.checksum)
-                ).fetchone()[0]
+                    "select restore_finish(%s, %s, %s, %s, %s, %s)",
+                    (table, staged.rows, staged.checksum, staged.path.name,
+                     Jsonb(staged.columns) if staged.columns else None, dry_run),
+                ).fetchone()[0]  # fmt: skip
             else:
-                changes = _replace(conn, [staged])[table]
+                done = _replace(conn, [staged], dry_run)
+                changes = {**done[table], "bookkeeping": done["bookkeeping"]}
     return _result(staged, changes, dry_run)
 
 
@@ -163,9 +188,10 @@ def restore_set(
     dry_run: bool = False,
     lock_timeout: float = 10.0,
 ) -> list[RestoreResult]:
-    """Restore every table of a set (default: the newest complete one) in one
-    transaction, referenced tables first, into a database with the schema or
-    without it (installed first). Needs the owner's connection."""
+    """Restore every table of a set (default: the newest complete full one;
+    a partial one only when named) in one transaction, referenced tables
+    first, into a database with the schema or without it (installed first).
+    Needs the owner's connection."""
     found = store.find_set(backup_dir, name)
     if not found.complete:
         raise RestoreError(
@@ -175,31 +201,37 @@ def restore_set(
     with (
         _translated("the set's tables"),
         ExitStack() as files,
+        operation(conn, "dataarch restore"),
         conn.transaction(force_rollback=dry_run),
     ):
         _limit_lock_waits(conn, lock_timeout)
         installer.install(conn)
         order = conn.execute("select _backup_tables()").fetchone()[0]
         tables = [t for t in order if t in found.files]
+        conn.execute("select restore_lock(%s)", (tables,))  # all of them, in the lock order
         staged = [_stage(conn, t, backup_dir / str(found.files[t]["file"]), files) for t in tables]
-        changes = _replace(conn, staged)
-    return [_result(s, changes[s.table], dry_run) for s in staged]
+        changes = _replace(conn, staged, dry_run)
+    return [_result(s, {**changes[s.table], "bookkeeping": changes["bookkeeping"]}, dry_run)
+            for s in staged]  # fmt: skip
 
 
 def _limit_lock_waits(conn: psycopg.Connection, seconds: float) -> None:
     conn.execute(sql.SQL("set local lock_timeout = {}").format(f"{int(seconds * 1000)}ms"))
 
 
-def _replace(conn: psycopg.Connection, staged: list[_Staged]) -> dict[str, dict]:
-    states = {s.table: {"rows": s.rows, "checksum": s.checksum} for s in staged}
-    return conn.execute("select _restore_tables(%s)", (Jsonb(states),)).fetchone()[0]
+def _replace(conn: psycopg.Connection, staged: list[_Staged], dry_run: bool) -> dict[str, dict]:
+    states = {
+        s.table: {"rows": s.rows, "checksum": s.checksum, "file": s.path.name, "columns": s.columns}
+        for s in staged
+    }
+    return conn.execute("select _restore_tables(%s, %s)", (Jsonb(states), dry_run)).fetchone()[0]
 
 
 def _result(staged: _Staged, changes: dict, dry_run: bool) -> RestoreResult:
     return RestoreResult(
         table=staged.table, file=staged.path.name, rows=changes["rows"],
         added=changes["added"], removed=changes["removed"], changed=changes["changed"],
-        dry_run=dry_run,
+        dry_run=dry_run, bookkeeping=changes.get("bookkeeping"),
     )  # fmt: skip
 
 
@@ -208,15 +240,15 @@ def _translated(what: str) -> Iterator[None]:
     """Database errors of a restore as RestoreError or BusyError, phrased for a person."""
     try:
         yield
-    except psycopg.OperationalError:
-        raise  # the connection itself: the caller says "cannot reach the database"
     except psycopg.Error as exc:
         diag = exc.diag
-        if exc.sqlstate in ("DAT08", "55P03"):
+        if errors.of_error(exc).busy:
             raise BusyError(
-                f"{what} is busy (a backup or restore of it is running, or a long"
-                " transaction holds it); nothing changed: try again in a moment"
+                f"{diag.message_primary or what + ' is busy'}; nothing changed:"
+                " try again in a moment"
             ) from exc
+        if isinstance(exc, psycopg.OperationalError):
+            raise  # the connection itself: the caller says "cannot reach the database"
         constraint = _constraint_of(exc)
         if isinstance(exc, psycopg.errors.ForeignKeyViolation):
             raise RestoreError(

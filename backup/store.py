@@ -4,17 +4,26 @@
     <dir>/sets/<set>.json                the manifest of one backup set
 
 A set is what one backup command wrote: one file per table, all read from
-one snapshot, named after the set (its UTC creation time). Files are written
-under hidden `.partial` names and renamed only once every file of the set
-is complete; the manifest is written last, so a set with a manifest is
-whole, and a failure removes every file of the set.
+one snapshot, named after the set (its UTC creation time). It is full (every
+table a backup holds) or partial (some of them), and numbered by the
+database in the order sets were made (backup_set_begin): "newest" is the
+highest number, never a clock's say, and retention removes whole sets.
+Files are written under hidden `.partial` names and renamed only once every
+file of the set is complete; the manifest is written last, so a set with a
+manifest is whole, and a failure removes every file of the set. A backup
+holds a shared lock on the directory's `.lock` while it writes; partial
+files of a run that died are removed by the next one that finds no other
+running. Anything in the directory that is not a regular file (a FIFO, a
+folder named like a backup) is ignored, with a warning.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +38,16 @@ from dataarch.errors import Failure
 
 META = "dataarch."  # prefix of our keys in the Avro header
 SETS = "sets"
+LOCK = ".lock"  # held shared by every backup that writes here
+# What a full set holds: _backup_tables() of procedures/060 (a test checks
+# they agree), read here without a database; sets of releases before
+# numbered sets name no kind, and are full when they hold all of it.
+FULL_SET = frozenset({
+    "departments", "jobs", "employees",
+    "ingest_batches", "ingest_errors", "migrated_files", "idempotency_keys",
+})  # fmt: skip
+FUTURE_SLACK = timedelta(minutes=5)  # a set dated further ahead had a clock running fast
+log = logging.getLogger("dataarch.backup")
 # Backups hold every employee's name: readable by their owner (and group)
 # only, as pgBackRest makes its repository. Set on creation, whatever the
 # umask; `backup verify` reports anything wider.
@@ -85,12 +104,38 @@ def path_of(backup_dir: Path, info: BackupInfo) -> Path:
 class SetInfo:
     name: str
     created_at: str
-    files: dict[str, dict[str, object]]  # table -> file, rows, checksum, sha256, bytes
+    files: dict[str, dict[str, object]]  # table -> file, rows, sha256, bytes
     missing: list[str] = field(default_factory=list)  # tables whose file is gone
+    number: int | None = None  # its place in the order sets were made; None: an earlier release's
+    kind: str = ""  # "full" or "partial"
+    about: dict[str, object] = field(default_factory=dict)  # what else the manifest records
 
     @property
     def complete(self) -> bool:
         return not self.missing
+
+    @property
+    def full(self) -> bool:
+        return self.kind == "full" if self.kind else set(self.files) >= FULL_SET
+
+    @property
+    def order(self) -> tuple:
+        """How sets sort, oldest first: by number; an earlier release's
+        (unnumbered) before every numbered one, by their time."""
+        return (self.number is not None, self.number or 0, self.created_at)
+
+    @property
+    def in_the_future(self) -> bool:
+        """Dated ahead of now: made while a clock ran fast (its number still
+        places it where it belongs)."""
+        return _when(self.created_at) > datetime.now(UTC) + FUTURE_SLACK
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "set": self.name, "number": self.number, "kind": "full" if self.full else "partial",
+            "created_at": self.created_at, "complete": self.complete, "missing": self.missing,
+            "in_the_future": self.in_the_future, **self.about, "files": self.files,
+        }  # fmt: skip
 
 
 def set_name() -> str:
@@ -165,11 +210,41 @@ def discard(paths: list[Path]) -> None:
 
 def write_manifest(backup_dir: Path, info: SetInfo) -> Path:
     path = manifest_path(backup_dir, info.name)
+    document = {"set": info.name, "number": info.number, "kind": info.kind,
+                "created_at": info.created_at, **info.about, "files": info.files}  # fmt: skip
     with partial_file(path) as f:
-        f.write(json.dumps({"set": info.name, "created_at": info.created_at,
-                            "files": info.files}, indent=2).encode())  # fmt: skip
+        f.write(json.dumps(document, indent=2).encode())
     promote([path])
     return path
+
+
+@contextmanager
+def writing(backup_dir: Path) -> Iterator[None]:
+    """Hold the directory's lock shared while a backup writes there; first,
+    when no other backup is running, remove the partial files of runs that
+    died (a crash, kill -9) before they could."""
+    try:
+        make_dirs(backup_dir)
+        fd = os.open(backup_dir / LOCK, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except OSError as exc:
+        raise storage_error("write the backup", exc) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for leftover in _partials(backup_dir):
+                log.warning("removing %s: left by a backup that did not finish", leftover)
+                leftover.unlink(missing_ok=True)
+        except BlockingIOError:
+            pass  # another backup is writing: its partial files are its own
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _partials(backup_dir: Path) -> list[Path]:
+    folders = [p for p in backup_dir.iterdir() if p.is_dir()] if backup_dir.is_dir() else []
+    return [p for folder in folders for p in folder.glob(".*.partial") if p.is_file()]
 
 
 def sha256_of(path: Path) -> str:
@@ -224,25 +299,49 @@ def unsigned(checksum: str) -> str:
     return str(int(checksum) % 2**64) if checksum.lstrip("-").isdigit() else checksum
 
 
+def _regular(paths: Iterator[Path]) -> list[Path]:
+    """The regular files among `paths`; anything else (a FIFO would block a
+    reader forever, a folder cannot be read or removed as a file) is
+    ignored, with a warning."""
+    found = []
+    for path in paths:
+        if path.is_file():
+            found.append(path)
+        else:
+            log.warning("ignoring %s: not a regular file", path)
+    return sorted(found)
+
+
 def backup_files(backup_dir: Path, table: str) -> list[Path]:
     """Files of a table's backups (complete ones: no partials), by name."""
     folder = backup_dir / table
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob(f"{table}-*.avro") if not p.name.startswith("."))
+    return _regular(p for p in folder.glob(f"{table}-*.avro") if not p.name.startswith("."))
 
 
-def created(info: BackupInfo) -> datetime:
-    """When a backup was made, as far as anyone can tell."""
+def _when(text: str) -> datetime:
     try:
-        return datetime.fromisoformat(info.created_at)
+        return datetime.fromisoformat(text)
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
 
 
+def created(info: BackupInfo) -> datetime:
+    """When a backup was made, as far as anyone can tell."""
+    return _when(info.created_at)
+
+
 def list_backups(backup_dir: Path, table: str) -> list[BackupInfo]:
-    """A table's backups, oldest first by creation time; unreadable ones included."""
-    return sorted((read_info(p) for p in backup_files(backup_dir, table)), key=created)
+    """A table's backups, oldest first: in the order of their sets, those no
+    set lists (an earlier release's) first, by time; unreadable ones included."""
+    place = {
+        str(f["file"]).rsplit("/", 1)[-1]: found.order
+        for found in list_sets(backup_dir)
+        for f in found.files.values()
+    }
+    infos = [read_info(p) for p in backup_files(backup_dir, table)]
+    return sorted(infos, key=lambda i: (i.file in place, place.get(i.file, ()), created(i)))
 
 
 def newest(backup_dir: Path, table: str) -> BackupInfo | None:
@@ -251,30 +350,42 @@ def newest(backup_dir: Path, table: str) -> BackupInfo | None:
 
 
 def list_sets(backup_dir: Path) -> list[SetInfo]:
-    """Every set with a manifest, oldest first, marked incomplete when a file is gone."""
+    """Every set with a manifest, oldest first (by number), marked incomplete
+    when a file is gone."""
     folder = backup_dir / SETS
     sets = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    for path in _regular(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             data = json.loads(path.read_text())
             files = data["files"]
+            missing = [t for t, f in files.items() if not (backup_dir / str(f["file"])).is_file()]
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not a manifest of ours
-        missing = [t for t, f in files.items() if not (backup_dir / str(f["file"])).is_file()]
-        sets.append(SetInfo(data["set"], data.get("created_at", ""), files, missing))
-    return sets
+        about = {k: v for k, v in data.items()
+                 if k not in ("set", "number", "kind", "created_at", "files")}  # fmt: skip
+        sets.append(SetInfo(data["set"], data.get("created_at", ""), files, missing,
+                            data.get("number"), data.get("kind", ""), about))  # fmt: skip
+    return sorted(sets, key=lambda s: s.order)
+
+
+def highest_number(backup_dir: Path) -> int:
+    """The highest set number the directory holds (0 when none): a new set
+    is numbered above it, whichever database makes it."""
+    return max((s.number or 0 for s in list_sets(backup_dir)), default=0)
 
 
 def find_set(backup_dir: Path, name: str | None) -> SetInfo:
-    """The named set, or the newest complete one."""
+    """The named set, or the newest complete full one."""
     sets = list_sets(backup_dir)
     if name is None:
-        complete = [s for s in sets if s.complete]
-        if not complete:
+        full = [s for s in sets if s.complete and s.full]
+        if not full:
+            partial = " (only partial sets: name one with --set)" if sets else ""
             raise BackupError(
-                f"no complete backup set in {backup_dir}; `dataarch backups` lists them"
+                f"no complete full backup set in {backup_dir}{partial};"
+                " `dataarch backups` lists them"
             )
-        return complete[-1]
+        return full[-1]
     for found in sets:
         if found.name == name:
             return found
@@ -286,34 +397,68 @@ def find_set(backup_dir: Path, name: str | None) -> SetInfo:
 
 def prune(
     backup_dir: Path,
-    table: str,
     keep: int | None = None,
     keep_days: float | None = None,
-    protect: Path | None = None,
+    protect: str | None = None,
 ) -> list[Path]:
-    """Delete a table's backups beyond the newest `keep` and older than
-    `keep_days`, by creation time; never `protect` (the file just written,
-    whatever its name or clock says). Returns what was deleted."""
-    backups = list_backups(backup_dir, table)
-    doomed: list[BackupInfo] = []
+    """Remove whole sets, never a file a kept set needs: beyond the newest
+    `keep` full sets, and of each table beyond its newest `keep` partial
+    sets; and sets made more than `keep_days` ago. Never the set named
+    `protect` (the one just written), nor the newest complete full set by
+    age alone. Files no set lists (an earlier release's) count as partial
+    sets of their table. Returns what was removed."""
+    sets = list_sets(backup_dir)
+    doomed: dict[str, list[Path]] = {}
     if keep is not None:
-        doomed += backups[: max(len(backups) - keep, 0)]
+        full = [s for s in sets if s.full]
+        for found in full[: max(len(full) - keep, 0)]:
+            doomed[found.name] = _set_paths(backup_dir, found)
+        partial = _partial_sets(backup_dir, sets).values()
+        kept = {name for entries in partial for name, _ in entries[-keep:]}
+        for entries in partial:
+            doomed.update((name, paths) for name, paths in entries if name not in kept)
     if keep_days is not None:
         cutoff = datetime.now(UTC) - timedelta(days=keep_days)
-        doomed += [b for b in backups if created(b) < cutoff]
-    deleted = []
-    for info in {b.file: b for b in doomed}.values():
-        path = path_of(backup_dir, info)
-        if protect is not None and path == protect:
-            continue
-        path.unlink(missing_ok=True)
-        deleted.append(path)
-    _drop_empty_sets(backup_dir)
-    return sorted(deleted)
+        newest_full = [s.name for s in sets if s.full and s.complete][-1:]
+        for found in sets:
+            if _when(found.created_at) < cutoff and found.name not in newest_full:
+                doomed[found.name] = _set_paths(backup_dir, found)
+        for partial in _partial_sets(backup_dir, sets).values():
+            for name, paths in partial:
+                if name.startswith("file:") and _mtime_of(paths[0]) < cutoff:
+                    doomed[name] = paths
+    doomed.pop(protect or "", None)
+    removed = []
+    for paths in doomed.values():
+        for path in paths:
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    return sorted(removed)
 
 
-def _drop_empty_sets(backup_dir: Path) -> None:
-    """A manifest whose files are all gone describes nothing: remove it."""
-    for found in list_sets(backup_dir):
-        if len(found.missing) == len(found.files):
-            manifest_path(backup_dir, found.name).unlink(missing_ok=True)
+def _set_paths(backup_dir: Path, found: SetInfo) -> list[Path]:
+    """A set's files, its manifest last (the set stays listed until all else is gone)."""
+    files = [backup_dir / str(f["file"]) for f in found.files.values()]
+    return [*files, manifest_path(backup_dir, found.name)]
+
+
+def _partial_sets(backup_dir: Path, sets: list[SetInfo]) -> dict[str, list[tuple[str, list]]]:
+    """Per table, oldest first: (name, paths) of the partial sets holding it,
+    after the files of that table no set lists ("file:" names)."""
+    listed = {backup_dir / str(f["file"]) for s in sets for f in s.files.values()}
+    tables = {t for s in sets for t in s.files} | {
+        p.name for p in (backup_dir.iterdir() if backup_dir.is_dir() else []) if p.is_dir()
+    } - {SETS}
+    found: dict[str, list[tuple[str, list]]] = {}
+    for table in sorted(tables):
+        loose = sorted((p for p in backup_files(backup_dir, table) if p not in listed),
+                       key=_mtime_of)  # fmt: skip
+        found[table] = [(f"file:{p}", [p]) for p in loose] + [
+            (s.name, _set_paths(backup_dir, s)) for s in sets if not s.full and table in s.files
+        ]
+    return found
+
+
+def _mtime_of(path: Path) -> datetime:
+    return _when(_mtime(path))

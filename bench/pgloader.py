@@ -53,6 +53,7 @@ def target_url(conninfo: str) -> tuple[str, dict[str, str]]:
 def command_file(csv_file: Path, url: str) -> str:
     return (
         f"LOAD CSV\n  FROM '{csv_file}' ({COLUMNS})\n  INTO {url}\n  TARGET TABLE employees\n"
+        f"  TARGET COLUMNS ({COLUMNS})\n"
         f"  WITH {OPTIONS},\n       fields optionally enclosed by '\"',\n"
         "       fields escaped by double-quote,\n       fields terminated by ','\n;\n"
     )

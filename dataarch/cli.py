@@ -8,13 +8,16 @@ Docker image has no bench/) runs every other command.
 
 No traceback reaches a person: every failure is one or two lines on stderr
 and an exit status: 0 done, 1 failed, 2 a usage mistake, 3 a server (the
-database or the API) not running or not reachable, 130 interrupted. With
-DATAARCH_DEBUG=1 an unexpected error shows its traceback as well.
+database or the API) not running or not reachable, 4 busy (another
+operation holds what this one needs; the message says which; nothing
+changed), 130 interrupted. With DATAARCH_DEBUG=1 an unexpected error shows
+its traceback as well.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import os
@@ -23,7 +26,7 @@ import traceback
 from importlib import metadata
 from typing import NoReturn
 
-DONE, FAILED, USAGE, NOT_RUNNING, INTERRUPTED = 0, 1, 2, 3, 130
+DONE, FAILED, USAGE, NOT_RUNNING, BUSY, INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 # name -> (module, one line of help), in the order `dataarch --help` lists them
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -65,7 +68,7 @@ def build_parser(chosen: str | None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dataarch",
         description="PostgreSQL-centric migration and ingestion of the HR database.",
-        epilog="exit status: 0 done, 1 failed, 2 usage, 3 database or API not running",
+        epilog="exit status: 0 done, 1 failed, 2 usage, 3 database or API not running, 4 busy",
     )
     parser.add_argument("--version", action="version", version=f"dataarch {version()}")
     parser.add_argument(
@@ -124,7 +127,9 @@ def _run(args: argparse.Namespace) -> int:
     from dataarch.settings import Settings
 
     try:
-        settings = Settings.from_env()
+        settings = dataclasses.replace(  # sessions say what they do: "dataarch migrate"
+            Settings.from_env(), application_name=f"dataarch {args.command}"
+        )
         logs.configure(settings.log_file, args.log_format)
         return args.run(args, settings)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line
@@ -145,12 +150,15 @@ def explain(exc: BaseException) -> tuple[int, str]:
     """(exit status, one line) for a failure: the CLI's one table of errors."""
     import psycopg
 
-    from dataarch.errors import Failure
+    from dataarch.errors import Failure, of_error
 
     if isinstance(exc, Failure):
         return exc.status, str(exc)
     if isinstance(exc, ValueError | FileNotFoundError):  # a bad option, variable or file
         return USAGE, str(exc)
+    if isinstance(exc, psycopg.Error) and of_error(exc).busy:
+        said = exc.diag.message_primary or of_error(exc).title
+        return BUSY, f"{said}; nothing changed: try again when it has finished"
     if isinstance(exc, psycopg.OperationalError):
         return NOT_RUNNING, f"cannot reach the database: {str(exc).strip().splitlines()[0]}"
     if isinstance(exc, psycopg.Error):

@@ -24,6 +24,7 @@ import httpx
 from dataarch import logs
 from dataarch.csvrecords import PLAIN, Dialect, Reader
 from dataarch.errors import NotRunning
+from dataarch.rejects import decode
 
 COLUMNS = {
     "departments": ("department_id", "department_name"),
@@ -124,7 +125,7 @@ class ApiClient:
             except ValueError:
                 problem_doc = {"detail": response.text[:200]}
             raise ApiError(response.status_code, problem_doc)
-        return response.json()
+        return decode(response.text)
 
     def post_rows(self, table: str, body: bytes, key: str) -> dict[str, Any]:
         return self.request(
@@ -204,6 +205,7 @@ def upload_file(
     path: Path,
     dialect: Dialect = PLAIN,
     progress: Callable[[float, float], None] = lambda done, total: None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """POST the file to /tables/{table}/csv as it is, streamed; the server
     reads it as `dataarch migrate` would. A retry sends it again from the
@@ -220,7 +222,7 @@ def upload_file(
                 yield chunk
 
     params = {"file": path.name, "delimiter": dialect.delimiter, "encoding": dialect.encoding,
-              "header": str(dialect.header).lower()}  # fmt: skip
+              "header": str(dialect.header).lower(), "force": str(force).lower()}  # fmt: skip
     return client.request(
         "POST", f"/tables/{table}/csv", body=chunks, params=params,
         headers={"Content-Type": "text/csv", "Content-Length": str(total)},

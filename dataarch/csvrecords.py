@@ -231,6 +231,7 @@ class Reader:
         self.lines = 0  # physical lines read so far
         self.bytes = 0
         self.header: str | None = None  # the header line skipped, if any
+        self.first_fields: tuple[str | None, ...] | None = None  # line 1's, when plain
         self._source = source
         self._back: list[_Block | _Line] = []
         self._number = 0  # the number of the last line handed out
@@ -336,7 +337,7 @@ class Reader:
         head = lines[0] if lines else None
         if isinstance(head, _Block):
             line, _, rest = head.raw.partition("\n")
-            fields = split_plain(without_cr(line), self.dialect.delimiter)
+            fields = self.first_fields = split_plain(without_cr(line), self.dialect.delimiter)
             if self.dialect.header or (self.columns and fields == self.columns):
                 self.header = without_cr(line)
                 self._number = 1

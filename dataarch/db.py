@@ -7,6 +7,8 @@ it is not (ClusterError, exit status 3), and never starts or stops it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote, urlencode
 
 import psycopg
@@ -107,7 +109,27 @@ def set_api_password(conn: psycopg.Connection, settings: Settings) -> None:
         )
 
 
+def session_options(settings: Settings) -> str:
+    """Every session runs in UTC and waits at most lock_timeout for a lock
+    (a wait that runs out names who holds it: procedures/003_locks.sql)."""
+    return f"{SESSION_OPTIONS} -c lock_timeout={int(settings.lock_timeout * 1000)}"
+
+
 def connect(settings: Settings, *, start: bool = False, **kwargs: object) -> psycopg.Connection:
     return psycopg.connect(
-        conninfo(settings, start=start), options=SESSION_OPTIONS, connect_timeout=10, **kwargs
-    )
+        conninfo(settings, start=start), options=session_options(settings),
+        connect_timeout=10, application_name=settings.application_name, **kwargs,
+    )  # fmt: skip
+
+
+@contextmanager
+def operation(conn: psycopg.Connection, name: str) -> Iterator[None]:
+    """Name the session after what it does ("dataarch backup") while it does
+    it: another operation that finds a table busy says who holds it."""
+    previous = conn.execute("select current_setting('application_name')").fetchone()[0]
+    conn.execute("select set_config('application_name', %s, false)", (name,))
+    try:
+        yield
+    finally:
+        if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("select set_config('application_name', %s, false)", (previous,))

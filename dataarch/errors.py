@@ -32,6 +32,9 @@ class SqlState:
     status: int
     title: str
     retry: bool = False
+    # another operation holds what this one needs (the message says which):
+    # nothing changed, try again when it has finished; exit status 4
+    busy: bool = False
 
 
 CATALOGUE: tuple[SqlState, ...] = (
@@ -43,20 +46,24 @@ CATALOGUE: tuple[SqlState, ...] = (
     SqlState("DAT05", 422, "Idempotency-Key used for another request"),
     SqlState("DAT06", 422, "Backup does not hold the rows it recorded"),
     SqlState("DAT07", 409, "Table's keys are referenced by other tables"),
-    SqlState("DAT08", 409, "A backup or restore of the table is running", retry=True),
+    SqlState("DAT08", 409, "A backup or restore of the table is running", retry=True, busy=True),
     SqlState("DAT09", 422, "No backup recorded this state"),
     SqlState("DAT10", 403, "Session holds a temporary object dataarch did not make"),
     SqlState("DAT11", 409, "Name taken"),
+    SqlState("DAT12", 409, "Batch cannot be reverted"),
+    SqlState("DAT13", 409, "Other batches depend on the batch"),
     SqlState("22P02", 400, "Body is not JSON"),
     SqlState("22021", 400, "Body is not valid UTF-8"),
     SqlState("22", 400, "Invalid value"),
     SqlState("23", 409, "Constraint violated"),
     SqlState("25006", 503, "Database is read-only (a standby)", retry=True),
+    SqlState("40001", 503, "Concurrent update conflict", retry=True, busy=True),
+    SqlState("40P01", 503, "Deadlock with another operation", retry=True, busy=True),
     SqlState("40", 503, "Concurrent update conflict", retry=True),
     SqlState("42501", 500, "Database role lacks a privilege"),
     SqlState("53", 503, "Database out of resources", retry=True),
     SqlState("54", 400, "Request too large or too deeply nested"),
-    SqlState("55P03", 503, "Table locked (a restore is running)", retry=True),
+    SqlState("55P03", 503, "Table busy (another operation holds it)", retry=True, busy=True),
     SqlState("57", 503, "Database shutting down or restarting", retry=True),
     SqlState("58", 503, "Database system error (its installation is broken)", retry=True),
     SqlState("08", 503, "Database unreachable", retry=True),

@@ -93,6 +93,40 @@ def find_files(csv_dir: Path) -> Iterator[tuple[str, Path]]:
                 break
 
 
+def table_named_by(name: str) -> str | None:
+    """The table a file's name says it holds (jobs.csv, hired_employees.csv.gz), if any."""
+    base = Path(name).name.lower().removesuffix(".gz")
+    return next((t for t, names in TABLE_FILES.items() if base in names), None)
+
+
+def refuse_a_file_named_for_another_table(table: str, name: str) -> None:
+    """A file goes where it says: jobs.csv is not loaded into departments
+    (the caller passes force to load it anyway)."""
+    named = table_named_by(name)
+    if named is not None and named != table:
+        raise MigrationError(
+            f"{name} is named for {named}, not {table}: nothing was loaded"
+            " (--force, or force=true over HTTP, loads it anyway)"
+        )
+
+
+def _header_check(
+    conn: psycopg.Connection, table: str, name: str
+) -> Callable[[tuple[str | None, ...] | None], None]:
+    """What refuses a first line naming another table's columns (read now:
+    the check runs while conn is busy with a COPY)."""
+    others = {table_columns(conn, other): other for other in TABLE_FILES if other != table}
+
+    def check(first: tuple[str | None, ...] | None) -> None:
+        if first in others:
+            raise MigrationError(
+                f"{name}: its header names the columns of {others[first]}, not {table}: nothing"
+                " was loaded (--force, or force=true over HTTP, loads it anyway)"
+            )
+
+    return check
+
+
 def already_migrated(conn: psycopg.Connection, table: str, name: str, digest: str) -> dict | None:
     """The summary of an earlier load of the same content into `table`, if any."""
     return conn.execute("select already_migrated(%s, %s, %s)", (table, name, digest)).fetchone()[0]
@@ -111,12 +145,14 @@ def migrate_file(
     sessions: int = 2,
     dialect: Dialect = PLAIN,
     several_from: int = SEVERAL_SESSIONS_FROM,
+    force: bool = False,
 ) -> dict:
     """Load one file in one transaction; return ingest_csv_lines' summary. A
     file of at least `several_from` bytes is judged by up to `sessions`
     sessions at once (the others change nothing but their own temporary
     tables), unless conn is already inside a transaction. `progress` is
-    told what is happening, a short phrase at a time."""
+    told what is happening, a short phrase at a time. A file whose first
+    line names another table's columns is refused unless `force`."""
     report = progress or _quiet
     digest = sha256_of(path)
     with conn.transaction():  # a rerun reads no file again
@@ -127,7 +163,7 @@ def migrate_file(
     with path.open("rb") as f:
         return load(
             conn, table, f, path.name, digest, dialect, report,
-            sessions=sessions, size=size, several_from=several_from,
+            sessions=sessions, size=size, several_from=several_from, force=force,
         )  # fmt: skip
 
 
@@ -143,11 +179,13 @@ def load(
     sessions: int = 1,
     size: int | None = None,
     several_from: int = SEVERAL_SESSIONS_FROM,
+    force: bool = False,
 ) -> dict:
     """Load the records of `source` as the file `name` in one transaction;
     a source of `size` bytes, at least `several_from`, is judged by up to
     `sessions` sessions at once. digest None: the source's SHA-256 is
-    computed as it is read (a stream)."""
+    computed as it is read (a stream). Unless `force`, a source whose first
+    line names another table's columns is refused (nothing is loaded)."""
     # inside a caller's transaction, a helper would not see what it changed
     alone = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
     if size is None or size < several_from:
@@ -164,7 +202,8 @@ def load(
         if digest is not None and (done := already_migrated(conn, table, name, digest)):
             return done  # the load it waited for was this same file
         reader = Reader(source, dialect, table_columns(conn, table))
-        _send_pieces(reader, [conn, *helpers], report, size)
+        first = (lambda _: None) if force else _header_check(conn, table, name)
+        _send_pieces(reader, [conn, *helpers], report, size, first)
         if helpers:
             report(f"judging {reader.lines:,} lines in {len(helpers) + 1} sessions")
             _judge_in_sessions(conn, helpers, table, dialect)
@@ -196,10 +235,15 @@ def _hashed(source: BinaryIO | Iterable[bytes], digest: hashlib._Hash) -> Iterat
 
 
 def _send_pieces(
-    reader: Reader, sessions: list[psycopg.Connection], report: Progress, size: int | None
+    reader: Reader,
+    sessions: list[psycopg.Connection],
+    report: Progress,
+    size: int | None,
+    check_first_line: Callable[[tuple[str | None, ...] | None], None],
 ) -> None:
     """COPY every piece to the first session, and to each other session the
-    pieces it will judge (piece number modulo the number of sessions)."""
+    pieces it will judge (piece number modulo the number of sessions);
+    check_first_line sees line 1's fields as soon as they are read."""
     with ExitStack() as stack:
         copies = []
         for session in sessions[1:]:
@@ -211,6 +255,8 @@ def _send_pieces(
         of = f" of {size / 1e6:.1f}" if size else ""
         try:
             for number, piece in enumerate(reader.pieces()):
+                if number == 0:
+                    check_first_line(reader.first_fields)
                 row = _row(number, piece)
                 copies[0].write_row(row)
                 if number % len(sessions):

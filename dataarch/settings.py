@@ -37,6 +37,10 @@ class Settings:
     upload_max_bytes: int = 1 << 30  # the largest CSV body POST /tables/{table}/csv takes
     # failed token checks or sign-ins a client address may make in a minute
     auth_failure_limit: int = 20
+    # seconds an upload's body may send nothing before it is cut off
+    upload_idle_timeout: float = 30.0
+    # what sessions call themselves (pg_stat_activity; a busy table's message)
+    application_name: str = "dataarch"
     # sessions that judge a large CSV file at once: one a core by default
     migrate_sessions: int = os.cpu_count() or 1
 
@@ -64,6 +68,7 @@ class Settings:
             lock_timeout=_number(environ, "DATAARCH_LOCK_TIMEOUT", 10.0),
             upload_max_bytes=int(_number(environ, "DATAARCH_UPLOAD_MAX_BYTES", 1 << 30, int)),
             auth_failure_limit=int(_number(environ, "DATAARCH_AUTH_FAILURE_LIMIT", 20, int)),
+            upload_idle_timeout=_number(environ, "DATAARCH_UPLOAD_IDLE_TIMEOUT", 30.0),
             migrate_sessions=int(
                 _number(environ, "DATAARCH_MIGRATE_SESSIONS", os.cpu_count() or 1, int)
             ),

@@ -25,7 +25,8 @@ begin
         select c.conname, pg_get_constraintdef(c.oid) as definition, c.confrelid::regclass as parent
         from pg_constraint as c
         where c.conrelid = p_table and c.contype = 'f'
-        order by c.conname
+        -- the parents in the one lock order (procedures/003)
+        order by array_position(_lock_order(), c.confrelid::regclass::text), c.conname
     loop
         execute format('lock table %s in share mode', v_key.parent);
         execute format('alter table %s drop constraint %I', p_table, v_key.conname);

@@ -284,12 +284,13 @@ begin
 end;
 $$;
 
-create or replace function _insert_judged(p_table text, p_alone boolean)
+create or replace function _insert_judged(p_table text, p_alone boolean, p_batch_id bigint)
 returns void
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
 as $$
--- Promise: the valid rows of pg_temp.judged_rows are in p_table, and a row
+-- Promise: the valid rows of pg_temp.judged_rows are in p_table, each with
+-- its lineage (batch p_batch_id, its position in the batch), and a row
 -- whose id was taken, by a committed row or by a concurrent batch that
 -- committed first, is duplicate_id instead. Rows go in in id order, so two
 -- batches with overlapping ids never deadlock. p_alone: this transaction
@@ -299,8 +300,8 @@ as $$
 declare
     v_cols constant text[] := _table_columns(p_table);
     v_insert constant text := format(
-        'insert into %I as t (%s) select %s from pg_temp.judged_rows as r'
-        ' where r.reason_code is null order by r.id',
+        'insert into %I as t (%s, batch_id, batch_position) select %s, %s, r.idx'
+        ' from pg_temp.judged_rows as r where r.reason_code is null order by r.id',
         p_table,
         array_to_string(v_cols, ', '),
         array_to_string(
@@ -308,7 +309,8 @@ declare
                 1:cardinality(v_cols)
             ],
             ', '
-        )
+        ),
+        coalesce(p_batch_id::text, 'null')
     );
     v_taken constant text := format(
         'update pg_temp.judged_rows as r set reason_code = %L, field = %L'
@@ -336,7 +338,9 @@ begin
 end;
 $$;
 
-create or replace function _insert_rows(p_table text, p_alone boolean default false)
+create or replace function _insert_rows(
+    p_table text, p_batch_id bigint, p_alone boolean default false
+)
 returns table (idx bigint, reason_code text, field text, record_id integer)
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
@@ -344,7 +348,8 @@ as $$
 -- Promise: inserts every valid row of pg_temp.incoming_rows and
 -- pg_temp.judged_rows into p_table (and empties judged_rows), and returns
 -- every row exactly once: reason_code NULL for an inserted row, else its
--- reason; record_id is the row's id, when it has a usable one. Never an
+-- reason; record_id is the row's id, when it has a usable one. Each row
+-- records p_batch_id and its position in the batch (lineage). Never an
 -- orphan: references were checked when the rows were judged; where
 -- _skips_row_triggers allows (procedures/005_engine.sql), they are locked
 -- and checked again and the foreign keys' per-row triggers are skipped.
@@ -369,7 +374,7 @@ begin
             if v_lock_references then
                 perform set_config('session_replication_role', 'replica', true);
             end if;
-            perform _insert_judged(p_table, p_alone);
+            perform _insert_judged(p_table, p_alone, p_batch_id);
             if v_lock_references then
                 perform set_config('session_replication_role', v_role, true);
             end if;
@@ -408,27 +413,30 @@ begin
 end;
 $$;
 
-create or replace function _ingest_rows(p_table text, p_rows jsonb, p_atomic boolean)
+create or replace function _ingest_rows(
+    p_table text, p_rows jsonb, p_atomic boolean, p_batch_id bigint
+)
 returns table (idx integer, reason_code text, field text, record_id integer)
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
 as $$
--- Promise: as _insert_rows, for the JSON array p_rows; with p_atomic, either
--- every row is inserted or none is, and then every otherwise valid row is
--- atomic_batch_rejected.
+-- Promise: as _insert_rows, for the JSON array p_rows of batch p_batch_id;
+-- with p_atomic, either every row is inserted or none is, and then every
+-- otherwise valid row is atomic_batch_rejected.
 declare
     v_outcome jsonb;  -- [[idx, reason_code, field, record_id], ...]
 begin
     perform _stage_json_rows(p_table, p_rows);
     if not p_atomic then
         return query
-        select r.idx::integer, r.reason_code, r.field, r.record_id from _insert_rows(p_table) as r;
+        select r.idx::integer, r.reason_code, r.field, r.record_id
+        from _insert_rows(p_table, p_batch_id) as r;
         return;
     end if;
     begin  -- one subtransaction for the whole batch, only in atomic mode
         select jsonb_agg(jsonb_build_array(r.idx, r.reason_code, r.field, r.record_id))
         into v_outcome
-        from _insert_rows(p_table) as r;
+        from _insert_rows(p_table, p_batch_id) as r;
         if exists (select from jsonb_array_elements(v_outcome) as o where o ->> 1 is not null) then
             raise exception 'atomic batch rejected' using errcode = 'DAT00';
         end if;
@@ -453,9 +461,9 @@ revoke all on function _stage_json_rows(text, jsonb) from public;
 revoke all on function _judge_rows(text) from public;
 revoke all on function _gather_verdicts(text) from public;
 revoke all on function _recheck_references(boolean) from public;
-revoke all on function _insert_judged(text, boolean) from public;
-revoke all on function _insert_rows(text, boolean) from public;
-revoke all on function _ingest_rows(text, jsonb, boolean) from public;
+revoke all on function _insert_judged(text, boolean, bigint) from public;
+revoke all on function _insert_rows(text, bigint, boolean) from public;
+revoke all on function _ingest_rows(text, jsonb, boolean, bigint) from public;
 revoke all on function _resolve_rejections(text, bigint, integer[]) from public;
 
 -- _table_columns stays callable by everyone: it is the data dictionary's

@@ -10,7 +10,8 @@ create or replace function ingest_batch(
     p_table text,
     p_rows jsonb,
     p_mode text default 'per_row',
-    p_source text default 'psql'
+    p_source text default 'psql',
+    p_request_id text default null
 )
 returns jsonb
 language plpgsql
@@ -18,8 +19,9 @@ security definer
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: in one transaction, inserts the valid rows of p_rows into p_table
--- and writes every other row, with its reason, to ingest_errors; records the
--- batch in ingest_batches; resolves the open rejections of earlier batches
+-- (each recording the batch and its index: lineage) and writes every other
+-- row, with its reason, to ingest_errors; records the batch in
+-- ingest_batches (with the HTTP request's id, when given); resolves the open rejections of earlier batches
 -- whose ids it inserted; returns {batch_id, table, mode, submitted,
 -- inserted, rejected, resolved, rejections: [{index, reason_code, field,
 -- message}]} with inserted + rejected = submitted (ingest_batches checks it).
@@ -49,12 +51,14 @@ begin
             using errcode = 'DAT02';
     end if;
 
-    insert into ingest_batches (table_name, source, mode, submitted)
-    values (p_table, p_source, p_mode, v_submitted)
+    -- the table it writes, before it reads any other (procedures/003)
+    perform _lock_tables(jsonb_build_object(p_table, 'row exclusive'));
+    insert into ingest_batches (table_name, source, mode, submitted, request_id)
+    values (p_table, p_source, p_mode, v_submitted, p_request_id)
     returning batch_id into v_batch_id;
 
     with outcome as materialized (
-        select * from _ingest_rows(p_table, p_rows, p_mode = 'atomic')
+        select * from _ingest_rows(p_table, p_rows, p_mode = 'atomic', v_batch_id)
     ),
     logged as (
         insert into ingest_errors (
@@ -134,7 +138,8 @@ create or replace function ingest_batch_json(
     p_body text,
     p_mode text default 'per_row',
     p_source text default 'api',
-    p_idempotency_key text default null
+    p_idempotency_key text default null,
+    p_request_id text default null
 )
 returns jsonb
 language plpgsql
@@ -192,7 +197,7 @@ begin
         end if;
     end if;
 
-    v_result := ingest_batch(p_table, v_rows, p_mode, p_source);
+    v_result := ingest_batch(p_table, v_rows, p_mode, p_source, p_request_id);
     if p_idempotency_key is not null then
         update idempotency_keys
         set response = v_result, batch_id = (v_result ->> 'batch_id')::bigint
@@ -211,10 +216,17 @@ as $$
 -- Promise: true when this database can run the ingest core: a sample row is
 -- staged and judged as a batch would be (PL/pgSQL, the field rules, the
 -- session's temporary tables); nothing is written but those. What a
--- readiness probe calls: SELECT 1 answers even where no batch could.
+-- readiness probe calls: SELECT 1 answers even where no batch could. A
+-- table another operation holds (a restore) is no sign of a broken
+-- database: judging then waits for nobody and the answer is true.
 begin
     perform _stage_json_rows('jobs', '[{"job_id": 1, "job_name": "ready"}]');
-    perform count(*) from _judge_rows('jobs');
+    perform set_config('lock_timeout', '50ms', true);
+    begin
+        perform count(*) from _judge_rows('jobs');
+    exception when lock_not_available then
+        null;  -- busy, not broken
+    end;
     truncate pg_temp.incoming_rows;
     return true;
 end;
@@ -222,9 +234,9 @@ $$;
 
 revoke all on function ready_to_ingest() from public;
 grant execute on function ready_to_ingest() to dataarch_api;
-revoke all on function ingest_batch(text, jsonb, text, text) from public;
-revoke all on function ingest_batch_json(text, text, text, text, text) from public;
-grant execute on function ingest_batch_json(text, text, text, text, text) to dataarch_api;
+revoke all on function ingest_batch(text, jsonb, text, text, text) from public;
+revoke all on function ingest_batch_json(text, text, text, text, text, text) from public;
+grant execute on function ingest_batch_json(text, text, text, text, text, text) to dataarch_api;
 revoke all on function ingest_batch(jsonb) from public;
-grant execute on function ingest_batch(text, jsonb, text, text) to dataarch_api;
+grant execute on function ingest_batch(text, jsonb, text, text, text) to dataarch_api;
 grant execute on function ingest_batch(jsonb) to dataarch_api;

@@ -25,10 +25,24 @@ as $$
 -- p_table (the session that will insert), waits until no other load into
 -- p_table runs, and keeps others out until this transaction ends: two
 -- loads of one file are one load and a no-op, never two index rebuilds
--- tripping over each other.
+-- tripping over each other; then takes p_table's lock for writing, before
+-- any other (procedures/003). Each wait is bounded by lock_timeout and
+-- ends in 55P03 naming who holds the table.
+declare
+    v_key bigint;
 begin
     if p_table is not null then
-        perform pg_advisory_xact_lock(hashtextextended('dataarch.load:' || p_table, 0));
+        perform _require_table(p_table);
+        v_key := hashtextextended('dataarch.load:' || p_table, 0);
+        begin
+            perform pg_advisory_xact_lock(v_key);
+        exception when lock_not_available then
+            raise exception '% is busy: % holds it', p_table,
+                lock_holders(p_table::regclass, v_key)
+                using errcode = '55P03',
+                    hint = 'Another load into it is running; try again when it has finished.';
+        end;
+        perform _lock_tables(jsonb_build_object(p_table, 'row exclusive'));
     end if;
     if _own_temp_table('csv_pieces') then
         drop table pg_temp.csv_pieces;
@@ -163,6 +177,25 @@ begin
 end;
 $$;
 
+create or replace function _table_alone(p_table regclass)
+returns boolean
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: true when this transaction now holds p_table exclusively, taken
+-- without waiting; false, holding nothing more, when anyone else uses it
+-- (a backup reading it, an API batch): an initial load then loads it the
+-- ordinary way instead of queueing for the table, since a backup's worker
+-- sessions would queue behind that request while the backup waits for
+-- them, a cycle no server can see.
+begin
+    execute format('lock table %s in access exclusive mode nowait', p_table);
+    return true;
+exception when lock_not_available then
+    return false;
+end;
+$$;
+
 create or replace function already_migrated(p_table text, p_file text, p_sha256 text)
 returns jsonb
 language sql stable
@@ -263,14 +296,14 @@ begin
         from pg_class as c
         left join pg_stat_all_tables as s on s.relid = c.oid
         where c.oid = p_table::regclass
-    ) then
+    ) and _table_alone(p_table::regclass) then
         perform _one_connection_per_node();
         v_suspended := _suspend_indexes(p_table::regclass, p_keep_constraints => true)
             || _suspend_foreign_keys(p_table::regclass);
     end if;
 
     with outcome as materialized (
-        select * from _insert_rows(p_table, p_alone => v_suspended is not null)
+        select * from _insert_rows(p_table, v_batch_id, p_alone => v_suspended is not null)
     ),
     logged as (
         insert into ingest_errors (
@@ -368,7 +401,7 @@ begin
 
     with outcome as materialized (
         select o.*, e.source_file, e.line_number, e.raw_line, e.source
-        from _insert_rows(p_table) as o
+        from _insert_rows(p_table, v_batch_id) as o
         join ingest_errors as e on e.error_id = o.idx
     ),
     logged as (
@@ -412,6 +445,7 @@ end;
 $$;
 
 revoke all on function csv_begin(text) from public;
+revoke all on function _table_alone(regclass) from public;
 revoke all on function _require_csv_staging() from public;
 revoke all on function _expand_csv_pieces() from public;
 revoke all on function judge_csv_lines(text, text, integer, integer) from public;

@@ -5,17 +5,16 @@ returns jsonb
 language plpgsql stable
 set search_path = pg_catalog, public, pg_temp
 as $$
--- Promise: one row of p_table by its id, or NULL when there is none.
+-- Promise: one row of p_table by its id (its data dictionary's columns;
+-- row_lineage says where it came from), or NULL when there is none.
+declare
+    v_row jsonb;
 begin
-    return case p_table
-        when 'departments' then (
-            select to_jsonb(d) from departments as d where d.department_id = p_id
-        )
-        when 'jobs' then (select to_jsonb(j) from jobs as j where j.job_id = p_id)
-        when 'employees' then (
-            select to_jsonb(e) from employees as e where e.employee_id = p_id
-        )
-    end;
+    execute format(
+        'select to_jsonb(t) - %L - %L from %I as t where t.%I = $1',
+        'batch_id', 'batch_position', p_table, (_require_table(p_table))[1]
+    ) into v_row using p_id;
+    return v_row;
 end;
 $$;
 

@@ -14,6 +14,13 @@
 -- server can see), and a backup never reads a table a restore truncated
 -- after the backup's snapshot (TRUNCATE is not MVCC-safe).
 --
+-- A restore takes its locks in the one order (procedures/003), the tables
+-- that reference a restored table first, and leaves the bookkeeping true to
+-- the rows it restored (_after_restore): what says "these rows are in the
+-- table" (a migrated file, a stored answer, a resolved rejection) is
+-- forgotten or reopened when they are not. A dry run changes nothing at
+-- all: no sequence moves, no batch is recorded.
+--
 -- Raises DAT06 when the restored rows are not the rows the file's header
 -- recorded, DAT08 when the table is busy, DAT09 when restore_finish is
 -- offered a state no backup of this database recorded.
@@ -68,7 +75,27 @@ as $$
         18446744073709551616)::text
 $$;
 
-create or replace function relation_checksum(p_relation regclass)
+create or replace function _checksum_input(p_columns jsonb)
+returns text
+language plpgsql immutable
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: the text a row's checksum is taken of, as SQL over the alias t:
+-- the whole row (t::text), or with p_columns (a JSON array of names) the
+-- row of those columns only: what a backup file of an earlier release
+-- holds, when the table has since gained columns.
+begin
+    if p_columns is null or jsonb_typeof(p_columns) <> 'array' then
+        return 't::text';
+    end if;
+    return format('row(%s)::text', (
+        select string_agg(format('t.%I', c), ', ' order by n)
+        from jsonb_array_elements_text(p_columns) with ordinality as x (c, n)
+    ));
+end;
+$$;
+
+create or replace function relation_checksum(p_relation regclass, p_columns jsonb default null)
 returns table (row_count bigint, checksum text)
 language plpgsql stable
 set search_path = pg_catalog, public, pg_temp
@@ -78,12 +105,12 @@ set intervalstyle = 'postgres'
 set extra_float_digits = 3
 as $$
 -- Promise: the row count and an order-independent 64-bit checksum of the
--- rows' text, stable across sessions (zone and styles are pinned here), of
--- any table or staging table shaped like one.
+-- rows' text (of p_columns only, when given), stable across sessions (zone
+-- and styles are pinned here), of any table or staging table shaped like one.
 begin
     return query execute format(
-        'select count(*), _unsigned_checksum(sum(hashtextextended(t::text, 0)::numeric))'
-        ' from %s as t', p_relation
+        'select count(*), _unsigned_checksum(sum(hashtextextended(%s, 0)::numeric))'
+        ' from %s as t', _checksum_input(p_columns), p_relation
     );
 end;
 $$;
@@ -97,7 +124,7 @@ as $$
     select * from relation_checksum(_require_backup_table(p_table))
 $$;
 
-create or replace function _keyed_checksums(p_relation regclass)
+create or replace function _keyed_checksums(p_relation regclass, p_columns jsonb default null)
 returns table (row_count bigint, checksum text, keyed_checksum text)
 language plpgsql stable
 set search_path = pg_catalog, public, pg_temp
@@ -113,8 +140,8 @@ begin
         'select count(*),'
         ' _unsigned_checksum(sum(hashtextextended(r, 0)::numeric)),'
         ' _unsigned_checksum(sum(hashtextextended(r, %s)::numeric))'
-        ' from (select t::text as r from %s as t offset 0) as x',
-        (select k.seed from backup_key as k), p_relation
+        ' from (select %s as r from %s as t offset 0) as x',
+        (select k.seed from backup_key as k), _checksum_input(p_columns), p_relation
     );
 end;
 $$;
@@ -161,6 +188,41 @@ begin
 end;
 $$;
 
+create or replace function backup_set_begin(p_set text, p_tables text[], p_after bigint)
+returns jsonb
+language plpgsql
+security definer
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: the set p_set of p_tables recorded in backup_sets, as 'full'
+-- when it holds every table a backup holds, else 'partial', with a number
+-- above every set recorded here and above p_after (the highest number the
+-- backup directory holds: sets made before this database was restored
+-- there, or made elsewhere, still come first). Returns {"number", "kind"}:
+-- the number orders sets, whatever a clock said.
+declare
+    v_sequence constant regclass := pg_get_serial_sequence('backup_sets', 'set_number');
+    v_floor bigint;
+    v_set backup_sets;
+begin
+    perform _require_backup_table(t) from unnest(p_tables) as t;
+    v_floor := greatest(
+        coalesce(p_after, 0), (select coalesce(max(s.set_number), 0) from backup_sets as s)
+    );
+    if v_floor > coalesce(pg_sequence_last_value(v_sequence), 0) then
+        perform setval(v_sequence, v_floor);
+    end if;
+    insert into backup_sets (set_name, kind, tables)
+    values (
+        p_set,
+        case when _backup_tables() <@ p_tables then 'full' else 'partial' end,
+        array(select t from unnest(_backup_tables()) as t where t = any(p_tables))
+    )
+    returning * into v_set;
+    return jsonb_build_object('number', v_set.set_number, 'kind', v_set.kind);
+end;
+$$;
+
 create or replace function backup_record(p_set text, p_table text, p_file text)
 returns table (row_count bigint, checksum text)
 language plpgsql
@@ -182,6 +244,75 @@ begin
 end;
 $$;
 
+create or replace function _restore_locks(p_tables text[])
+returns void
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: refuses at once (DAT08) while a backup or another restore of one
+-- of p_tables runs; else holds, until the transaction ends, p_tables
+-- exclusively and the tables that reference them against writers (on
+-- Citus exclusively too: their keys are dropped), all in the one lock
+-- order (procedures/003).
+declare
+    v_table text;
+    v_modes jsonb := '{}';
+begin
+    foreach v_table in array p_tables loop
+        perform _require_backup_table(v_table);
+        if not pg_try_advisory_xact_lock(backup_lock_key(v_table)) then
+            raise exception '% is busy: % holds it', v_table,
+                lock_holders(v_table::regclass, backup_lock_key(v_table))
+                using errcode = 'DAT08', hint = 'Try again when it has finished.';
+        end if;
+        v_modes := v_modes || jsonb_build_object(v_table, 'access exclusive');
+    end loop;
+    foreach v_table in array p_tables loop
+        v_modes := coalesce((
+            select jsonb_object_agg(c, case
+                when _citus_kind(v_table::regclass) = 'reference' then 'access exclusive'
+                else 'share row exclusive' end)
+            from unnest(_referencing_tables(v_table::regclass)) as c
+            where not c = any(p_tables)
+        ), '{}') || v_modes;
+    end loop;
+    perform _lock_tables(v_modes);
+end;
+$$;
+
+create or replace function restore_lock(p_tables text[])
+returns void
+language plpgsql
+security definer
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: _restore_locks for every table a restore of a whole set will
+-- replace, taken at once in the one lock order before any is staged (a
+-- table at a time, parents first, they would be taken in the wrong order).
+begin
+    perform _restore_locks(p_tables);
+end;
+$$;
+
+create or replace function _forget_nullable_defaults(p_staging regclass)
+returns void
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: no nullable column of p_staging has a default.
+declare
+    v_column text;
+begin
+    for v_column in
+        select a.attname from pg_attribute as a
+        join pg_attrdef as d on d.adrelid = a.attrelid and d.adnum = a.attnum
+        where a.attrelid = p_staging and a.attnum > 0 and not a.attnotnull
+    loop
+        execute format('alter table %s alter column %I drop default', p_staging, v_column);
+    end loop;
+end;
+$$;
+
 create or replace function restore_begin(p_table text)
 returns text
 language plpgsql
@@ -189,25 +320,27 @@ security definer
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: refuses at once (DAT08) while a backup or another restore of
--- p_table runs; else locks p_table against every other reader and writer
--- until the caller's transaction ends (waiting at most the caller's
--- lock_timeout, 55P03), and creates the empty staging table
+-- p_table runs; else locks p_table against every other reader and writer,
+-- and the tables that reference it against writers, until the caller's
+-- transaction ends (waiting at most the caller's lock_timeout, 55P03 naming
+-- who holds it), and creates the empty staging table
 -- pg_temp.restore_<p_table>, shaped like p_table and dropped at commit,
 -- that the caller may COPY into. Returns the staging table's name.
 declare
-    v_table regclass := _require_backup_table(p_table);
-    v_staging text := 'restore_' || p_table;
+    v_staging text := 'restore_' || _require_backup_table(p_table)::text;
 begin
-    if not pg_try_advisory_xact_lock(backup_lock_key(p_table)) then
-        raise exception 'a backup or restore of % is running', p_table
-            using errcode = 'DAT08',
-                hint = 'Try again when it has finished.';
-    end if;
-    execute format('lock table %s in access exclusive mode', v_table);
+    perform _restore_locks(array[p_table]);
     if _own_temp_table(v_staging) then
         execute format('drop table pg_temp.%I', v_staging);
     end if;
-    execute format('create temp table %I (like %s) on commit drop', v_staging, v_table);
+    -- A file of an earlier release may lack columns the table has since
+    -- gained: a nullable one is NULL there (nobody recorded it), another
+    -- takes its default.
+    execute format(
+        'create temp table %I (like %s including defaults) on commit drop',
+        v_staging, p_table::regclass
+    );
+    perform _forget_nullable_defaults(('pg_temp.' || v_staging)::regclass);
     execute format('grant insert on pg_temp.%I to %I', v_staging, session_user);
     return v_staging;
 end;
@@ -248,21 +381,136 @@ begin
 end;
 $$;
 
-create or replace function _restore_tables(p_states jsonb)
+create or replace function _advance_identities(p_tables text[])
+returns void
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: each identity sequence of p_tables is past every id its table
+-- now holds. Only forward: an id handed out once (a batch, a rejection) is
+-- never handed out again, whatever a restore brought back. Sequences are
+-- not transactional: a dry run must not call this.
+declare
+    v_identity record;
+    v_sequence regclass;
+    v_max bigint;
+begin
+    for v_identity in
+        select a.attrelid::regclass::text as table_name, a.attname::text as column_name
+        from pg_attribute as a
+        where a.attrelid = any(array(select t::regclass from unnest(p_tables) as t))
+            and a.attidentity <> ''
+    loop
+        v_sequence := pg_get_serial_sequence(v_identity.table_name, v_identity.column_name);
+        execute format('select max(%I) from %I', v_identity.column_name, v_identity.table_name)
+        into v_max;
+        if v_max > coalesce(pg_sequence_last_value(v_sequence), 0) then
+            perform setval(v_sequence, v_max);
+        end if;
+    end loop;
+end;
+$$;
+
+create or replace function _reopen_resolved_by_gone_rows(p_table text)
+returns integer
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: every rejection of p_table resolved by a row with its id is open
+-- again when no row of p_table has that id now; returns how many. In three
+-- steps, each of which Citus plans (a local table's update may not read a
+-- distributed one).
+declare
+    v_ids integer[];
+    v_there integer[];
+    v_reopened integer;
+begin
+    select coalesce(array_agg(distinct e.record_id), '{}') into v_ids
+    from ingest_errors as e
+    where e.table_name = p_table and e.resolved_at is not null;
+    execute format('select coalesce(array_agg(t.%I), ''{}'') from %I as t where t.%1$I = any($1)',
+        (_table_columns(p_table))[1], p_table)
+    into v_there using v_ids;
+    update ingest_errors as e
+    set resolved_by_batch = null, resolved_at = null
+    where e.table_name = p_table and e.resolved_at is not null
+        and not e.record_id = any(v_there);
+    get diagnostics v_reopened = row_count;
+    return v_reopened;
+end;
+$$;
+
+create or replace function _after_restore(p_tables text[])
 returns jsonb
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
 as $$
--- Promise: for every {table: {"rows", "checksum"}} of p_states, whose
--- staging tables restore_begin made and the caller filled, replaces the
--- table's rows with the staged ones, in _backup_tables() order, in the
--- caller's transaction. Every constraint is checked; references into and
--- out of the tables once per table, not row by row. Each table must then
--- hold the recorded number of rows with the recorded checksum, else DAT06.
--- Idempotency keys of the replaced tables' batches are forgotten (their
--- stored answers describe rows that may be gone) unless the keys are
--- restored too. Returns, per table: rows, and added/removed/changed
--- against what it held before.
+-- Promise: every record that says rows of p_tables are in the table is true
+-- again: a migrated file, or a stored answer to a repeated request, whose
+-- batch's rows are not all there any more is forgotten (the file may load
+-- again, the request is answered anew), and a rejection resolved by a row
+-- that is gone is open again. Batches of earlier releases (no lineage)
+-- are left as they are. Returns {"files", "answers", "reopened"} counts.
+declare
+    v_table text;
+    v_gone bigint[] := '{}';
+    v_files integer;
+    v_answers integer;
+    v_reopened integer := 0;
+    v_count integer;
+    v_back bigint[];
+begin
+    foreach v_table in array p_tables loop
+        if not v_table = any(array['departments', 'jobs', 'employees']) then
+            continue;
+        end if;
+        execute format($sql$
+            select coalesce(array_agg(b.batch_id), '{}')
+            from ingest_batches as b
+            left join (
+                select t.batch_id, count(*) as n from %I as t
+                where t.batch_id is not null group by t.batch_id
+            ) as p on p.batch_id = b.batch_id
+            where b.table_name = %L and b.lineage and b.inserted > coalesce(p.n, 0)
+        $sql$, v_table, v_table) into v_gone;
+        v_count := _reopen_resolved_by_gone_rows(v_table);
+        v_reopened := v_reopened + v_count;
+        -- a batch reverted after the backup was taken is back: it may be
+        -- reverted again (two steps: Citus plans no update of a local table
+        -- that reads one of its own)
+        execute format(
+            'select coalesce(array_agg(distinct t.batch_id), ''{}'') from %I as t'
+            ' where t.batch_id is not null', v_table
+        ) into v_back;
+        update ingest_batches set reverted_by = null
+        where table_name = v_table and reverted_by is not null and batch_id = any(v_back);
+    end loop;
+    delete from migrated_files as m where m.batch_id = any(v_gone);
+    get diagnostics v_files = row_count;
+    delete from idempotency_keys as k where k.batch_id = any(v_gone);
+    get diagnostics v_answers = row_count;
+    return jsonb_build_object('files', v_files, 'answers', v_answers, 'reopened', v_reopened);
+end;
+$$;
+
+create or replace function _restore_tables(p_states jsonb, p_dry_run boolean)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: for every {table: {"rows", "checksum", "file", "columns"}} of
+-- p_states, whose staging tables restore_begin made and the caller filled
+-- (with the file's "columns" only, when it lacks some of the table's:
+-- those are NULL, or their default), replaces the table's rows with the
+-- staged ones, in _backup_tables() order, in the caller's transaction.
+-- Every constraint is checked; references into and out of the tables once
+-- per table, not row by row. Each table must then hold the recorded number
+-- of rows with the recorded checksum, else DAT06. Then the bookkeeping
+-- follows the rows (_after_restore), and, unless p_dry_run, each data table
+-- restored is recorded as a batch of its own ('restore:FILE') and the
+-- identity sequences are moved past the restored ids; a dry run moves no
+-- sequence. Returns, per table: rows, and added/removed/changed against
+-- what it held before, and the bookkeeping that followed ("bookkeeping").
 declare
     v_tables text[] := array(
         select t from unnest(_backup_tables()) with ordinality as b (t, n)
@@ -271,7 +519,6 @@ declare
     v_table text;
     v_result jsonb := '{}';
     v_suspended jsonb := '[]';
-    v_identity record;
     v_found record;
 begin
     perform _one_connection_per_node();  -- before any read: the keys are dropped below
@@ -280,6 +527,7 @@ begin
             (select k from jsonb_object_keys(p_states) as k where k <> all(v_tables) limit 1)
         );
     end if;
+    perform _restore_locks(v_tables);
     foreach v_table in array v_tables loop
         if not _own_temp_table('restore_' || v_table) then
             raise exception 'restore_begin(%) was not called in this transaction', v_table
@@ -316,28 +564,13 @@ begin
             execute format('insert into %I overriding system value select * from pg_temp.%I',
                 v_table, 'restore_' || v_table);
         end if;
-        for v_identity in
-            select a.attname from pg_attribute as a
-            where a.attrelid = v_table::regclass and a.attidentity <> ''
-        loop
-            execute format(
-                'select setval(pg_get_serial_sequence(%L, %L), coalesce(max(%I), 1),'
-                ' max(%I) is not null) from %I',
-                v_table, v_identity.attname, v_identity.attname, v_identity.attname, v_table
-            );
-        end loop;
     end loop;
     perform _reinstate(v_suspended);
     set constraints all immediate;  -- so a broken reference is reported as such
 
-    if not p_states ? 'idempotency_keys' then
-        delete from idempotency_keys as k
-        using ingest_batches as b
-        where b.batch_id = k.batch_id and b.table_name = any(v_tables);
-    end if;
-
     foreach v_table in array v_tables loop
-        select * into v_found from relation_checksum(v_table::regclass);
+        select * into v_found
+        from relation_checksum(v_table::regclass, p_states -> v_table -> 'columns');
         if v_found.row_count <> (p_states -> v_table ->> 'rows')::bigint
             or v_found.checksum <> _unsigned_checksum((p_states -> v_table ->> 'checksum')::numeric)
         then
@@ -350,23 +583,46 @@ begin
         v_result := jsonb_set(v_result, array[v_table],
             jsonb_build_object('rows', v_found.row_count) || (v_result -> v_table));
     end loop;
+
+    if not p_dry_run then
+        perform _advance_identities(v_tables);
+    end if;
+    v_result := v_result || jsonb_build_object('bookkeeping', _after_restore(v_tables));
+    if not p_dry_run then
+        insert into ingest_batches (
+            table_name, source, lineage, submitted, inserted, removed, finished_at
+        )
+        select
+            t, 'restore:' || coalesce(p_states -> t ->> 'file', 'a backup'), false,
+            (v_result -> t ->> 'rows')::integer, (v_result -> t ->> 'rows')::integer,
+            (v_result -> t ->> 'rows')::bigint - (v_result -> t ->> 'added')::bigint
+            + (v_result -> t ->> 'removed')::bigint,
+            clock_timestamp()
+        from unnest(v_tables) as t
+        where t = any(array['departments', 'jobs', 'employees']);
+    end if;
     return v_result;
 end;
 $$;
 
-create or replace function restore_finish(p_table text, p_rows bigint, p_checksum text)
+create or replace function restore_finish(
+    p_table text, p_rows bigint, p_checksum text, p_file text,
+    p_columns jsonb default null, p_dry_run boolean default false
+)
 returns jsonb
 language plpgsql
 security definer
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: as _restore_tables for the one data table p_table (staged by
--- restore_begin), but only to a state a backup of this database recorded
--- in backup_catalog, else DAT09 and nothing changes: a caller cannot stage
--- rows of its own and make them the table. Returns {"rows", "added",
--- "removed", "changed"}.
+-- restore_begin from the backup file p_file, of p_columns when it lacks
+-- some of the table's), but only to a state a backup of this database
+-- recorded in backup_catalog, else DAT09 and nothing changes: a caller
+-- cannot stage rows of its own and make them the table. Returns {"rows",
+-- "added", "removed", "changed", "bookkeeping"}.
 declare
     v_state record;
+    v_done jsonb;
 begin
     if p_table is null or not p_table = any(array['departments', 'jobs', 'employees']) then
         raise exception 'restore_finish restores departments, jobs or employees, not "%"', p_table
@@ -377,7 +633,8 @@ begin
         raise exception 'restore_begin(%) was not called in this transaction', p_table
             using errcode = 'DAT02';
     end if;
-    select * into v_state from _keyed_checksums(('pg_temp.restore_' || p_table)::regclass);
+    select * into v_state
+    from _keyed_checksums(('pg_temp.restore_' || p_table)::regclass, p_columns);
     if not exists (
         select from backup_catalog as c
         where c.table_name = p_table and c.row_count = v_state.row_count
@@ -387,21 +644,30 @@ begin
             using errcode = 'DAT09',
                 hint = 'Only a state a backup recorded can be restored through this function.';
     end if;
-    return _restore_tables(jsonb_build_object(
-        p_table, jsonb_build_object('rows', p_rows, 'checksum', p_checksum)
-    )) -> p_table;
+    v_done := _restore_tables(jsonb_build_object(p_table, jsonb_build_object(
+        'rows', p_rows, 'checksum', p_checksum, 'file', p_file, 'columns', p_columns
+    )), p_dry_run);
+    return (v_done -> p_table) || jsonb_build_object('bookkeeping', v_done -> 'bookkeeping');
 end;
 $$;
 
 -- _require_backup_table and relation_checksum stay callable by everyone:
 -- they read only what the caller may read (table_checksum needs them).
-revoke all on function _keyed_checksums(regclass) from public;
+revoke all on function _keyed_checksums(regclass, jsonb) from public;
+revoke all on function backup_set_begin(text, text[], bigint) from public;
 revoke all on function backup_record(text, text, text) from public;
+revoke all on function _restore_locks(text[]) from public;
+revoke all on function restore_lock(text[]) from public;
+revoke all on function _forget_nullable_defaults(regclass) from public;
 revoke all on function restore_begin(text) from public;
 revoke all on function _restore_diff(regclass, regclass) from public;
-revoke all on function _restore_tables(jsonb) from public;
-revoke all on function restore_finish(text, bigint, text) from public;
+revoke all on function _advance_identities(text[]) from public;
+revoke all on function _reopen_resolved_by_gone_rows(text) from public;
+revoke all on function _after_restore(text[]) from public;
+revoke all on function _restore_tables(jsonb, boolean) from public;
+revoke all on function restore_finish(text, bigint, text, text, jsonb, boolean) from public;
 grant execute on function table_checksum(text) to dataarch_api;
+grant execute on function backup_set_begin(text, text[], bigint) to dataarch_api;
 grant execute on function backup_record(text, text, text) to dataarch_api;
 grant execute on function restore_begin(text) to dataarch_api;
-grant execute on function restore_finish(text, bigint, text) to dataarch_api;
+grant execute on function restore_finish(text, bigint, text, text, jsonb, boolean) to dataarch_api;

@@ -28,10 +28,14 @@ as $$
         ('table', 'backup_catalog', 'select', 'which states a backup recorded'),
         ('table', 'migrated_files', 'select', 'a full backup set reads the ingest log'),
         ('table', 'idempotency_keys', 'select', 'a full backup set reads the ingest log'),
-        ('function', 'ingest_batch(text,jsonb,text,text)', 'execute', 'POST /tables/{table}/rows'),
+        ('table', 'backup_sets', 'select', 'which sets the backups belong to'),
+        (
+            'function', 'ingest_batch(text,jsonb,text,text,text)', 'execute',
+            'POST /tables/{table}/rows'
+        ),
         ('function', 'ingest_batch(jsonb)', 'execute', 'the psql form of ingest_batch'),
         (
-            'function', 'ingest_batch_json(text,text,text,text,text)', 'execute',
+            'function', 'ingest_batch_json(text,text,text,text,text,text)', 'execute',
             'POST /tables/{table}/rows with the body as received'
         ),
         ('function', 'ready_to_ingest()', 'execute', 'GET /health/ready'),
@@ -45,12 +49,18 @@ as $$
             'POST /tables/{table}/csv'
         ),
         ('function', 'close_rejections(bigint[],text,text)', 'execute', 'POST /rejections/close'),
+        ('function', 'backup_set_begin(text,text[],bigint)', 'execute', 'POST /backups'),
         ('function', 'backup_record(text,text,text)', 'execute', 'POST /backups'),
         ('function', 'restore_begin(text)', 'execute', 'POST /tables/{table}/restore'),
         (
-            'function', 'restore_finish(text,bigint,text)', 'execute',
+            'function', 'restore_finish(text,bigint,text,text,jsonb,boolean)', 'execute',
             'POST /tables/{table}/restore, only to a state a backup recorded'
         ),
+        (
+            'function', 'lock_holders(regclass,bigint)', 'execute',
+            'a 409 or 503 says who holds a busy table'
+        ),
+        ('function', 'revert_batch(bigint,boolean)', 'execute', 'POST /batches/{id}/revert'),
         ('function', 'api_token_scope(text)', 'execute', 'bearer tokens `dataarch token` issued'),
         ('function', 'api_session_open(text,text,integer)', 'execute', 'POST /login'),
         ('function', 'api_session_valid(text)', 'execute', 'the reports, signed in'),

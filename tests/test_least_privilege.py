@@ -32,7 +32,7 @@ def test_the_api_role_cannot_restore_rows_it_staged_itself(conn, dsn) -> None:
             " 18446744073709551616)::text from (values (66, 'Forged')) as t (job_id, job_name)"
         ).fetchone()
         with pytest.raises(psycopg.Error) as refused:
-            api.execute("select restore_finish('jobs', %s, %s)", (rows, checksum))
+            api.execute("select restore_finish('jobs', %s, %s, 'forged.avro')", (rows, checksum))
         assert refused.value.sqlstate == "DAT09"
         assert "no backup of this database recorded" in str(refused.value)
     assert jobs(conn) == before
@@ -56,7 +56,7 @@ def test_the_api_role_restores_what_a_backup_recorded(conn, dsn, tmp_path) -> No
     " keyed_checksum) values ('x', 'jobs', 'x', 1, '1', '1')",
     "select * from backup_key",
     "select * from _keyed_checksums('jobs')",
-    "select _restore_tables('{}')",
+    "select _restore_tables('{}', false)",
 ])  # fmt: skip
 def test_the_api_role_cannot_write_the_catalogue_or_read_its_key(dsn, statement) -> None:
     with (

@@ -61,8 +61,8 @@ def test_foreign_keys_are_deferrable(conn) -> None:
         "drop table jobs",
         "insert into ingest_errors (batch_id, table_name, row_index, raw_row, reason_code,"
         " message, source) values (1, 'jobs', 0, '{}', 'null_value', 'x', 'api')",
-        "select _insert_rows('jobs')",
-        "select _ingest_rows('jobs', '[]', false)",
+        "select _insert_rows('jobs', 1)",
+        "select _ingest_rows('jobs', '[]', false, 1)",
         # the per-row foreign key checks are skipped only inside _insert_rows
         "set session_replication_role = replica",
     ],

@@ -28,11 +28,11 @@ PATH = "pg_catalog, public, pg_temp"
 BATCH = '[{"job_id": 7, "job_name": "Planted?"}]'
 # How the API role calls each definer function it may execute (one statement each).
 CALLS: dict[str, str] = {
-    "ingest_batch(text,jsonb,text,text)": (
+    "ingest_batch(text,jsonb,text,text,text)": (
         f"select ingest_batch('jobs', '{BATCH}', 'per_row', 'api')"
     ),
     "ingest_batch(jsonb)": f"""select ingest_batch('{{"table": "jobs", "rows": {BATCH}}}')""",
-    "ingest_batch_json(text,text,text,text,text)": (
+    "ingest_batch_json(text,text,text,text,text,text)": (
         f"select ingest_batch_json('jobs', '{BATCH}', 'per_row', 'api', 'key-1')"
     ),
     "ready_to_ingest()": "select ready_to_ingest()",
@@ -42,9 +42,14 @@ CALLS: dict[str, str] = {
         "select ingest_csv_lines('jobs', 'planted.csv', 'abc', ',')"
     ),
     "close_rejections(bigint[],text,text)": "select close_rejections('{1}', 'a note')",
+    "backup_set_begin(text,text[],bigint)": "select backup_set_begin('set', '{jobs}', 0)",
     "backup_record(text,text,text)": "select backup_record('set', 'jobs', 'jobs-set.avro')",
     "restore_begin(text)": "select restore_begin('jobs')",
-    "restore_finish(text,bigint,text)": "select restore_finish('jobs', 0, '0')",
+    "restore_finish(text,bigint,text,text,jsonb,boolean)": (
+        "select restore_finish('jobs', 0, '0', 'jobs-set.avro')"
+    ),
+    "lock_holders(regclass,bigint)": "select lock_holders('jobs', 1)",
+    "revert_batch(bigint,boolean)": "select revert_batch(1, true)",
     "api_token_scope(text)": "select api_token_scope(repeat('0', 64))",
     "api_session_open(text,text,integer)": "select api_session_open('s', 't', 60)",
     "api_session_valid(text)": "select api_session_valid('s')",

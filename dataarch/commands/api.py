@@ -62,12 +62,16 @@ def _table(word: str) -> str:
 def add_file_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", choices=sorted(migrate.TABLE_FILES))
     p.add_argument("file")
+    p.add_argument("--force", action="store_true",
+                   help="send it even when its name or header names another table")  # fmt: skip
     add_csv_options(p)
     add_client_options(p)
 
 
 def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     path = _input_file(args.file)
+    if not args.force:
+        migrate.refuse_a_file_named_for_another_table(args.table, path.name)
 
     def work(api: client.ApiClient) -> int:
         with status(path.name) as line:
@@ -83,7 +87,9 @@ def run_upload(args: argparse.Namespace, settings: Settings) -> int:
 
     def work(api: client.ApiClient) -> int:
         with status(path.name) as line:
-            summary = client.upload_file(api, args.table, path, dialect(args), line.bar)
+            summary = client.upload_file(
+                api, args.table, path, dialect(args), line.bar, force=args.force
+            )
         print(migrate.describe(summary))
         return 0
 

@@ -37,6 +37,10 @@ def add_migrate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sessions", type=_at_least_one, metavar="N",
                    help="sessions that judge a large file at once (default: one a core,"
                    " or DATAARCH_MIGRATE_SESSIONS)")  # fmt: skip
+    p.add_argument(
+        "--force", action="store_true",
+        help="load a file even when its header names another table's columns",
+    )  # fmt: skip
     p.add_argument("--retry-rejected", action="store_true",
                    help="judge the open rejections of migrated lines again, e.g. once their"
                    " departments and jobs exist")  # fmt: skip
@@ -48,7 +52,7 @@ def run_migrate(args: argparse.Namespace, settings: Settings) -> int:
         return retry(settings, dialect(args))
     csv_dir = Path(args.csv_dir) if args.csv_dir else settings.data_dir
     sessions = args.sessions or settings.migrate_sessions
-    return migrate_dir(settings, csv_dir, dialect(args), sessions)
+    return migrate_dir(settings, csv_dir, dialect(args), sessions, force=args.force)
 
 
 def _at_least_one(text: str) -> int:
@@ -57,7 +61,9 @@ def _at_least_one(text: str) -> int:
     return int(text)
 
 
-def migrate_dir(settings: Settings, csv_dir: Path, csv_dialect: Dialect, sessions: int) -> int:
+def migrate_dir(
+    settings: Settings, csv_dir: Path, csv_dialect: Dialect, sessions: int, force: bool = False
+) -> int:
     files = list(migrate.find_files(csv_dir))
     if not files:
         names = ", ".join(n for names in migrate.TABLE_FILES.values() for n in names)
@@ -67,7 +73,7 @@ def migrate_dir(settings: Settings, csv_dir: Path, csv_dialect: Dialect, session
         for table, path in files:
             with logs.timed() as took, status(path.name) as line:
                 summary = migrate.migrate_file(
-                    conn, table, path, line, sessions=sessions, dialect=csv_dialect
+                    conn, table, path, line, sessions=sessions, dialect=csv_dialect, force=force
                 )
             print(migrate.describe(summary), flush=True)
             counts = {k: summary.get(k) for k in ("batch_id", "submitted", "inserted", "rejected")}

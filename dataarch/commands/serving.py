@@ -95,7 +95,14 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         _can_bind(args.host, args.port)  # before minutes of work, not after
     db.conninfo(settings, start=True)
     print(database.init(settings))
-    status = loading.migrate_dir(settings, settings.data_dir, PLAIN, settings.migrate_sessions)
+    status = 0
+    if _holds_data(settings):
+        print("the database holds data: the synthetic sample is not loaded"
+              " (`dataarch migrate --csv-dir DIR` loads your files)")  # fmt: skip
+    else:
+        print(f"an empty database: loading the synthetic sample of {settings.data_dir}"
+              " (made by `dataarch generate`; not real data)")  # fmt: skip
+        status = loading.migrate_dir(settings, settings.data_dir, PLAIN, settings.migrate_sessions)
     if status == 0:
         status = write_reports(argparse.Namespace(year=2021, out=None), settings)
     with db.connect(settings) as conn:
@@ -112,6 +119,15 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
     if status or args.no_serve:
         return status
     return run_serve(args, settings)
+
+
+def _holds_data(settings: Settings) -> bool:
+    """Rows in a table, or a batch in the log: then it is someone's data."""
+    with db.connect(settings) as conn:
+        return conn.execute(
+            "select exists (select from departments) or exists (select from jobs)"
+            " or exists (select from employees) or exists (select from ingest_batches)"
+        ).fetchone()[0]
 
 
 COMMANDS = {

@@ -1,0 +1,412 @@
+-- Lineage and undo. Every row of the HR tables records the batch that wrote
+-- it (schema/016): row_lineage says where a row came from, and the
+-- rejections of its id that came before it (the fix loop); batches and
+-- batch_detail list the batches; revert_batch takes out exactly the rows
+-- one batch inserted, as a batch of its own. bookkeeping_problems checks
+-- the rule every operation keeps: each record that says "these rows are in
+-- the table" is true.
+
+create or replace function bookkeeping_problems()
+returns table (problem text, detail text)
+language plpgsql stable
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: every record that says rows are in a table and is false, none
+-- when the rule holds: a migrated file or a stored answer whose batch's
+-- rows are not all there, a batch that says it was reverted while its rows
+-- are there, a rejection resolved by an id no row has, and hire counts
+-- that differ from a recount. Batches of earlier releases (no lineage) are
+-- not checked.
+declare
+    v_table text;
+    v_id text;
+begin
+    foreach v_table in array array['departments', 'jobs', 'employees'] loop
+        v_id := (_table_columns(v_table))[1];
+        return query execute format($sql$
+            with present as (
+                select t.batch_id, count(*) as n from %1$I as t
+                where t.batch_id is not null group by t.batch_id
+            )
+            select 'migrated file, rows gone'::text, format('%%s batch %%s (%%s)',
+                m.file_name, b.batch_id, %2$L)
+            from migrated_files as m
+            join ingest_batches as b on b.batch_id = m.batch_id
+            left join present as p on p.batch_id = b.batch_id
+            where b.table_name = %2$L and b.lineage and b.inserted > coalesce(p.n, 0)
+            union all
+            select 'stored answer, rows gone', format('key %%s, batch %%s (%%s)',
+                k.idempotency_key, b.batch_id, %2$L)
+            from idempotency_keys as k
+            join ingest_batches as b on b.batch_id = k.batch_id
+            left join present as p on p.batch_id = b.batch_id
+            where b.table_name = %2$L and b.lineage and b.inserted > coalesce(p.n, 0)
+            union all
+            select 'reverted batch, rows there', format('batch %%s (%%s): %%s rows',
+                p.batch_id, %2$L, p.n)
+            from present as p
+            join ingest_batches as b on b.batch_id = p.batch_id
+            where b.reverted_by is not null
+            union all
+            select 'resolved by a row that is gone', format('rejection %%s (%%s %%s)',
+                e.error_id, %2$L, e.record_id)
+            from ingest_errors as e
+            where e.table_name = %2$L and e.resolved_at is not null
+                and e.record_id not in (select t.%3$I from %1$I as t)
+        $sql$, v_table, v_table, v_id);
+    end loop;
+    if _hire_counts_is_table() then
+        return query
+        select 'hire counts differ from a recount', format('%s', coalesce(c, r))
+        from (
+            select
+                department_id, job_id, hire_year, hire_quarter, hires
+            from hire_counts where hires <> 0
+        ) as c
+        full join (
+            select
+                department_id, job_id,
+                extract(year from hiring_date at time zone 'UTC')::integer as hire_year,
+                extract(quarter from hiring_date at time zone 'UTC')::smallint as hire_quarter,
+                count(*) as hires
+            from employees group by 1, 2, 3, 4
+        ) as r using (department_id, job_id, hire_year, hire_quarter)
+        where c.hires is distinct from r.hires;
+    end if;
+end;
+$$;
+
+create or replace function _batch_json(p_batch ingest_batches)
+returns jsonb
+language plpgsql stable
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: a batch as the API and the CLI show it: the log's row, its kind
+-- (api, psql, csv, retry, restore, revert), the file (name and SHA-256) of
+-- a CSV batch and the Idempotency-Key of an API one.
+begin
+    return to_jsonb(p_batch) || jsonb_build_object(
+        'kind', split_part(p_batch.source, ':', 1),
+        'file', (
+            select jsonb_build_object('name', m.file_name, 'sha256', m.sha256)
+            from migrated_files as m where m.batch_id = p_batch.batch_id
+        ),
+        'idempotency_key', (
+            select k.idempotency_key from idempotency_keys as k
+            where k.batch_id = p_batch.batch_id
+        )
+    );
+end;
+$$;
+
+create or replace function row_lineage(p_table text, p_id integer)
+returns jsonb
+language plpgsql stable
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: where the row of p_table with id p_id came from, or NULL when
+-- there is none: {"table", "id", "row", "batch" (its batch, or NULL for a
+-- row of an earlier release), "position" ({"line"} in a CSV file, {"index"}
+-- in an API batch), "rejections" (every rejection of that id in p_table,
+-- oldest first: the fix loop)}.
+declare
+    v_row jsonb;
+    v_batch_id bigint;
+    v_position bigint;
+    v_batch ingest_batches;
+begin
+    execute format(
+        'select to_jsonb(t) - %L - %L, t.batch_id, t.batch_position from %I as t where t.%I = $1',
+        'batch_id', 'batch_position', p_table, (_require_table(p_table))[1]
+    ) into v_row, v_batch_id, v_position using p_id;
+    if v_row is null then
+        return null;
+    end if;
+    select b.* into v_batch from ingest_batches as b where b.batch_id = v_batch_id;
+    return jsonb_build_object(
+        'table', p_table, 'id', p_id, 'row', v_row,
+        'batch', case when v_batch.batch_id is not null then _batch_json(v_batch) end,
+        'position', case
+            when v_batch.source like 'csv:%' or v_batch.source = 'retry'
+                then jsonb_build_object('line', v_position)
+            when v_batch.batch_id is not null
+                then jsonb_build_object('index', v_position)
+        end,
+        'rejections', coalesce((
+            select jsonb_agg(jsonb_build_object(
+                'error_id', e.error_id, 'batch_id', e.batch_id, 'source', e.source,
+                'line_number', e.line_number, 'row_index', e.row_index,
+                'reason_code', e.reason_code, 'message', e.message,
+                'received_at', e.received_at, 'status', _rejection_status(e)
+            ) order by e.error_id)
+            from ingest_errors as e
+            where e.table_name = p_table and e.record_id = p_id
+        ), '[]')
+    );
+end;
+$$;
+
+create or replace function batches(
+    p_table text default null, p_kind text default null,
+    p_limit integer default 50, p_offset integer default 0
+)
+returns jsonb
+language plpgsql stable
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: a page of the batches, newest first, of p_table and of the kind
+-- p_kind (api, psql, csv, retry, restore, revert) when given:
+-- {"total", "limit", "offset", "items": [...]}.
+begin
+    if p_table is not null then
+        perform _require_table(p_table);
+    end if;
+    return (
+        with matching as (
+            select b.* from ingest_batches as b
+            where (p_table is null or b.table_name = p_table)
+                and (p_kind is null or split_part(b.source, ':', 1) = p_kind)
+        )
+        select jsonb_build_object(
+            'total', (select count(*) from matching),
+            'limit', p_limit, 'offset', p_offset,
+            'items', coalesce((
+                select jsonb_agg(_batch_json(page) order by page.batch_id desc)
+                from (
+                    select * from matching order by batch_id desc limit p_limit offset p_offset
+                ) as page
+            ), '[]')
+        )
+    );
+end;
+$$;
+
+create or replace function batch_detail(p_batch_id bigint, p_rejections integer default 100)
+returns jsonb
+language plpgsql stable
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: one batch as batches() lists it, with how many of the rows it
+-- inserted are in its table now ("present"), and its first p_rejections
+-- rejections; NULL when there is no such batch.
+declare
+    v_batch ingest_batches;
+    v_present bigint;
+begin
+    select b.* into v_batch from ingest_batches as b where b.batch_id = p_batch_id;
+    if v_batch.batch_id is null then
+        return null;
+    end if;
+    execute format('select count(*) from %I where batch_id = $1', v_batch.table_name)
+    into v_present using p_batch_id;
+    return _batch_json(v_batch) || jsonb_build_object(
+        'present', v_present,
+        'rejections', coalesce((
+            select jsonb_agg(to_jsonb(e) - 'raw_row' - 'raw_line' || jsonb_build_object(
+                'status', _rejection_status(e)) order by e.error_id)
+            from (
+                select * from ingest_errors as x where x.batch_id = p_batch_id
+                order by x.error_id limit p_rejections
+            ) as e
+        ), '[]')
+    );
+end;
+$$;
+
+create or replace function _dependent_batches(p_batch_id bigint)
+returns table (batch_id bigint, table_name text, rows_count bigint)
+language plpgsql stable
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: the other batches whose rows reference rows batch p_batch_id
+-- inserted (employees of a department it inserted), with how many such
+-- rows; batch_id NULL for rows of an earlier release (no lineage).
+declare
+    v_table text;
+    v_key record;
+begin
+    select b.table_name into v_table from ingest_batches as b where b.batch_id = p_batch_id;
+    for v_key in
+        select f.conrelid::regclass::text as child, a.attname::text as child_column,
+            p.attname::text as parent_column
+        from pg_constraint as f
+        join pg_attribute as a on a.attrelid = f.conrelid and a.attnum = f.conkey[1]
+        join pg_attribute as p on p.attrelid = f.confrelid and p.attnum = f.confkey[1]
+        where f.contype = 'f' and f.confrelid = v_table::regclass and cardinality(f.conkey) = 1
+    loop
+        return query execute format(
+            'select c.batch_id, %L::text, count(*) from %I as c'
+            ' where c.%I in (select t.%I from %I as t where t.batch_id = $1)'
+            ' and c.batch_id is distinct from $1 group by c.batch_id',
+            v_key.child, v_key.child, v_key.child_column, v_key.parent_column, v_table
+        ) using p_batch_id;
+    end loop;
+end;
+$$;
+
+create or replace function _revertible(p_batch ingest_batches, p_batch_id bigint)
+returns void
+language plpgsql stable
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: returns when batch p_batch_id (p_batch) may be reverted; else
+-- DAT01 (no such batch) or DAT12 saying why not and what to do instead.
+begin
+    if p_batch.batch_id is null then
+        raise exception 'no batch %', p_batch_id
+            using errcode = 'DAT01', hint = '`dataarch batches` lists them.';
+    end if;
+    if p_batch.source = 'revert' then
+        raise exception 'batch % is a revert (of batch %): a revert is not reverted',
+            p_batch_id, p_batch.reverts
+            using errcode = 'DAT12',
+                hint = 'Load the rows again instead (dataarch migrate or upload the file).';
+    end if;
+    if p_batch.source like 'restore:%' then
+        raise exception 'batch % is a restore: it replaced the whole table', p_batch_id
+            using errcode = 'DAT12',
+                hint = 'Restore another backup instead (dataarch restore --file ...).';
+    end if;
+    if p_batch.reverted_by is not null then
+        raise exception 'batch % was reverted already, by batch %', p_batch_id, p_batch.reverted_by
+            using errcode = 'DAT12';
+    end if;
+    if not coalesce(p_batch.lineage, false) then
+        raise exception 'batch % was loaded by an earlier release: its rows do not record it',
+            p_batch_id
+            using errcode = 'DAT12',
+                hint = 'Delete its rows by hand, by their ids (ingest_batches and the file say which).';
+    end if;
+end;
+$$;
+
+create or replace function revert_plan(p_batch_id bigint, p_cascade boolean default false)
+returns jsonb
+language plpgsql stable
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: what revert_batch(p_batch_id, p_cascade) would do, changing
+-- nothing: {"batches": [{batch_id, table_name, rows}] in the order they
+-- would be reverted (dependants first), "refused": why not, or NULL}.
+declare
+    v_batch ingest_batches;
+    v_dependants jsonb;
+    v_rows bigint;
+begin
+    select b.* into v_batch from ingest_batches as b where b.batch_id = p_batch_id;
+    perform _revertible(v_batch, p_batch_id);
+    select coalesce(jsonb_agg(jsonb_build_object(
+        'batch_id', d.batch_id, 'table_name', d.table_name, 'rows', d.rows_count
+    ) order by d.batch_id), '[]')
+    into v_dependants from _dependent_batches(p_batch_id) as d;
+    if jsonb_array_length(v_dependants) > 0 and not p_cascade then
+        return jsonb_build_object('batches', '[]'::jsonb, 'dependants', v_dependants,
+            'refused', format('rows of batch(es) %s reference rows batch %s inserted',
+                (select string_agg(coalesce(d ->> 'batch_id', 'of an earlier release'), ', ')
+                 from jsonb_array_elements(v_dependants) as d), p_batch_id));
+    end if;
+    if exists (select from jsonb_array_elements(v_dependants) as d where d -> 'batch_id' = 'null') then
+        return jsonb_build_object('batches', '[]'::jsonb, 'dependants', v_dependants,
+            'refused', 'rows of an earlier release (no batch recorded) reference its rows');
+    end if;
+    execute format('select count(*) from %I where batch_id = $1', v_batch.table_name)
+    into v_rows using p_batch_id;
+    return jsonb_build_object(
+        'batches', v_dependants || jsonb_build_object(
+            'batch_id', p_batch_id, 'table_name', v_batch.table_name, 'rows', v_rows
+        ),
+        'dependants', v_dependants, 'refused', null
+    );
+end;
+$$;
+
+create or replace function _revert_one(p_batch_id bigint, p_table text)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: the rows batch p_batch_id inserted into p_table are gone, the
+-- rejections it resolved are open again, its own rejections are closed
+-- (their load was undone), its file may load again and its stored answer
+-- is forgotten; the revert is a batch of its own, naming it. Returns
+-- {"batch_id" (the revert's), "reverts", "table", "removed", "reopened"}.
+declare
+    v_removed bigint;
+    v_reopened integer;
+    v_revert bigint;
+begin
+    execute format('delete from %I where batch_id = $1', p_table) using p_batch_id;
+    get diagnostics v_removed = row_count;
+    insert into ingest_batches (table_name, source, reverts, removed, finished_at)
+    values (p_table, 'revert', p_batch_id, v_removed, clock_timestamp())
+    returning batch_id into v_revert;
+    update ingest_batches set reverted_by = v_revert where batch_id = p_batch_id;
+    update ingest_errors set resolved_by_batch = null, resolved_at = null
+    where resolved_by_batch = p_batch_id;
+    get diagnostics v_reopened = row_count;
+    update ingest_errors
+    set closed_at = now(), closed_by = 'revert',
+        close_note = format('batch %s was reverted by batch %s', p_batch_id, v_revert)
+    where batch_id = p_batch_id and resolved_at is null and closed_at is null;
+    delete from migrated_files where batch_id = p_batch_id;
+    delete from idempotency_keys where batch_id = p_batch_id;
+    return jsonb_build_object('batch_id', v_revert, 'reverts', p_batch_id, 'table', p_table,
+        'removed', v_removed, 'reopened', v_reopened);
+end;
+$$;
+
+create or replace function revert_batch(p_batch_id bigint, p_cascade boolean default false)
+returns jsonb
+language plpgsql
+security definer
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: in the caller's transaction, exactly the rows batch p_batch_id
+-- inserted are removed (_revert_one), and with p_cascade first those of the
+-- batches whose rows reference them; refused (DAT13, naming them) when
+-- such batches exist and p_cascade is false, and (DAT12) for a batch that
+-- cannot be reverted. Hire counts follow (the triggers). Locks, in the one
+-- order (procedures/003), the tables that reference p_batch_id's table
+-- against writers first. Returns {"reverted": [...]} in the order done.
+declare
+    v_plan jsonb;
+    v_step jsonb;
+    v_done jsonb := '[]';
+    v_table text;
+begin
+    v_plan := revert_plan(p_batch_id, p_cascade);
+    if v_plan ->> 'refused' is not null then
+        raise exception 'batch % is not reverted: %', p_batch_id, v_plan ->> 'refused'
+            using errcode = 'DAT13',
+                hint = 'Revert those batches first, or ask for them too (--cascade).';
+    end if;
+    v_table := (select b.table_name from ingest_batches as b where b.batch_id = p_batch_id);
+    perform _lock_tables(
+        coalesce((
+            select jsonb_object_agg(c, 'share row exclusive')
+            from unnest(_referencing_tables(v_table::regclass)) as c
+        ), '{}')
+        || (
+            select jsonb_object_agg(s ->> 'table_name', 'row exclusive')
+            from jsonb_array_elements(v_plan -> 'batches') as s
+        )
+        || jsonb_build_object('ingest_batches', 'row exclusive')
+    );
+    -- the plan again, under the locks: nothing can have joined it since
+    v_plan := revert_plan(p_batch_id, p_cascade);
+    if v_plan ->> 'refused' is not null then
+        raise exception 'batch % is not reverted: %', p_batch_id, v_plan ->> 'refused'
+            using errcode = 'DAT13';
+    end if;
+    for v_step in select s from jsonb_array_elements(v_plan -> 'batches') as s loop
+        v_done := v_done || _revert_one((v_step ->> 'batch_id')::bigint, v_step ->> 'table_name');
+    end loop;
+    return jsonb_build_object('reverted', v_done);
+end;
+$$;
+
+revoke all on function bookkeeping_problems() from public;
+revoke all on function _dependent_batches(bigint) from public;
+revoke all on function _revert_one(bigint, text) from public;
+revoke all on function revert_batch(bigint, boolean) from public;
+grant execute on function revert_batch(bigint, boolean) to dataarch_api;

@@ -1,0 +1,302 @@
+"""Operations that meet: after any of them, every record that says "these
+rows are in the table" is true (bookkeeping_problems() finds nothing), a
+dry run changes nothing at all, backup sets know what they are, and a file
+goes where it says. Each test is a finding of issue 25, as an operator met
+it."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import AUTH, api_settings, dataarch, employee, ingest, load_reference_rows
+from litestar.testing import TestClient
+
+import backup.dump
+import backup.store
+from app import create_app
+from backup import backup_tables, list_sets
+from backup.store import newest
+
+LOG_TABLES = ("ingest_batches", "ingest_errors", "migrated_files", "idempotency_keys")
+
+
+def problems(conn: psycopg.Connection) -> list[tuple]:
+    return conn.execute("select * from bookkeeping_problems()").fetchall()
+
+
+def everything(conn: psycopg.Connection) -> dict[str, list]:
+    """Every table a backup holds, the catalogue, and every sequence's state."""
+    found = {
+        t: conn.execute(f"select * from {t} order by 1").fetchall()
+        for t in ("departments", "jobs", "employees", *LOG_TABLES, "hire_counts", "backup_sets")
+    }
+    found["sequences"] = conn.execute(
+        "select sequencename, last_value from pg_sequences order by 1"
+    ).fetchall()
+    return found
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    return folder / name
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"DATAARCH_BACKUP_DIR": str(tmp_path / "backups")}
+
+
+# -- sets that know what they are ------------------------------------------------------
+
+
+def test_restore_all_takes_the_newest_full_set(conn, dsn, new_database, env) -> None:
+    """1: `backup; backup jobs`, then disaster recovery restores every table."""
+    assert dataarch(dsn, "migrate").returncode == 0
+    assert dataarch(dsn, "backup", **env).returncode == 0
+    assert dataarch(dsn, "backup", "jobs", **env).returncode == 0
+    empty = new_database()
+    restored = dataarch(empty, "restore", "--all", **env)
+    assert restored.returncode == 0, restored.stderr
+    for table in ("departments", "jobs", "employees", *LOG_TABLES):
+        assert f"{table}: restored" in restored.stdout
+    with psycopg.connect(empty) as recovered:
+        assert recovered.execute("select count(*) from employees").fetchone()[0] > 1900
+        assert problems(recovered) == []
+
+
+def test_a_named_partial_set_says_what_it_leaves_out(conn, dsn, env) -> None:
+    load_reference_rows(conn)
+    assert dataarch(dsn, "backup", "jobs", **env).returncode == 0
+    (jobs_set,) = list_sets(Path(env["DATAARCH_BACKUP_DIR"]))
+    assert not jobs_set.full and jobs_set.kind == "partial"
+    unnamed = dataarch(dsn, "restore", "--all", **env)
+    assert unnamed.returncode == 1 and "no complete full backup set" in unnamed.stderr
+    named = dataarch(dsn, "restore", "--all", "--set", jobs_set.name, **env)
+    assert named.returncode == 0, named.stderr
+    assert "partial set: departments, employees" in named.stdout
+
+
+def test_retention_keeps_whole_sets(conn, dsn, env) -> None:
+    """2: `backup jobs --keep 1` never breaks the last full set."""
+    load_reference_rows(conn)
+    assert dataarch(dsn, "backup", **env).returncode == 0
+    assert dataarch(dsn, "backup", "jobs", **env).returncode == 0
+    kept = dataarch(dsn, "backup", "jobs", "--keep", "1", **env)
+    assert kept.returncode == 0, kept.stderr
+    sets = list_sets(Path(env["DATAARCH_BACKUP_DIR"]))
+    assert [(s.full, s.complete) for s in sets] == [(True, True), (False, True)]
+    verified = dataarch(dsn, "backup", "verify", **env)
+    assert verified.returncode == 0, verified.stdout
+    assert dataarch(dsn, "backup", "--keep", "1", **env).returncode == 0
+    assert [s.full for s in list_sets(Path(env["DATAARCH_BACKUP_DIR"]))] == [False, True]
+
+
+def test_a_clock_running_ahead_never_wins(conn, dsn, env, monkeypatch) -> None:
+    """5: sets are ordered by their number, not by the time they claim."""
+    load_reference_rows(conn)
+    backups = Path(env["DATAARCH_BACKUP_DIR"])
+    ahead = datetime.now(UTC) + timedelta(days=365)
+
+    class Ahead(datetime):
+        @classmethod
+        def now(cls, tz=None):  # noqa: ANN001, ANN206
+            return ahead
+
+    monkeypatch.setattr(backup.store, "datetime", Ahead)
+    monkeypatch.setattr(backup.dump, "datetime", Ahead)
+    future = backup_tables(conn, None, backups).name
+    monkeypatch.undo()
+    conn.execute("update jobs set job_name = 'renamed' where job_id = 1")
+    real = backup_tables(conn, None, backups).name
+    assert future > real  # by name and clock the future set is newer
+    sets = list_sets(backups)
+    assert [s.name for s in sets] == [future, real]  # by number it is not
+    assert sets[0].in_the_future and not sets[1].in_the_future
+    assert newest(backups, "jobs").set == real
+    listed = dataarch(dsn, "backups", **env).stdout
+    assert "DATED IN THE FUTURE" in listed.splitlines()[1]
+    as_json = json.loads(dataarch(dsn, "backups", "--json", **env).stdout)
+    assert [s["in_the_future"] for s in as_json["sets"]] == [True, False]
+    dry = dataarch(dsn, "restore", "jobs", "--dry-run", **env)
+    assert real in dry.stdout
+    assert dataarch(dsn, "backup", "--keep", "1", **env).returncode == 0
+    assert future not in {s.name for s in list_sets(backups)}
+
+
+# -- a restore and the bookkeeping -------------------------------------------------------
+
+
+def test_a_restored_table_lets_its_files_load_again(conn, dsn, env, tmp_path) -> None:
+    """3: the rows a restore removed are loadable again, by migrate and by upload."""
+    load_reference_rows(conn)
+    assert dataarch(dsn, "backup", "employees", **env).returncode == 0
+    lines = "".join(f"{900 + n},Late {n},2021-05-05T10:00:00Z,1,1\n" for n in range(3))
+    late = write(tmp_path / "late", "hired_employees.csv", lines)
+    first = dataarch(dsn, "migrate", "--csv-dir", str(late.parent))
+    assert "3 inserted" in first.stdout, first.stdout
+    restored = dataarch(dsn, "restore", "employees", **env)
+    assert restored.returncode == 0, restored.stderr
+    assert "1 migrated file(s) may load again" in restored.stdout
+    assert problems(conn) == []
+    again = dataarch(dsn, "migrate", "--csv-dir", str(late.parent))
+    assert "3 inserted" in again.stdout, again.stdout
+    assert conn.execute("select count(*) from employees where employee_id >= 900").fetchone() == (
+        3,
+    )
+    # and over HTTP
+    assert dataarch(dsn, "restore", "employees", **env).returncode == 0
+    with TestClient(create_app(api_settings(dsn, backup_dir=tmp_path / "backups"))) as client:
+        answer = client.post("/tables/employees/csv?file=hired_employees.csv",
+                             content=late.read_bytes(),
+                             headers={**AUTH, "Content-Type": "text/csv"})  # fmt: skip
+    assert answer.json()["status"] == "migrated" and answer.json()["inserted"] == 3
+
+
+def test_a_rejection_resolved_by_a_row_a_restore_removed_is_open_again(conn, dsn, env) -> None:
+    load_reference_rows(conn)
+    assert dataarch(dsn, "backup", "employees", **env).returncode == 0
+    bad = ingest(conn, "employees", [employee(77, department_id=99)])
+    assert bad["rejected"] == 1
+    fixed = ingest(conn, "employees", [employee(77)])
+    assert fixed["resolved"] == 1
+    assert dataarch(dsn, "restore", "employees", **env).returncode == 0
+    (status,) = conn.execute(
+        "select _rejection_status(e) from ingest_errors e where record_id = 77"
+    ).fetchone()
+    assert status == "open"
+    assert problems(conn) == []
+
+
+def test_a_stored_answer_for_rows_a_restore_removed_is_forgotten(conn, dsn, env) -> None:
+    load_reference_rows(conn)
+    assert dataarch(dsn, "backup", "jobs", **env).returncode == 0
+    body = json.dumps([{"job_id": 70, "job_name": "Seventy"}])
+    ask = "select ingest_batch_json('jobs', %s, 'per_row', 'api', 'key-70')"
+    assert conn.execute(ask, (body,)).fetchone()[0]["inserted"] == 1
+    assert dataarch(dsn, "restore", "jobs", **env).returncode == 0
+    again = conn.execute(ask, (body,)).fetchone()[0]
+    assert "replayed" not in again and again["inserted"] == 1  # applied, not replayed
+    assert problems(conn) == []
+
+
+def test_a_dry_run_changes_nothing_at_all(conn, dsn, env) -> None:
+    """4: not a row, not a sequence; the next batches are numbered as before."""
+    assert dataarch(dsn, "migrate").returncode == 0
+    assert dataarch(dsn, "backup", **env).returncode == 0
+    for n in range(4):
+        ingest(conn, "jobs", [{"job_id": 500 + n, "job_name": f"Job {n}"}])
+    before = everything(conn)
+    for args in (("restore", "--all", "--dry-run"), ("restore", "jobs", "--dry-run")):
+        dry = dataarch(dsn, *args, **env)
+        assert dry.returncode == 0, dry.stderr
+        assert everything(conn) == before
+    settings = api_settings(dsn, backup_dir=Path(env["DATAARCH_BACKUP_DIR"]))
+    with TestClient(create_app(settings)) as client:
+        dry = client.post("/tables/jobs/restore?dry_run=true", headers=AUTH)
+        assert dry.status_code == 200 and dry.json()["dry_run"] is True, dry.text
+        assert everything(conn) == before
+        posted = client.post("/tables/jobs/rows", json=[{"job_id": 600, "job_name": "x"}],
+                             headers=AUTH)  # fmt: skip
+    assert posted.status_code == 200, posted.text
+
+
+def test_a_real_restore_never_hands_out_an_id_twice(conn, dsn, env) -> None:
+    assert dataarch(dsn, "migrate").returncode == 0
+    assert dataarch(dsn, "backup", **env).returncode == 0
+    later = [ingest(conn, "jobs", [{"job_id": 700 + n, "job_name": "x"}])["batch_id"]
+             for n in range(3)]  # fmt: skip
+    assert dataarch(dsn, "restore", "--all", **env).returncode == 0
+    after = ingest(conn, "jobs", [{"job_id": 800, "job_name": "y"}])
+    assert after["batch_id"] > max(later)
+    assert problems(conn) == []
+
+
+# -- the sample, and files that go where they say ---------------------------------------
+
+
+def test_make_run_loads_the_sample_only_into_an_empty_database(conn, dsn) -> None:
+    """6: `up` on a database that holds rows loads nothing it was not asked to."""
+    ingest(conn, "departments", [{"department_id": 1, "department_name": "Real"}])
+    up = dataarch(dsn, "up", "--no-serve")
+    assert up.returncode == 0, up.stderr
+    assert "holds data: the synthetic sample is not loaded" in up.stdout
+    assert conn.execute("select count(*) from departments").fetchone() == (1,)
+
+
+def test_make_run_says_the_sample_is_synthetic(new_database) -> None:
+    empty = new_database()
+    up = dataarch(empty, "up", "--no-serve")
+    assert up.returncode == 0, up.stderr
+    assert "synthetic sample" in up.stdout and "hired_employees.csv -> employees" in up.stdout
+
+
+def test_a_file_named_for_another_table_is_refused(conn, dsn, tmp_path) -> None:
+    """7: jobs.csv uploaded into departments is refused, clearly; force loads it."""
+    path = write(tmp_path, "jobs.csv", "".join(f"{n},Job {n}\n" for n in range(1, 6)))
+    sent = {"content": path.read_bytes(), "headers": {**AUTH, "Content-Type": "text/csv"}}
+    with TestClient(create_app(api_settings(dsn))) as client:
+        answer = client.post("/tables/departments/csv?file=jobs.csv", **sent)
+        assert answer.status_code == 422, answer.text
+        assert "jobs.csv is named for jobs, not departments" in answer.json()["detail"]
+        assert conn.execute("select count(*) from departments").fetchone() == (0,)
+        forced = client.post("/tables/departments/csv?file=jobs.csv&force=true", **sent)
+    assert forced.json()["inserted"] == 5
+
+
+def test_a_file_whose_header_names_another_table_is_refused(conn, dsn, tmp_path) -> None:
+    folder = tmp_path / "in"
+    write(folder, "departments.csv", "job_id,job_name\n" + "".join(f"{n},J{n}\n" for n in range(5)))
+    refused = dataarch(dsn, "migrate", "--csv-dir", str(folder))
+    assert refused.returncode == 1
+    assert "its header names the columns of jobs, not departments" in refused.stderr
+    assert conn.execute("select count(*) from departments").fetchone() == (0,)
+    forced = dataarch(dsn, "migrate", "--csv-dir", str(folder), "--force")
+    assert forced.returncode == 0 and "4 inserted" in forced.stdout, forced.stdout
+
+
+# -- reject files -------------------------------------------------------------------------
+
+
+def test_a_string_row_never_becomes_lines_of_the_reject_file(conn, dsn, tmp_path) -> None:
+    """8: what nobody reviewed is not re-sent."""
+    body = json.dumps(["7001,Injected A\n7002,Injected B", {"job_id": 5, "job_name": ""}])
+    conn.execute("select ingest_batch_json('jobs', %s)", (body,))
+    with TestClient(create_app(api_settings(dsn))) as client:
+        csv_text = client.get("/tables/jobs/rejections?format=csv", headers=AUTH).text
+    assert "Injected" not in csv_text and csv_text == "5,\n"
+
+
+def test_a_huge_number_does_not_poison_the_exports(conn, dsn, tmp_path) -> None:
+    """9: 1e5000 is rendered as the text received, whatever its size."""
+    conn.execute(
+        "select ingest_batch_json('departments', %s)",
+        ('[{"department_id": 1e5000, "department_name": "Big"}]',),
+    )
+    with TestClient(create_app(api_settings(dsn))) as client:
+        answer = client.get("/tables/departments/rejections?format=csv", headers=AUTH)
+    assert answer.status_code == 200 and answer.text.startswith("1" + "0" * 5000 + ",Big")
+
+
+# -- what a backup folder may hold -------------------------------------------------------
+
+
+def test_a_fifo_or_a_folder_in_the_backup_folder_is_ignored(conn, dsn, env) -> None:
+    """14: listing never hangs on a FIFO; pruning never trips on a folder."""
+    load_reference_rows(conn)
+    assert dataarch(dsn, "backup", "jobs", **env).returncode == 0
+    jobs = Path(env["DATAARCH_BACKUP_DIR"]) / "jobs"
+    os.mkfifo(jobs / "jobs-zzz.avro")
+    (jobs / "jobs-folder.avro").mkdir()
+    listed = dataarch(dsn, "backups", "jobs", timeout=30, **env)
+    assert listed.returncode == 0 and "jobs-zzz" not in listed.stdout
+    with TestClient(create_app(api_settings(dsn, backup_dir=jobs.parent))) as client:
+        assert client.get("/tables/jobs/backups", headers=AUTH, timeout=30).status_code == 200
+        made = client.post("/tables/jobs/backups?keep=1", headers=AUTH)
+        assert made.status_code == 201, made.text
+    assert (jobs / "jobs-zzz.avro").exists() and (jobs / "jobs-folder.avro").is_dir()
