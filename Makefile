@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-stamp
 
-.PHONY: run test lint system-deps clean
+.PHONY: run test soak lint system-deps clean
 
 $(STAMP): pyproject.toml uv.lock
 	@test -x $(UV) || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q uv==$(UV_VERSION); }
@@ -27,6 +27,10 @@ system-deps:
 
 test: system-deps lint
 	$(VENV)/bin/pytest
+
+# operations together for ten minutes, kill -9 included (tests/test_soak.py)
+soak: system-deps $(STAMP)
+	DATAARCH_SOAK_SECONDS=600 $(VENV)/bin/pytest tests/test_soak.py -p no:xdist -s -q
 
 clean:
 	-$(VENV)/bin/dataarch db stop

@@ -21,6 +21,7 @@ from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetail
 from api import openapi, problems
 from api.asgi import outermost
 from api.backups import BackupsController
+from api.batches import BatchesController
 from api.health import HealthController, MetricsController
 from api.kpis import KpisController
 from api.metrics import Metrics
@@ -30,7 +31,7 @@ from api.rejections import RejectionsController
 from api.schemas import ROW_SCHEMAS
 from api.security import Failures, require_token
 from api.state import DEPENDENCIES, Services, open_pools
-from api.tables import TablesController
+from api.tables import LineageController, TablesController
 from dataarch.settings import Settings
 
 VERSION = "2.0.0"
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path="/",
         route_handlers=[
             TablesController,
+            LineageController,
+            BatchesController,
             RejectionsController,
             BackupsController,
             KpisController,

@@ -95,6 +95,43 @@ class RejectionPage:
 
 
 @dataclass
+class BatchPage:
+    total: int
+    limit: int
+    offset: int
+    items: list[dict[str, Any]]
+    """batches newest first: ingest_batches' columns, with kind, file and idempotency_key"""
+
+
+@dataclass
+class Lineage:
+    table: str
+    id: int
+    row: dict[str, Any]
+    batch: dict[str, Any] | None
+    """the batch that wrote it; null for a row of an earlier release"""
+    position: dict[str, int] | None
+    """{"line": n} in a CSV file, {"index": n} in an API batch"""
+    rejections: list[dict[str, Any]]
+    """every rejection of this id in this table, oldest first: the fix loop"""
+
+
+@dataclass
+class Reverted:
+    reverted: list[dict[str, Any]]
+    """each batch reverted, dependants first: {batch_id (the revert's), reverts, table,
+    removed, reopened}"""
+
+
+@dataclass
+class RevertPlan:
+    batches: list[dict[str, Any]]
+    """what a revert would take out, in order: {batch_id, table_name, rows}"""
+    dependants: list[dict[str, Any]]
+    refused: str | None
+
+
+@dataclass
 class HiresByQuarter:
     department_id: int
     department: str

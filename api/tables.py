@@ -23,6 +23,7 @@ from api.schemas import (
     Department,
     Employee,
     Job,
+    Lineage,
     RowsOperation,
     TablePath,
 )
@@ -203,11 +204,9 @@ class TablesController(Controller):
         row_id: Annotated[str, PathParameter(description="an integer from 1 to 2147483647")],
     ) -> Response[Department | Job | Employee]:
         known_table(table)
-        if not (row_id.isascii() and row_id.isdigit() and 1 <= int(row_id) <= 2**31 - 1):
-            raise ValidationException(
-                f"{ID_COLUMNS[table]} must be an integer from 1 to 2147483647"
-            )
-        row = await fetch_json(pool, "select table_row(%s, %s)::text", (table, int(row_id)))
+        row = await fetch_json(
+            pool, "select table_row(%s, %s)::text", (table, row_number(table, row_id))
+        )
         if row is None:
             raise NotFoundException(f"no row in {table} with {ID_COLUMNS[table]} = {row_id}")
         return Response(content=row, media_type=JSON)
@@ -217,6 +216,37 @@ def refused(exc: migrate.MigrationError) -> HTTPException:
     """422: the file was read and refused whole (not a CSV of the table, or
     one of another table); nothing of it was loaded."""
     return HTTPException(status_code=422, detail=str(exc))
+
+
+class LineageController(Controller):
+    path = "/tables/{table:str}/rows/{row_id:str}/lineage"
+    tags = ["rows"]
+
+    @get(
+        opt={"scope": "read"}, operation_id="getRowLineage",
+        summary="Where a row came from: its batch, file and line, and the rejections before it",
+        responses=problem_responses(400, 401, 403, 404, 406, 503),
+    )  # fmt: skip
+    async def lineage(
+        self,
+        table: TablePath,
+        pool: Pool,
+        row_id: Annotated[str, PathParameter(description="an integer from 1 to 2147483647")],
+    ) -> Response[Lineage]:
+        known_table(table)
+        found = await fetch_json(
+            pool, "select row_lineage(%s, %s)::text", (table, row_number(table, row_id))
+        )
+        if found is None:
+            raise NotFoundException(f"no row in {table} with {ID_COLUMNS[table]} = {row_id}")
+        return Response(content=found, media_type=JSON)
+
+
+def row_number(table: str, row_id: str) -> int:
+    """A row id from the path, or 400 saying what one is."""
+    if not (row_id.isascii() and row_id.isdigit() and 1 <= int(row_id) <= 2**31 - 1):
+        raise ValidationException(f"{ID_COLUMNS[table]} must be an integer from 1 to 2147483647")
+    return int(row_id)
 
 
 class _BodyChunks:

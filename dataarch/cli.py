@@ -40,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "upload": ("dataarch.commands.api", "send a CSV file to the API whole, loaded as migrate does"),
     "get": ("dataarch.commands.api", "one row by id, from the API"),
     "rejections": ("dataarch.commands.api", "rejections: list, `export TABLE`, `close ID...`"),
+    "batches": ("dataarch.commands.batches", "what each load did: list, `show N`, `revert N`"),
+    "lineage": ("dataarch.commands.batches", "where a row came from, and the rejections before"),
     "backup": ("backup.__main__", "write a backup set; `backup verify [FILE|SET]` checks them"),
     "restore": ("backup.__main__", "restore a table, or a whole set (--all), from a backup"),
     "backups": ("backup.__main__", "list backup sets and files"),

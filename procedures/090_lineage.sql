@@ -374,6 +374,9 @@ declare
     v_done jsonb := '[]';
     v_table text;
 begin
+    -- Citus: before any read, since a revert may write employees' shards
+    -- and then a reference table in one transaction
+    perform _one_connection_per_node();
     v_plan := revert_plan(p_batch_id, p_cascade);
     if v_plan ->> 'refused' is not null then
         raise exception 'batch % is not reverted: %', p_batch_id, v_plan ->> 'refused'
@@ -405,8 +408,9 @@ begin
 end;
 $$;
 
+-- revert_plan and what it calls stay callable by everyone (the API role's
+-- dry run): they read only what the caller may read, and change nothing.
 revoke all on function bookkeeping_problems() from public;
-revoke all on function _dependent_batches(bigint) from public;
 revoke all on function _revert_one(bigint, text) from public;
 revoke all on function revert_batch(bigint, boolean) from public;
 grant execute on function revert_batch(bigint, boolean) to dataarch_api;

@@ -90,6 +90,7 @@ OPERATIONS = _operations()
 
 def _request(method: str, path: str, query: list[tuple[str, bytes]], headers: dict) -> bytes:
     target = path.replace("{table}", "jobs").replace("{row_id}", "1").replace("{page}", "index")
+    target = target.replace("{batch_id}", "1")
     if query:
         target += "?" + "&".join(f"{k}={quote_from_bytes(v, safe='')}" for k, v in query)
     lines = [f"{method} {target} HTTP/1.1".encode(), b"Host: test", b"Connection: close"]

@@ -106,7 +106,7 @@ def test_each_route_refuses_tokens_without_its_scope(conn, dsn, method, path, sc
     tokens = tuple(ApiToken(f"{TOKEN}-{s}", s) for s in SCOPES)
     url = (
         path.replace("{table:str}", "jobs").replace("{row_id:str}", "1")
-        .replace("{page:str}", "index.html")
+        .replace("{page:str}", "index.html").replace("{batch_id:int}", "1")
     )  # fmt: skip
     with TestClient(create_app(api_settings(dsn, tokens=tokens))) as client:
         for token in tokens:

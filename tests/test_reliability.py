@@ -397,7 +397,7 @@ def test_openapi_fuzzing_finds_no_server_error(schema_server, path, method) -> N
 
 PROTECTED = [
     (method.upper(), path.replace("{table}", "jobs").replace("{row_id}", "1")
-     .replace("{page}", "index.html"))
+     .replace("{page}", "index.html").replace("{batch_id}", "1"))
     for path, item in _SCHEMA_APP.openapi_schema.to_schema()["paths"].items()
     for method in item
     if not path.startswith("/health")

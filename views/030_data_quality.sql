@@ -39,8 +39,15 @@ as $$
                 'open', count(*) filter (where status = 'open'),
                 'resolved', count(*) filter (where status = 'resolved'),
                 'closed', count(*) filter (where status = 'closed'),
-                'batches', (select count(*) from ingest_batches),
-                'inserted', (select coalesce(sum(inserted), 0) from ingest_batches)
+                -- loads only: a restore re-inserts what a backup held, a revert inserts nothing
+                'batches', (
+                    select count(*) from ingest_batches
+                    where source not like 'restore:%' and source <> 'revert'
+                ),
+                'inserted', (
+                    select coalesce(sum(inserted), 0) from ingest_batches
+                    where source not like 'restore:%' and reverted_by is null
+                )
             )
             from errors
         ),
@@ -89,9 +96,9 @@ as $$
         'largest_batches', coalesce((
             select jsonb_agg(b order by b.inserted desc, b.batch_id)
             from (
-                select batch_id, table_name, source, inserted, rejected, finished_at
+                select batch_id, table_name, source, inserted, rejected, finished_at, reverted_by
                 from ingest_batches
-                where finished_at is not null
+                where finished_at is not null and source not like 'restore:%' and source <> 'revert'
                 order by inserted desc, batch_id limit p_oldest
             ) as b
         ), '[]')
