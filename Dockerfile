@@ -32,5 +32,5 @@ USER dataarch
 
 EXPOSE 8000
 ENTRYPOINT ["dataarch"]
-# install the schema, migrate data/historical on first start, serve
-CMD ["up", "--host", "0.0.0.0", "--port", "8000"]
+# install the schema (never the synthetic sample: this is someone's database), serve
+CMD ["up", "--host", "0.0.0.0", "--port", "8000", "--no-sample"]

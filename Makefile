@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml uv.lock
 	$(UV) sync --frozen --inexact --quiet
 	@touch $@
 
+# make run PORT=8080 serves elsewhere; the client commands find it (var/api-url)
 run: $(STAMP)
-	$(VENV)/bin/dataarch up
+	$(VENV)/bin/dataarch up $(if $(PORT),--port $(PORT))
 
 lint: $(STAMP)
 	$(VENV)/bin/sqlfluff lint schema procedures views

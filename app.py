@@ -18,6 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
 
+import dataarch
 from api import openapi, problems
 from api.asgi import outermost
 from api.backups import BackupsController
@@ -29,12 +30,12 @@ from api.negotiation import refuse_the_unacceptable
 from api.pages import ReportsController, SignInController
 from api.rejections import RejectionsController
 from api.schemas import ROW_SCHEMAS
-from api.security import Failures, require_token
+from api.security import Failures, SignInRequired, require_token, sign_in_first
 from api.state import DEPENDENCIES, Services, open_pools
 from api.tables import LineageController, TablesController
 from dataarch.settings import Settings
 
-VERSION = "2.0.0"
+VERSION = dataarch.__version__  # one version: the package's, the CLI's, the backups'
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[protected, HealthController, SignInController],
         dependencies=DEPENDENCIES,
         before_request=refuse_the_unacceptable,
+        exception_handlers={SignInRequired: sign_in_first},
         lifespan=[lifespan],
         logging_config=None,  # the program that runs the app configures logging (dataarch.logs)
         request_max_body_size=2 * 1024 * 1024,

@@ -99,7 +99,7 @@ class BackupsController(Controller):
     @get(
         "/tables/{table:str}/backups", sync_to_thread=True, operation_id="listBackups",
         summary="The backups of a table, oldest first; an unreadable file says why in `problem`",
-        responses=problem_responses(401, 403, 404, 406),
+        responses=problem_responses(400, 401, 403, 404, 406),
     )  # fmt: skip
     def list_table_backups(self, table: TablePath, settings: AppSettings) -> list[BackupInfo]:
         return list_backups(settings.backup_dir, known_table(table))

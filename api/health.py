@@ -28,6 +28,7 @@ from api.state import AppMetrics, Pool
 from dataarch import errors
 
 log = logging.getLogger("dataarch.api")
+TEXT_FORMAT = "text/plain; version=0.0.4"  # Prometheus's text format
 
 Status = Literal["ok", "degraded", "unavailable"]
 
@@ -87,4 +88,6 @@ class MetricsController(Controller):
         stats = pool.get_stats()
         metrics.pool_size.set(stats.get("pool_size", 0))
         metrics.pool_waiting.set(stats.get("requests_waiting", 0))
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        await metrics.read_database(pool)
+        # CONTENT_TYPE_LATEST names a charset, and Litestar adds one: say it once
+        return Response(generate_latest(metrics.registry), media_type=TEXT_FORMAT)

@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, get
 from litestar.params import QueryParameter
 from psycopg import sql
 
-from api.negotiation import choose
+from api.negotiation import choose, download
 from api.problems import problem_responses
 from api.schemas import CSV, JSON, DepartmentAboveMean, HiresByQuarter
 from api.state import Pool
@@ -74,7 +74,7 @@ async def kpi_response(
         return Response(content=await fetch_json(pool, kpi_sql(name, year, JSON)), media_type=JSON)
     async with pool.connection() as conn, conn.cursor().copy(kpi_sql(name, year, CSV)) as copy:
         body = b"".join([bytes(chunk) async for chunk in copy])
-    return Response(content=body, media_type=CSV)
+    return Response(content=body, media_type=CSV, headers=download(f"{name}-{year}.csv"))
 
 
 class KpisController(Controller):

@@ -59,3 +59,8 @@ async def refuse_the_unacceptable(request: Request) -> None:
         return
     if "accept" in request.headers and _accept(request).best_match(offered) is None:
         raise not_acceptable(offered)
+
+
+def download(filename: str) -> dict[str, str]:
+    """A CSV answer saved under its own name."""
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}

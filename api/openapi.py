@@ -1,12 +1,13 @@
 """What Litestar's generated OpenAPI document cannot say by itself, added
 once when the app is built: the CSV a route also answers with, the scope
 each route's token needs (OpenAPI 3.1 lets a security requirement name
-roles), and the Retry-After header of every 429 and 503."""
+roles), the Retry-After header of every 429 and 503, and X-Request-ID."""
 
 from __future__ import annotations
 
 from litestar import Litestar
-from litestar.openapi.spec import OpenAPIHeader, OpenAPIMediaType, Schema
+from litestar.enums import ParamType
+from litestar.openapi.spec import OpenAPIHeader, OpenAPIMediaType, Parameter, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 
 from api.schemas import CSV
@@ -14,6 +15,14 @@ from api.schemas import CSV
 RETRY_AFTER = OpenAPIHeader(
     description="seconds to wait before trying again", schema=Schema(type=OpenAPIType.INTEGER)
 )
+REQUEST_ID_SCHEMA = Schema(type=OpenAPIType.STRING, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
+REQUEST_ID = Parameter(
+    name="X-Request-ID", param_in=ParamType.HEADER, required=False, schema=REQUEST_ID_SCHEMA,
+    description="the request's id, echoed in the answer and in every log line of it;"
+    " one is made when absent or not of this shape",
+)  # fmt: skip
+ECHOED_ID = OpenAPIHeader(description="the request's id (see the parameter)",
+                          schema=REQUEST_ID_SCHEMA)  # fmt: skip
 
 
 def finish(app: Litestar) -> None:
@@ -41,3 +50,6 @@ def finish(app: Litestar) -> None:
                 waiting = operation.responses.get(status)
                 if waiting is not None:
                     waiting.headers = {**(waiting.headers or {}), "Retry-After": RETRY_AFTER}
+            operation.parameters = [*(operation.parameters or []), REQUEST_ID]
+            for answer in operation.responses.values():
+                answer.headers = {**(answer.headers or {}), "X-Request-ID": ECHOED_ID}

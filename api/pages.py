@@ -56,14 +56,14 @@ class ReportsController(Controller):
 
     @get(
         "/{page:str}", sync_to_thread=True, operation_id="getReportPage",
-        summary="A report: hires-by-quarter.html, departments-above-mean.html, data-quality.html",
+        summary="A report: hires-by-quarter, departments-above-mean, data-quality (.html or not)",
         responses=problem_responses(400, 401, 403, 404, 406, 503),
     )  # fmt: skip
     def page(
         self, blocking: BlockingPool, page: Annotated[str, PathParameter()], year: YearQuery = 2021
     ) -> Response[str]:
         name = page.removesuffix(".html")
-        if not page.endswith(".html") or name not in PAGES:
+        if name not in PAGES:
             raise NotFoundException(f"no report named {page!r}: see /reports/")
         return _page(blocking, name, year)
 

@@ -76,15 +76,20 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
 
 
 def _problem(
-    status: int, title: str, detail: str | None = None, **extra: Any
+    status: int, title: str, detail: str | None = None, type_: str | None = None, **extra: Any
 ) -> ProblemDetailsException:
+    """A problem document. Without a `type` of its own it is about:blank,
+    and its title is then the status's phrase (RFC 9457, 4.2.1)."""
     headers = extra.pop("headers", None)
     if status == 503:
         headers = {**(headers or {}), **RETRY_SOON}
+    if type_ is None:
+        title = HTTPStatus(status).phrase
     extra = {k: v for k, v in extra.items() if v is not None}
     return ProblemDetailsException(
-        status_code=status, title=title, detail=detail or "", headers=headers, extra=extra or None
-    )
+        status_code=status, title=title, detail=detail or "", headers=headers,
+        type_=type_, extra=extra or None,
+    )  # fmt: skip
 
 
 def database_problem(exc: psycopg.Error) -> ProblemDetailsException:
@@ -96,14 +101,15 @@ def database_problem(exc: psycopg.Error) -> ProblemDetailsException:
     entry = errors.of_error(exc)
     if entry.status < 500 or entry.busy:
         return _problem(entry.status, entry.title, exc.diag.message_primary or str(exc),
-                        sqlstate=exc.sqlstate, hint=exc.diag.message_hint,
+                        entry.type, sqlstate=exc.sqlstate, hint=exc.diag.message_hint,
                         headers=RETRY_SOON if entry.retry else None)  # fmt: skip
     fields = {"sqlstate": exc.sqlstate, "message": exc.diag.message_primary, "status": entry.status}
     log.error("database error", exc_info=exc if entry.status == 500 else None,
               extra={"fields": fields})  # fmt: skip
     advice = "retry later" if entry.retry else "it has been logged"
     headers = RETRY_SOON if entry.retry else None
-    return _problem(entry.status, entry.title, f"{entry.title}; {advice}", headers=headers)
+    return _problem(entry.status, entry.title, f"{entry.title}; {advice}", entry.type,
+                    headers=headers)  # fmt: skip
 
 
 def http_problem(exc: HTTPException) -> ProblemDetailsException:
@@ -122,14 +128,18 @@ def backup_problem(exc: BackupError) -> ProblemDetailsException:
     if isinstance(exc, StorageError):
         status = 507 if exc.no_space else 503
         log.error("backup storage", extra={"fields": {"message": str(exc), "status": status}})
-        return _problem(status, HTTPStatus(status).phrase,
-                        f"the server cannot write its backup directory: {exc.reason}")  # fmt: skip
-    status = 409 if isinstance(exc, BusyError) else 422
-    return _problem(status, HTTPStatus(status).phrase, str(exc))
+        return _problem(status, "Backup directory not writable",
+                        f"the server cannot write its backup directory: {exc.reason}",
+                        "urn:dataarch:problem:backup-storage")  # fmt: skip
+    if isinstance(exc, BusyError):
+        return _problem(409, "Table busy", str(exc), "urn:dataarch:problem:busy",
+                        headers=RETRY_SOON)  # fmt: skip
+    return _problem(422, "Backup refused", str(exc), "urn:dataarch:problem:backup-refused")
 
 
 def pool_problem(_: PoolTimeout) -> ProblemDetailsException:
-    return _problem(503, "Database unavailable", "no database connection came free; retry later")
+    return _problem(503, "No database connection free", "no database connection came free;"
+                    " retry later", "urn:dataarch:problem:no-connection")  # fmt: skip
 
 
 def unexpected_problem(exc: Exception) -> ProblemDetailsException:

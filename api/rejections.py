@@ -12,7 +12,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import Body, QueryParameter
 from msgspec import Meta
 
-from api.negotiation import choose
+from api.negotiation import choose, download
 from api.problems import problem_responses
 from api.schemas import CSV, JSON, RejectionPage, TablePath
 from api.state import Pool
@@ -69,7 +69,9 @@ class RejectionsController(Controller):
         since: Annotated[
             datetime | None, QueryParameter(description="received at or after")
         ] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        limit: Annotated[
+            int | None, QueryParameter(ge=1, le=1000, description="default: 100; as CSV, all")
+        ] = None,
         offset: Annotated[int, QueryParameter(ge=0, le=2**31 - 1)] = 0,
         fmt: FormatQuery = None,
     ) -> Response[RejectionPage]:
@@ -80,18 +82,20 @@ class RejectionsController(Controller):
                     "select _table_columns(%s)", (table,))).fetchone())[0]  # fmt: skip
                 cursor = await conn.execute(
                     "select batch_id, source, place, raw_line, raw_row::text, reason_code, field,"
-                    " message from rejected_records(%s, %s, %s, %s, %s)",
-                    (table, batch_id, status, reason, since),
+                    " message from rejected_records(%s, %s, %s, %s, %s) limit %s offset %s",
+                    (table, batch_id, status, reason, since, limit, offset),
                 )
                 rows = [
                     Rejected(*row[:4], received(row[4]), *row[5:])
                     for row in await cursor.fetchall()
                 ]
             records, _, _ = reject_files(rows, columns)
-            return Response(content=records, media_type=CSV)
+            return Response(
+                content=records, media_type=CSV, headers=download(f"{table}.reject.csv")
+            )
         page = await fetch_json(
             pool, "select table_rejections(%s, %s, %s, %s, %s, %s, %s)::text",
-            (table, batch_id, status, reason, since, limit, offset),
+            (table, batch_id, status, reason, since, limit or 100, offset),
         )  # fmt: skip
         return Response(content=page or b"", media_type=JSON)
 

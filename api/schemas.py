@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from litestar.openapi.spec import OpenAPIMediaType, Operation, Reference, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
-from litestar.params import PathParameter
+from litestar.params import KwargDefinition, PathParameter
 
 TABLES = ("departments", "jobs", "employees")
 JSON = "application/json"
@@ -22,26 +22,33 @@ TablePath = Annotated[
 ]
 
 
+# The data dictionary's rules, as the OpenAPI document states them (the
+# database decides; a row that breaks one is rejected with its reason).
+Id = Annotated[int, KwargDefinition(ge=1, le=2147483647)]
+Name = Annotated[str, KwargDefinition(min_length=1, max_length=200)]
+When = Annotated[str, KwargDefinition(format="date-time")]
+
+
 @dataclass
 class Department:
-    department_id: int
-    department_name: str
+    department_id: Id
+    department_name: Name
 
 
 @dataclass
 class Job:
-    job_id: int
-    job_name: str
+    job_id: Id
+    job_name: Name
 
 
 @dataclass
 class Employee:
-    employee_id: int
-    employee_name: str
-    hiring_date: str
+    employee_id: Id
+    employee_name: Name
+    hiring_date: When
     """ISO 8601 with a time zone, e.g. 2021-07-27T16:02:08Z; years 0001-9999 in UTC"""
-    department_id: int
-    job_id: int
+    department_id: Id
+    job_id: Id
 
 
 @dataclass

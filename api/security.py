@@ -20,6 +20,7 @@ import time
 from collections import OrderedDict, deque
 from urllib.parse import quote
 
+from litestar import Response
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
@@ -123,6 +124,11 @@ class SignInRequired(HTTPException):
     """A browser asked for a page without credentials: 303 to the sign-in page."""
 
     status_code = 303
+
+
+def sign_in_first(_: object, exc: SignInRequired) -> Response:
+    """The 303 itself: a redirect, without a problem document."""
+    return Response(content=b"", status_code=303, headers=exc.headers)
 
 
 async def require_token(connection: ASGIConnection, route: BaseRouteHandler) -> None:

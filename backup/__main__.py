@@ -7,13 +7,17 @@ import argparse
 import json
 import logging
 import sys
+from contextlib import nullcontext
 from pathlib import Path
+
+import psycopg
 
 from backup import dump as dumping
 from backup import restore as restoring
 from backup import store
 from backup.verify import verify
 from dataarch import db, logs
+from dataarch.errors import NotRunning
 from dataarch.settings import Settings
 
 log = logging.getLogger("dataarch.backup")
@@ -46,12 +50,22 @@ def dump(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def check(args: argparse.Namespace, settings: Settings) -> int:
-    with db.connect(settings) as conn:
+    """Every check there is: with the database, the checksums too; without
+    one (lost, or not running), the files on their own."""
+    try:
+        conn = db.connect(settings)
+    except (psycopg.OperationalError, NotRunning) as exc:
+        print(f"no database ({str(exc).strip().splitlines()[0]}): checking the files alone,"
+              " not their checksums", file=sys.stderr)  # fmt: skip
+        conn = None
+    with conn or nullcontext():
         results = verify(conn, settings.backup_dir, args.target)
     for result in results:
         status = "ok    " if result.ok else "FAILED"
         rows = f"{result.rows} rows" if result.rows >= 0 else ""
-        print(f"{status} {result.path}  {rows}{'  ' + result.problem if result.problem else ''}")
+        unchecked = "" if result.checksum_checked else "  (checksum not checked)"
+        print(f"{status} {result.path}  {rows}{'  ' + result.problem if result.problem else ''}"
+              f"{unchecked}")  # fmt: skip
     failed = sum(not r.ok for r in results)
     print(f"{len(results) - failed} of {len(results)} file(s) verified" +
           (f"; {failed} FAILED" if failed else ""))  # fmt: skip
@@ -175,7 +189,8 @@ def add_dump_arguments(p: argparse.ArgumentParser) -> None:
                    " ones (whole sets, never the one just written)")  # fmt: skip
     p.add_argument("--keep-days", type=_at_least(0.001, float), metavar="D",
                    help="delete backups older than D days (never the new one)")  # fmt: skip
-    p.add_argument("--codec", choices=dumping.CODECS, default="deflate")
+    p.add_argument("--codec", choices=dumping.CODECS, default="deflate",
+                   help="the Avro files' compression (default deflate)")  # fmt: skip
 
 
 def add_restore_arguments(p: argparse.ArgumentParser) -> None:

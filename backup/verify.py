@@ -1,10 +1,11 @@
-"""Verify backups without restoring them, as `pgBackRest verify` does: read
-every record of a file, load it into a temporary table of the columns its
-header records, and compare the header's row count and checksum with what
-the database computes (relation_checksum), and, for a file of a set, its
-size and SHA-256 with the set's manifest. Nothing outside the session's own
-temporary table changes; the database needs no dataarch schema beyond the
-checksum function."""
+"""Verify backups without restoring them, as `pgBackRest verify` does: for a
+file of a set, its size and SHA-256 against the set's manifest; every record
+decoded, and counted against the header's row count; and, when a database
+is at hand, the records loaded into a temporary table of the columns the
+header records and their checksum compared with the header's (the checksum
+is PostgreSQL's hashtextextended of each row's text, so only a database
+computes it). Without a database all but that last check are made, and the
+answer says so. Nothing outside the session's own temporary table changes."""
 
 from __future__ import annotations
 
@@ -26,16 +27,20 @@ class Verified:
     path: Path
     rows: int
     problem: str = ""  # empty when the file holds what its header says
+    checksum_checked: bool = True  # False: no database was at hand to compute it
 
     @property
     def ok(self) -> bool:
         return not self.problem
 
 
-def _header_columns(conn: psycopg.Connection, meta: dict, table: str) -> list[Column]:
+def _header_columns(conn: psycopg.Connection | None, meta: dict, table: str) -> list[Column]:
     """The columns the header records; files of earlier releases name only the
-    table, whose columns this database then supplies."""
+    table, whose columns this database then supplies (without one, the
+    file's own field names do)."""
     if f"{store.META}columns" not in meta:
+        if conn is None:
+            return [Column(n, "text") for n in json.loads(meta["avro.schema"]).get("fields", [])]
         return table_columns(conn, table)
     columns = [Column(n, t, bool(null)) for n, t, null in json.loads(meta[f"{store.META}columns"])]
     if unknown := [c.pg_type for c in columns if c.pg_type not in TYPES]:
@@ -43,8 +48,11 @@ def _header_columns(conn: psycopg.Connection, meta: dict, table: str) -> list[Co
     return columns
 
 
-def verify_file(conn: psycopg.Connection, path: Path, manifest: dict | None = None) -> Verified:
-    """Read all of one backup file and check it against its header (and manifest)."""
+def verify_file(
+    conn: psycopg.Connection | None, path: Path, manifest: dict | None = None
+) -> Verified:
+    """Read all of one backup file and check it against its header (and
+    manifest); its checksum too when there is a database (conn)."""
     try:
         if problem := store.too_open(path):
             return Verified(path, -1, problem)
@@ -53,13 +61,18 @@ def verify_file(conn: psycopg.Connection, path: Path, manifest: dict | None = No
                                       f" {manifest.get('bytes')}")  # fmt: skip
         if manifest and store.sha256_of(path) != manifest.get("sha256"):
             return Verified(path, -1, "SHA-256 differs from the one the set recorded")
-        with ExitStack() as files, conn.transaction(force_rollback=True):
+        with ExitStack() as files:
+            if conn is not None:
+                files.enter_context(conn.transaction(force_rollback=True))
             reader = open_reader(path, files)
             meta = reader.metadata
             if f"{store.META}row_count" not in meta or f"{store.META}checksum" not in meta:
                 return Verified(path, -1, "not a dataarch backup (no row count or checksum)")
             columns = _header_columns(conn, meta, meta.get(f"{store.META}table", ""))
-            rows, checksum = _load_and_sum(conn, reader, path, columns)
+            if conn is None:
+                rows, checksum = sum(1 for _ in record_rows(reader, path, columns)), None
+            else:
+                rows, checksum = _load_and_sum(conn, reader, path, columns)
     except RestoreError as exc:
         return Verified(path, -1, str(exc))
     except OSError as exc:
@@ -67,6 +80,8 @@ def verify_file(conn: psycopg.Connection, path: Path, manifest: dict | None = No
     expected_rows, expected = int(meta[f"{store.META}row_count"]), meta[f"{store.META}checksum"]
     if rows != expected_rows:
         return Verified(path, rows, f"holds {rows} rows; its header records {expected_rows}")
+    if checksum is None:
+        return Verified(path, rows, checksum_checked=False)
     if checksum != store.unsigned(expected):
         return Verified(
             path, rows, f"checksum {checksum}; its header records {store.unsigned(expected)}"
@@ -91,9 +106,11 @@ def _load_and_sum(
     return conn.execute("select * from relation_checksum('pg_temp.verify_rows')").fetchone()
 
 
-def verify(conn: psycopg.Connection, backup_dir: Path, target: str | None) -> list[Verified]:
-    """A file (a path), a set (its name), or, by default, every backup there is."""
-    require_schema(conn, "verify (it computes checksums)")
+def verify(conn: psycopg.Connection | None, backup_dir: Path, target: str | None) -> list[Verified]:
+    """A file (a path), a set (its name), or, by default, every backup there
+    is; with no database (conn None), all but the checksums."""
+    if conn is not None:
+        require_schema(conn, "verify (it computes checksums)")
     if target and Path(target).is_file():
         return [verify_file(conn, Path(target))]
     sets = store.list_sets(backup_dir)

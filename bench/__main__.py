@@ -10,7 +10,10 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="employee rows (default 1M)")
-    parser.add_argument("--bad-ratio", type=float, default=0.01)
+    parser.add_argument(
+        "--bad-ratio", type=float, default=0.01,
+        help="the share of the file's lines that break a rule (default 0.01)",
+    )  # fmt: skip
     parser.add_argument("--sample", type=int, default=100_000,
                         help="rows for the row-at-a-time paths (naive insert, ingest)")  # fmt: skip
     parser.add_argument("--reps", type=int, default=3, help="repetitions; the median counts")

@@ -23,7 +23,6 @@ import logging
 import os
 import sys
 import traceback
-from importlib import metadata
 from typing import NoReturn
 
 DONE, FAILED, USAGE, NOT_RUNNING, BUSY, INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -52,10 +51,9 @@ log = logging.getLogger("dataarch.cli")
 
 
 def version() -> str:
-    try:
-        return metadata.version("dataarch")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
+    from dataarch import __version__
+
+    return __version__
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,7 +74,8 @@ def build_parser(chosen: str | None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-format", choices=("auto", "json", "human"),
         default=os.environ.get("DATAARCH_LOG_FORMAT", "auto"),
-        help="JSON log lines on stderr: auto (when stderr is not a terminal), json, human",
+        help="json: the JSON log on stderr too (it always goes to var/log/dataarch.log);"
+        " human or auto: stderr only says warnings and errors, in words",
     )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
@@ -122,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except KeyboardInterrupt:
         return INTERRUPTED
+    except BrokenPipeError:
+        # `dataarch batches | head`: the reader has what it wanted; say nothing
+        # more (a flush at exit would raise again) and end well
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return DONE
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -132,8 +136,10 @@ def _run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(  # sessions say what they do: "dataarch migrate"
             Settings.from_env(), application_name=f"dataarch {args.command}"
         )
-        logs.configure(settings.log_file, args.log_format)
+        logs.configure(settings.log_path, args.log_format)
         return args.run(args, settings)
+    except BrokenPipeError:
+        raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line
         status, message = explain(exc)
         print(f"dataarch: {message}", file=sys.stderr)

@@ -113,7 +113,8 @@ class ApiClient:
             pause = min(0.25 * 2**attempt, 4.0)
             if time.monotonic() + pause > deadline:
                 if response is None:
-                    raise Unreachable(f"{problem}; gave up after {self.retry_for:g} s")
+                    waited = f"; gave up after {self.retry_for:g} s" if self.retry_for else ""
+                    raise Unreachable(f"{problem}{waited}")
                 break  # the server's own answer is the best report
             if attempt == 0:  # said once; the outcome follows
                 self.on_retry(f"{problem}; retrying for up to {self.retry_for:g} s")

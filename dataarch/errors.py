@@ -36,6 +36,11 @@ class SqlState:
     # nothing changed, try again when it has finished; exit status 4
     busy: bool = False
 
+    @property
+    def type(self) -> str:
+        """The problem document's `type`: this entry, by its code."""
+        return f"urn:dataarch:problem:{self.code.lower()}"
+
 
 CATALOGUE: tuple[SqlState, ...] = (
     SqlState("DAT00", 500, "Atomic batch rollback escaped (a bug)"),
@@ -70,10 +75,10 @@ CATALOGUE: tuple[SqlState, ...] = (
     SqlState("XX", 503, "Database internal error", retry=True),
 )
 _BY_CODE = {s.code: s for s in CATALOGUE}
-UNREACHABLE = SqlState("", 503, "Database unreachable", retry=True)  # no SQLSTATE at all
-UNEXPECTED = SqlState("", 500, "Unexpected database error")
+UNREACHABLE = SqlState("unreachable", 503, "Database unreachable", retry=True)  # no SQLSTATE
+UNEXPECTED = SqlState("unexpected", 500, "Unexpected database error")
 # psycopg refused a value before sending it (a NUL in text): the caller's data
-UNSENDABLE = SqlState("", 400, "Value the database cannot hold")
+UNSENDABLE = SqlState("unsendable", 400, "Value the database cannot hold")
 
 
 def sqlstate(code: str | None) -> SqlState:

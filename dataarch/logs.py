@@ -1,10 +1,11 @@
-"""Structured logs: one JSON object per line, to the log file when
-DATAARCH_LOG_FILE is set, and to stderr when stderr is not a terminal (a
-service, a pipe, CI) or when JSON is asked for (--log-format json or
-DATAARCH_LOG_FORMAT=json). On a terminal people read human lines and
-progress instead: only warnings and errors reach it, as one short line each.
-Events carry ids, counts and durations; never row contents, never tokens;
-an unexpected error carries its traceback."""
+"""Structured logs: one JSON object per line, to a log file (var/log/
+dataarch.log, or DATAARCH_LOG_FILE), and to stderr only when JSON is asked
+for there (--log-format json or DATAARCH_LOG_FORMAT=json: a service whose
+log collector reads stderr). Otherwise stderr carries what a person reads,
+terminal or pipe alike (`2>&1 | tee` shows the same lines): only warnings
+and errors, one short line each. Events carry ids, counts and durations;
+never row contents, never tokens; an unexpected error carries its
+traceback."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("auto", "json", "human")
+FORMATS = ("auto", "json", "human")  # auto: human (kept: earlier scripts pass it)
 # the request an API log line belongs to (set by the app's middleware)
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -74,17 +75,21 @@ def configure(log_file: Path | None = None, fmt: str = "auto", level: int = logg
         raise ValueError(f"the log format is one of {', '.join(FORMATS)}, not {fmt!r}")
     handlers: list[logging.Handler] = []
     console = logging.StreamHandler(sys.stderr)
-    if fmt == "json" or (fmt == "auto" and not sys.stderr.isatty()):
+    if fmt == "json":
         console.setFormatter(JsonFormatter())
     else:
         console.setFormatter(HumanFormatter())
         console.setLevel(logging.WARNING)
     handlers.append(console)
     if log_file:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        to_file = logging.FileHandler(log_file, encoding="utf-8")
-        to_file.setFormatter(JsonFormatter())
-        handlers.append(to_file)
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            to_file = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:  # a read-only tree: the command still runs, and says so
+            print(f"dataarch: not logging to {log_file}: {exc.strerror}", file=sys.stderr)
+        else:
+            to_file.setFormatter(JsonFormatter())
+            handlers.append(to_file)
     root = logging.getLogger()
     root.handlers[:] = handlers
     root.setLevel(level)

@@ -84,8 +84,8 @@ def sha256_of(path: Path) -> str:
 
 def find_files(csv_dir: Path) -> Iterator[tuple[str, Path]]:
     """(table, file) pairs present in csv_dir, in dependency order."""
-    if not csv_dir.is_dir():
-        raise MigrationError(f"{csv_dir} is not a directory")
+    if not csv_dir.is_dir():  # a file mistake: exit status 2, as any
+        raise FileNotFoundError(f"{csv_dir} is not a directory")
     for table, names in TABLE_FILES.items():
         for name in names:
             if (csv_dir / name).is_file():

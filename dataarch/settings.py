@@ -88,6 +88,16 @@ class Settings:
         return self.project_dir / "data" / "historical"
 
     @property
+    def log_path(self) -> Path:
+        """Where the JSON log goes: DATAARCH_LOG_FILE, else var/log/dataarch.log."""
+        return self.log_file or self.var_dir / "log" / "dataarch.log"
+
+    @property
+    def address_file(self) -> Path:
+        """Where `serve` writes the address it serves on, for the client commands."""
+        return self.var_dir / "api-url"
+
+    @property
     def token_file(self) -> Path:
         """Where `make run` keeps the token it generated when none was given."""
         return self.var_dir / "api-token"

@@ -11,7 +11,9 @@ from dataarch.settings import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--year", type=int, default=2021)
+    parser.add_argument(
+        "--year", type=int, help="the year of hires the KPI pages show (default: the newest)"
+    )
     parser.add_argument("--out", help="output directory (default var/reports)")
 
 
@@ -19,8 +21,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from reports import write_reports
 
     out = Path(args.out) if args.out else settings.reports_dir
-    with db.connect(settings) as conn:
-        for path in write_reports(conn, args.year, out):
+    with db.connect(settings, autocommit=True) as conn:
+        years = [y for (y,) in conn.execute(
+            "select distinct hire_year from hire_counts where hires > 0 order by 1")]  # fmt: skip
+        year = args.year or (years[-1] if years else 2021)
+        if args.year and year not in years:
+            having = ", ".join(map(str, years)) or "none yet"
+            raise ValueError(f"no hires in {year}: no report written (years with hires: {having})")
+        for path in write_reports(conn, year, out):
             print(f"wrote {path}")
     return 0
 

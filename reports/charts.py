@@ -1,4 +1,6 @@
-"""Chart geometry for the SVG in the templates: plain numbers, no markup."""
+"""Chart geometry for the templates: horizontal bars as shares of a track,
+in percent, so a chart is HTML laid out for the width it gets and its text
+keeps its size at any width (an SVG scaled to a phone shrank it to 4 px)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 QUARTER_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1")
+ABOVE, AT_OR_BELOW = "#e15759", "#9aa5b1"
 
 
 def nice_ticks(maximum: float, count: int = 5) -> list[int]:
@@ -21,113 +24,65 @@ def nice_ticks(maximum: float, count: int = 5) -> list[int]:
 
 @dataclass(frozen=True)
 class Segment:
-    x: float
-    width: float
+    percent: float  # of the track
     colour: str
-    quarter: int
+    name: str  # what it is, for its tooltip: "Q1"
     value: int
 
 
 @dataclass(frozen=True)
-class StackedRow:
+class Row:
     label: str
-    y: float
-    total: int
+    value: int
     segments: list[Segment]
+    above: bool = False
 
 
 @dataclass(frozen=True)
-class StackedChart:
-    """Horizontal bars, one per department, stacked by quarter."""
+class BarChart:
+    """One row a label: its bar (stacked segments) on a track whose full
+    length stands for `scale`, and, when given, the mean as a tick."""
 
-    width: int
-    height: int
-    left: int
-    top: int
-    plot_width: int
-    bar_height: int
-    rows: list[StackedRow]
-    ticks: list[tuple[float, int]]  # (x, value)
+    rows: list[Row]
+    scale: int
+    mean: float | None = None
 
-
-def stacked_by_quarter(totals: list[tuple[str, list[int]]]) -> StackedChart:
-    left, top, plot_width, bar, gap = 230, 40, 560, 20, 8
-    ticks = nice_ticks(max((sum(q) for _, q in totals), default=0))
-    scale = plot_width / ticks[-1]
-    rows = []
-    for i, (label, quarters) in enumerate(totals):
-        x, segments = float(left), []
-        for q, value in enumerate(quarters):
-            segments.append(Segment(x, value * scale, QUARTER_COLOURS[q], q + 1, value))
-            x += value * scale
-        rows.append(StackedRow(label, top + i * (bar + gap), sum(quarters), segments))
-    height = top + len(totals) * (bar + gap) + 50
-    return StackedChart(
-        width=left + plot_width + 40,
-        height=height,
-        left=left,
-        top=top,
-        plot_width=plot_width,
-        bar_height=bar,
-        rows=rows,
-        ticks=[(left + t * scale, t) for t in ticks],
-    )
+    @property
+    def mean_percent(self) -> float:
+        return 100 * (self.mean or 0) / self.scale
 
 
-@dataclass(frozen=True)
-class Bar:
-    label: str
-    x: float
-    y: float
-    width: float
-    height: float
-    value: int
-    above: bool
+def _percent(value: float, scale: int) -> float:
+    return round(100 * value / scale, 2)
 
 
-@dataclass(frozen=True)
-class MeanChart:
-    """Vertical bars for every department, with the mean as a line."""
-
-    width: int
-    height: int
-    left: int
-    top: int
-    plot_height: int
-    bottom: float
-    bars: list[Bar]
-    mean: float
-    mean_y: float
-    ticks: list[tuple[float, int]]  # (y, value)
-
-
-def bars_with_mean(values: list[tuple[str, int]], mean: float) -> MeanChart:
-    left, top, plot_width, plot_height = 60, 30, 700, 300
-    ticks = nice_ticks(max([v for _, v in values] + [mean], default=0))
-    scale = plot_height / ticks[-1]
-    bottom = top + plot_height
-    slot = plot_width / max(len(values), 1)
-    bars = [
-        Bar(
+def stacked_by_quarter(totals: list[tuple[str, list[int]]]) -> BarChart:
+    """One bar a department, stacked by quarter."""
+    scale = nice_ticks(max((sum(q) for _, q in totals), default=0))[-1]
+    rows = [
+        Row(
             label,
-            left + i * slot + slot * 0.15,
-            bottom - v * scale,
-            slot * 0.7,
-            v * scale,
-            v,
-            v > mean,
-        )
-        for i, (label, v) in enumerate(values)
+            sum(quarters),
+            [
+                Segment(_percent(v, scale), QUARTER_COLOURS[q], f"Q{q + 1}", v)
+                for q, v in enumerate(quarters)
+            ],
+        )  # fmt: skip
+        for label, quarters in totals
     ]
-    return MeanChart(
-        width=left + plot_width + 20,
-        height=bottom + 150,
-        left=left,
-        top=top,
-        plot_height=plot_height,
-        bottom=bottom,
-        bars=bars,
-        mean=mean,
-        mean_y=bottom - mean * scale,
-        ticks=[(bottom - t * scale, t) for t in ticks],
-    )
+    return BarChart(rows, scale)
+
+
+def bars_with_mean(values: list[tuple[str, int]], mean: float) -> BarChart:
+    """One bar a department, coloured by whether it is above the mean."""
+    scale = nice_ticks(max([v for _, v in values] + [mean], default=0))[-1]
+    rows = [
+        Row(
+            label,
+            v,
+            [Segment(_percent(v, scale), ABOVE if v > mean else AT_OR_BELOW, "", v)],
+            above=v > mean,
+        )  # fmt: skip
+        for label, v in values
+    ]
+    return BarChart(rows, scale, mean)

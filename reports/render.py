@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import psycopg
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from reports import charts
 
@@ -28,8 +29,26 @@ _ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def _safe_source(source: str) -> Markup:
+    """A batch's source ("csv:hired_employees.csv"), escaped, that may break
+    after its colon on a narrow screen and nowhere else."""
+    return Markup(":<wbr>").join(escape(part) for part in str(source).split(":"))
+
+
+_ENV.filters["safe_source"] = _safe_source
 KPI1_COLUMNS = ("department_id", "department", "job_id", "job", "Q1", "Q2", "Q3", "Q4")
 KPI2_COLUMNS = ("id", "department", "hired")
+
+
+@dataclass
+class Group:
+    """A department's rows of KPI 1 and their subtotals by quarter."""
+
+    label: str
+    quarters: list[int]
+    rows: list[tuple]
 
 
 @dataclass(frozen=True)
@@ -64,6 +83,17 @@ class ReportData:
         if kind == "department":
             pairs |= {(i, name) for i, name, _ in self.department_hires}
         return {name for name, n in Counter(name for _, name in pairs).items() if n > 1}
+
+    def grouped_by_department(self) -> list[Group]:
+        """KPI 1's rows under their department, in the KPI's order, each
+        group with its quarters' subtotals."""
+        groups: dict[str, Group] = {}
+        for row in self.hires_by_quarter:
+            label = self.department_name(row[0], row[1])
+            group = groups.setdefault(label, Group(label, [0, 0, 0, 0], []))
+            group.rows.append(row)
+            group.quarters[:] = [a + b for a, b in zip(group.quarters, row[4:], strict=True)]
+        return list(groups.values())
 
     def department_quarters(self) -> list[tuple[str, list[int]]]:
         """KPI 1 summed over jobs: one bar per department, in the KPI's order."""

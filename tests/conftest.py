@@ -65,7 +65,7 @@ def test_cluster() -> Iterator[Cluster]:
     TEST_CLUSTER.start()
     yield TEST_CLUSTER
     TEST_CLUSTER.destroy()
-    _TEST_DIR.rmdir()
+    shutil.rmtree(_TEST_DIR, ignore_errors=True)  # the commands' var/ dirs too
 
 
 @pytest.fixture(scope="session")
@@ -236,11 +236,15 @@ JSON_AUTH = {**AUTH, "Content-Type": "application/json"}
 
 
 def cli_env(dsn: str) -> dict[str, str]:
+    """The environment of a `dataarch` command run by a test: the per-test
+    database, the test token, and a var/ of the test session's own (the
+    project's var/ is a developer's, never the tests')."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env.update(
         DATABASE_URL=dsn,
         DATAARCH_API_DATABASE_URL=dsn.replace("user=postgres", "user=dataarch_api"),
         DATAARCH_API_TOKEN=TOKEN,
+        DATAARCH_VAR_DIR=str(_TEST_DIR / f"var-{os.getpid()}"),
     )
     return env
 

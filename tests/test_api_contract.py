@@ -210,3 +210,51 @@ def test_the_readme_lists_the_error_catalogue() -> None:
         for entry in CATALOGUE
     ]
     assert documented == catalogue
+
+
+def test_the_document_states_the_data_dictionary_and_the_request_id() -> None:
+    fields = SCHEMA["components"]["schemas"]["Employee"]["properties"]
+    assert fields["hiring_date"]["format"] == "date-time"
+    assert (fields["employee_id"]["minimum"], fields["employee_id"]["maximum"]) == (1, 2147483647)
+    assert fields["employee_name"]["maxLength"] == 200
+    for path, item in SCHEMA["paths"].items():
+        for method, operation in item.items():
+            names = [p["name"] for p in operation.get("parameters", [])]
+            assert "X-Request-ID" in names, (method, path)
+            for answer in operation["responses"].values():
+                assert "X-Request-ID" in answer.get("headers", {}), (method, path)
+    listed = SCHEMA["paths"]["/tables/{table}/backups"]["get"]["responses"]["400"]
+    assert list(listed["content"]) == ["application/problem+json"]
+
+
+def test_problems_are_typed_by_their_catalogue_entry(client) -> None:
+    ours = client.post("/tables/jobs/rows", content=b"[]", headers=JSON_AUTH).json()
+    assert ours["type"] == "urn:dataarch:problem:dat03" and ours["title"].startswith("Batch of")
+    litestar = client.get("/nope", headers=AUTH).json()
+    assert "type" not in litestar and litestar["title"] == "Not Found"  # about:blank
+    redirect = client.get("/reports/", follow_redirects=False)
+    assert redirect.status_code == 303 and redirect.content == b""
+    assert redirect.headers["location"].startswith("/login?next=")
+
+
+def test_metrics_say_charset_once_and_carry_the_databases_gauges(client, conn) -> None:
+    conn.execute('select ingest_batch(\'{"table": "jobs", "rows": [{"job_id": 0}]}\')')
+    answer = client.get("/metrics", headers=AUTH)
+    assert answer.headers["content-type"].count("charset") == 1
+    assert 'dataarch_open_rejections{table="jobs"} 1.0' in answer.text
+    assert 'dataarch_table_rows{table="departments"}' in answer.text
+    assert "dataarch_full_backup_age_seconds NaN" in answer.text
+
+
+def test_csv_answers_are_named_downloads_and_honour_limit(client, conn) -> None:
+    kpi = client.get("/kpis/hires-by-quarter?year=2021&format=csv", headers=AUTH)
+    assert kpi.headers["content-disposition"] == 'attachment; filename="hires-by-quarter-2021.csv"'
+    conn.execute(
+        "select ingest_batch('jobs', jsonb_agg(jsonb_build_object('job_id', n, 'job_name', '')))"
+        " from generate_series(100, 104) as n"
+    )
+    limited = client.get("/tables/jobs/rejections?format=csv&limit=2", headers=AUTH)
+    assert limited.headers["content-disposition"] == 'attachment; filename="jobs.reject.csv"'
+    assert limited.text == "100,\n101,\n"
+    everything = client.get("/tables/jobs/rejections?format=csv", headers=AUTH)
+    assert everything.text.count("\n") == 5

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import subprocess
 import sys
 import threading
@@ -366,3 +367,20 @@ def test_ingest_reads_any_file_without_a_traceback(server, dsn, conn, tmp_path) 
     missing = run_client(dsn, server, "ingest", "employees", str(tmp_path / "nope.csv"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_the_client_commands_find_the_server_where_it_serves(conn, dsn, tmp_path) -> None:
+    """`serve --port N` says where it serves (var/api-url); `get` needs no --url."""
+    load_reference_rows(conn)
+    conn.commit()
+    var = {"DATAARCH_VAR_DIR": str(tmp_path / "var")}
+    proc, url = start_server(dsn, **var)
+    try:
+        assert json.loads((tmp_path / "var" / "api-url").read_text())["url"] == url
+        found = dataarch(dsn, "get", "jobs", "1", **var)
+        assert found.returncode == 0 and '"job_id": 1' in found.stdout, found.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    gone = dataarch(dsn, "get", "jobs", "1", **var)  # its process is gone: no waiting
+    assert gone.returncode == 3 and url in gone.stderr and "retrying" not in gone.stderr

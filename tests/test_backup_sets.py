@@ -115,3 +115,21 @@ def test_backups_are_readable_by_their_owner_only(conn, dsn, tmp_path: Path) -> 
     verified = dataarch(dsn, "backup", "verify", DATAARCH_BACKUP_DIR=str(backups))
     assert verified.returncode == 1
     assert "readable by other users (mode 0644): chmod 0640" in verified.stdout
+
+
+def test_verify_checks_the_files_without_a_database(conn, dsn, tmp_path: Path) -> None:
+    """The database lost: size, SHA-256, every record and the row counts are
+    still checked; only the checksums wait for a database."""
+    ingest(conn, "jobs", [{"job_id": n, "job_name": f"Job {n}"} for n in range(1, 20)])
+    backups = str(tmp_path / "backups")
+    assert dataarch(dsn, "backup", "jobs", DATAARCH_BACKUP_DIR=backups).returncode == 0
+    gone = "postgresql:///nowhere?host=/nonexistent&connect_timeout=2"
+    alone = dataarch(gone, "backup", "verify", DATAARCH_BACKUP_DIR=backups)
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert "19 rows  (checksum not checked)" in alone.stdout and "no database" in alone.stderr
+    (avro,) = (tmp_path / "backups" / "jobs").glob("*.avro")
+    data = bytearray(avro.read_bytes())
+    data[-20] ^= 0xFF
+    avro.write_bytes(bytes(data))
+    broken = dataarch(gone, "backup", "verify", DATAARCH_BACKUP_DIR=backups)
+    assert broken.returncode == 1 and "SHA-256 differs" in broken.stdout

@@ -35,8 +35,8 @@ MISTAKES = [
     (["migrate"], {"DATABASE_URL": "notaurl"}, 2, "DATABASE_URL is not a libpq connection string"),
     (["db", "init"], {"DATABASE_PASSWORD_FILE": "/nonexistent"}, 2, "DATABASE_PASSWORD_FILE"),
     (["serve", "--port", "99999"], {}, 2, "a port is a number from 1 to 65535"),
-    (["migrate", "--csv-dir", "EMPTY"], {}, 1, "no CSV file to migrate"),
-    (["migrate", "--csv-dir", "/nonexistent"], {}, 1, "is not a directory"),
+    (["migrate", "--csv-dir", "EMPTY"], {}, 2, "no CSV file to migrate"),
+    (["migrate", "--csv-dir", "/nonexistent"], {}, 2, "is not a directory"),
     (["migrate", "--delimiter", '"'], {}, 2, "the delimiter must be one character"),
     (["migrate", "--encoding", "klingon"], {}, 2, "unknown encoding"),
     (["migrate", "--encoding", "utf-16"], {}, 2, "not ASCII-compatible"),
@@ -46,6 +46,14 @@ MISTAKES = [
     (["migrate"], {"DATAARCH_MIGRATE_SESSIONS": "all"}, 2, "is not a number"),
     (["ingest", "jobs", "README.md", "--url", DOWN_URL, "--retry-for", "2"], {}, 3,
      "cannot reach the API at http://127.0.0.1:9"),
+    (["get", "jobs", "1", "--url", DOWN_URL], {}, 3, "cannot reach the API at http://127.0.0.1:9"),
+    (["get", "jobs", "1"], {"DATAARCH_URL": DOWN_URL}, 3, "at http://127.0.0.1:9 (ConnectError)"),
+    (["report", "--year", "1800"], {}, 2, "no hires in 1800"),
+    (["token", "create", "x"], {}, 2, "--scope"),
+    (["batches", "revert", "x"], {}, 2, "not a batch number"),
+    (["batches", "show"], {}, 2, "usage: dataarch batches"),
+    (["lineage", "jobs", "x"], {}, 2, "invalid int value"),
+    (["upload", "departments", "JOBS"], {}, 1, "is named for jobs, not departments"),
     (["get", "jobs", "1", "--url", "not a url", "--retry-for", "1"], {}, 3, "cannot reach the API"),
     (["rejections", "close", "1"], {}, 2, "--note"),
     (["rejections", "nosuchtable"], {}, 2, "unknown table"),
@@ -60,7 +68,9 @@ MISTAKES = [
 
 @pytest.mark.parametrize(("args", "env", "status", "says"), MISTAKES, ids=lambda v: str(v)[:40])
 def test_a_mistake_is_one_clear_line(dsn, tmp_path, args, env, status, says) -> None:
-    args = [_free_dir(tmp_path) if a == "EMPTY" else a for a in args]
+    (tmp_path / "jobs.csv").write_text("1,Job\n")
+    named = {"EMPTY": _free_dir(tmp_path), "JOBS": str(tmp_path / "jobs.csv")}
+    args = [named.get(a, a) for a in args]
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "dataarch.cli", *args],
@@ -120,3 +130,42 @@ def test_version() -> None:
         [sys.executable, "-m", "dataarch.cli", "--version"], capture_output=True, text=True
     )
     assert done.returncode == 0 and done.stdout.startswith("dataarch ")
+
+
+def test_a_wrong_address_fails_at_once_naming_it(dsn) -> None:
+    """No server there, none known to be starting: no retries."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "dataarch.cli", "get", "jobs", "1", "--url", DOWN_URL],
+        env=cli_env(dsn), cwd=PROJECT, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert time.monotonic() - started < 3
+    assert done.returncode == 3 and DOWN_URL in done.stderr and "retrying" not in done.stderr
+
+
+def test_every_option_says_what_it_is_for() -> None:
+    from dataarch.cli import COMMANDS, build_parser
+
+    for command in COMMANDS:
+        parser = build_parser(command)
+        chosen = next(a for a in parser._actions if a.dest == "command").choices[command]
+        for action in [*parser._actions, *chosen._actions]:
+            if action.option_strings and action.dest != "help":
+                assert action.help, (command, action.option_strings)
+
+
+def test_a_listing_into_a_closed_pipe_ends_quietly(conn, dsn) -> None:
+    """`dataarch batches --json | head -c 1`: far more than a pipe holds, read by
+    nobody: the command ends with status 0 and says nothing."""
+    conn.execute(
+        "select ingest_batch('jobs', jsonb_build_array(jsonb_build_object('job_id', n,"
+        " 'job_name', 'x')), 'per_row', 'psql') from generate_series(1, 400) as n"
+    )
+    done = subprocess.run(
+        f"{sys.executable} -m dataarch.cli batches --limit 1000 --json | head -c 1;"
+        " exit ${PIPESTATUS[0]}",
+        shell=True, executable="/bin/bash", env=cli_env(dsn), cwd=PROJECT,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout == "{"

@@ -31,7 +31,7 @@ def test_cli_migration_logs_each_file(postgresql, dsn, tmp_path) -> None:
     assert (entry["submitted"], entry["inserted"], entry["rejected"]) == (2, 1, 1)
     assert entry["batch_id"] >= 1 and entry["duration_ms"] >= 0
     assert "Secret Department Name" not in log_file.read_text()
-    assert json.loads(done.stderr.splitlines()[-1])["event"] == "migrate"  # stderr too
+    assert done.stderr == ""  # stderr is for people: nothing went wrong, nothing to say
 
 
 def test_api_logs_each_batch_without_rows_or_tokens(conn, dsn, tmp_path) -> None:
@@ -51,3 +51,25 @@ def test_api_logs_each_batch_without_rows_or_tokens(conn, dsn, tmp_path) -> None
     assert entry["duration_ms"] > 0 and entry["level"] == "info"
     text = log_file.read_text()
     assert "Very Private Person" not in text and TOKEN not in text
+
+
+def test_json_on_stderr_only_when_asked_and_never_mixed_with_the_human_lines(dsn, tmp_path) -> None:
+    """`2>&1 | tee log` shows what a terminal shows; a service asks for JSON."""
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    (csv_dir / "jobs.csv").write_text("1,Clerk\n")
+    env = {**cli_env(dsn), "DATAARCH_VAR_DIR": str(tmp_path / "var")}
+    piped = subprocess.run(
+        f"{sys.executable} -m dataarch.cli migrate --csv-dir {csv_dir} 2>&1 | cat",
+        shell=True, env=env, cwd=PROJECT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert piped.stdout.startswith("jobs.csv -> jobs: 1 lines") and "{" not in piped.stdout
+    logged = read_log(tmp_path / "var" / "log" / "dataarch.log")
+    assert any(e["event"] == "migrate" for e in logged)  # the log went to var/log
+    (csv_dir / "jobs.csv").write_text("2,Driver\n")
+    asked = subprocess.run(
+        [sys.executable, "-m", "dataarch.cli", "--log-format", "json", "migrate",
+         "--csv-dir", str(csv_dir)],
+        env=env, cwd=PROJECT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert json.loads(asked.stderr.splitlines()[-1])["event"] == "migrate"

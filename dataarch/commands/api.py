@@ -26,18 +26,52 @@ class Refused(Failure):
 
 
 def add_client_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=os.environ.get("DATAARCH_URL", DEFAULT_URL))
+    p.add_argument(
+        "--url",
+        help="the API's address (default: DATAARCH_URL, else where `dataarch serve` says it"
+        f" serves, in var/api-url, else {DEFAULT_URL})",
+    )
     p.add_argument("--token", help="API token (default: DATAARCH_API_TOKEN or var/api-token)")
     p.add_argument("--retry-for", type=float, metavar="SECONDS",
-                   default=float(os.environ.get("DATAARCH_RETRY_FOR") or 20),
-                   help="how long to retry while the API is unreachable (default 20)")  # fmt: skip
+                   default=float(os.environ["DATAARCH_RETRY_FOR"])
+                   if os.environ.get("DATAARCH_RETRY_FOR") else None,
+                   help="how long to retry while the API does not answer (default: 20 while"
+                   " the server of var/api-url is starting, else none: a wrong address fails"
+                   " at once)")  # fmt: skip
+
+
+def address(args: argparse.Namespace, settings: Settings) -> tuple[str, float]:
+    """Where the API is, and how long to wait for it: --url, DATAARCH_URL,
+    the address `serve` wrote (waited for only while that server runs), or
+    the default; --retry-for (DATAARCH_RETRY_FOR) decides the wait when given."""
+    url, starting = args.url or os.environ.get("DATAARCH_URL"), False
+    if not url:
+        url, starting = served_address(settings)
+    return url, args.retry_for if args.retry_for is not None else (20.0 if starting else 0.0)
+
+
+def served_address(settings: Settings) -> tuple[str, bool]:
+    """(the address in var/api-url, whether its server process runs), or the default."""
+    try:
+        found = json.loads(settings.address_file.read_text())
+        url, pid = str(found["url"]), int(found["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_URL, False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return url, False
+    except PermissionError:
+        pass  # another user's process: it runs
+    return url, True
 
 
 def with_api(args: argparse.Namespace, settings: Settings, work: Callable[[Any], int]) -> int:
     """Run `work` with an API client; a refusal becomes Refused (one line)."""
     token = args.token or settings.with_generated_token().api_tokens[0]
     say = lambda text: print(f"dataarch: {text}", file=sys.stderr, flush=True)  # noqa: E731
-    with client.ApiClient(args.url, token, args.retry_for, on_retry=say) as api:
+    url, retry_for = address(args, settings)
+    with client.ApiClient(url, token, retry_for, on_retry=say) as api:
         try:
             return work(api)
         except client.ApiError as exc:
@@ -84,6 +118,8 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_upload(args: argparse.Namespace, settings: Settings) -> int:
     path = _input_file(args.file)
+    if not args.force:  # the server refuses it too; said here, before it is sent
+        migrate.refuse_a_file_named_for_another_table(args.table, path.name)
 
     def work(api: client.ApiClient) -> int:
         with status(path.name) as line:
@@ -112,13 +148,13 @@ def run_get(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_rejections_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("words", nargs="+", metavar="TABLE | export TABLE | close ID...")
-    p.add_argument("--batch", type=int)
+    p.add_argument("--batch", type=int, help="only those of this batch")
     p.add_argument("--open", action="store_true", help="only open ones (not resolved or closed)")
-    p.add_argument("--status", choices=["open", "resolved", "closed"])
+    p.add_argument("--status", choices=["open", "resolved", "closed"], help="only these")
     p.add_argument("--reason", help="only this reason code")
     p.add_argument("--since", help="only those received since (ISO 8601 date-time)")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=int, default=50, help="how many to list (default 50)")
+    p.add_argument("--offset", type=int, default=0, help="how many newest ones to skip")
     p.add_argument("--out", help="export: the directory for TABLE.reject.csv and .reject.log")
     p.add_argument("--note", help="close: why they are closed")
     p.add_argument("--by", help="close: who closes them (default: $USER)")

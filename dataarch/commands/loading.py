@@ -67,7 +67,7 @@ def migrate_dir(
     files = list(migrate.find_files(csv_dir))
     if not files:
         names = ", ".join(n for names in migrate.TABLE_FILES.values() for n in names)
-        raise migrate.MigrationError(f"no CSV file to migrate in {csv_dir} (looked for {names})")
+        raise FileNotFoundError(f"no CSV file to migrate in {csv_dir} (looked for {names})")
     with db.connect(settings) as conn:
         installer.install(conn)
         for table, path in files:
@@ -97,9 +97,10 @@ def retry(settings: Settings, csv_dialect: Dialect) -> int:
 
 def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output directory (default data/historical)")
-    p.add_argument("--employees", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=2021)
-    p.add_argument("--bad-ratio", type=float, default=0.035)
+    p.add_argument("--employees", type=int, default=2000, help="lines of hired_employees.csv")
+    p.add_argument("--seed", type=int, default=2021, help="the same seed, the same files")
+    p.add_argument("--bad-ratio", type=float, default=0.035,
+                   help="the share of lines that break a rule (default 0.035)")  # fmt: skip
 
 
 def run_generate(args: argparse.Namespace, settings: Settings) -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
+import sys
 
 from dataarch import db
 from dataarch.commands import database, loading
@@ -20,8 +22,14 @@ def port_number(text: str) -> int:
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=port_number, default=8000)
+    p.add_argument("--host", default=os.environ.get("DATAARCH_HOST", "127.0.0.1"),
+                   help="the address to listen on (default 127.0.0.1, or DATAARCH_HOST;"
+                   " 0.0.0.0 for every interface)")  # fmt: skip
+    p.add_argument(
+        "--port", type=port_number,
+        default=port_number(os.environ.get("DATAARCH_PORT") or "8000"),
+        help="the port (default 8000, or DATAARCH_PORT; `make run PORT=8080`)",
+    )  # fmt: skip
 
 
 def _can_bind(host: str, port: int) -> None:
@@ -70,7 +78,9 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     _can_bind(args.host, args.port)
     token_is_ours = not settings.api_tokens  # no admin token configured: var/api-token's
     settings = settings.with_generated_token()
-    print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /schema/openapi.json)")
+    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
+    _tell_clients(settings, url)
+    print(f"serving on {url}  (OpenAPI: /schema/openapi.json; the client commands use it)")
     if token_is_ours:  # a token the user configured is theirs already; never echo it
         print(f"API token (from {settings.token_file}): {settings.api_tokens[0]}")
     uvicorn.run(
@@ -81,9 +91,22 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _tell_clients(settings: Settings, url: str) -> None:
+    """var/api-url: where this server serves, and its process, so that the
+    client commands find it (and wait for it only while it runs)."""
+    try:
+        settings.address_file.parent.mkdir(parents=True, exist_ok=True)
+        settings.address_file.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n")
+    except OSError as exc:  # a read-only tree: clients need --url
+        print(f"dataarch: cannot write {settings.address_file}: {exc.strerror}", file=sys.stderr)
+
+
 def add_up_arguments(p: argparse.ArgumentParser) -> None:
     add_serve_arguments(p)
     p.add_argument("--no-serve", action="store_true", help="stop after the migration")
+    p.add_argument("--no-sample", action="store_true",
+                   help="never load the synthetic sample, even into an empty database"
+                   " (a deployment's first start)")  # fmt: skip
 
 
 def run_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -96,7 +119,9 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
     db.conninfo(settings, start=True)
     print(database.init(settings))
     status = 0
-    if _holds_data(settings):
+    if args.no_sample:
+        pass
+    elif _holds_data(settings):
         print("the database holds data: the synthetic sample is not loaded"
               " (`dataarch migrate --csv-dir DIR` loads your files)")  # fmt: skip
     else:
@@ -104,7 +129,7 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
               " (made by `dataarch generate`; not real data)")  # fmt: skip
         status = loading.migrate_dir(settings, settings.data_dir, PLAIN, settings.migrate_sessions)
     if status == 0:
-        status = write_reports(argparse.Namespace(year=2021, out=None), settings)
+        status = write_reports(argparse.Namespace(year=None, out=None), settings)
     with db.connect(settings) as conn:
         counts = conn.execute(
             "select (select count(*) from departments), (select count(*) from jobs),"
