@@ -17,6 +17,7 @@ RUN uv sync --frozen --no-dev --no-install-project --no-cache
 COPY app.py ./
 COPY api/ api/
 COPY dataarch/ dataarch/
+COPY cli/ cli/
 COPY backup/ backup/
 COPY reports/ reports/
 COPY schema/ schema/

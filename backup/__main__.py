@@ -28,10 +28,6 @@ def _say(message: str) -> None:
 
 
 def dump(args: argparse.Namespace, settings: Settings) -> int:
-    if args.tables[:1] == ["verify"]:  # `dataarch backup verify [FILE|SET]`
-        if len(args.tables) > 2:
-            raise ValueError("backup verify takes one file or set name, or none for every backup")
-        return check(argparse.Namespace(target=(args.tables[1:] or [None])[0]), settings)
     with db.connect(settings) as conn, logs.timed() as took:
         written = dumping.backup_tables(
             conn, args.tables, settings.backup_dir, args.codec, args.keep, args.keep_days, _say
@@ -209,12 +205,14 @@ def add_list_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_verify_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", nargs="?", metavar="FILE|SET")
+    p.add_argument("target", nargs="?", metavar="FILE|SET",
+                   help="one backup file, or a set by name (default: every backup)")  # fmt: skip
 
 
-# `dataarch` names them backup (with `backup verify`), restore and backups
+# `dataarch` names them backup, verify (`backup verify` too), restore and backups
 COMMANDS = {
     "backup": (add_dump_arguments, dump),
+    "verify": (add_verify_arguments, check),
     "restore": (add_restore_arguments, restore),
     "backups": (add_list_arguments, show),
 }
@@ -230,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (add_arguments, handler) in {
         "dump": COMMANDS["backup"], "restore": COMMANDS["restore"],
-        "list": COMMANDS["backups"], "verify": (add_verify_arguments, check),
+        "list": COMMANDS["backups"], "verify": COMMANDS["verify"],
     }.items():  # fmt: skip
         p = sub.add_parser(name)
         add_arguments(p)

@@ -241,8 +241,8 @@ def _translated(what: str) -> Iterator[None]:
     try:
         yield
     except psycopg.Error as exc:
-        diag = exc.diag
-        if errors.of_error(exc).busy:
+        diag, entry = exc.diag, errors.of_error(exc)
+        if entry.busy:
             raise BusyError(
                 f"{diag.message_primary or what + ' is busy'}; nothing changed:"
                 " try again in a moment"
@@ -260,7 +260,7 @@ def _translated(what: str) -> Iterator[None]:
                 f"the backup holds a row that breaks {constraint or 'a constraint'}:"
                 f" {diag.message_detail or diag.message_primary}; nothing changed"
             ) from exc
-        if exc.sqlstate in ("DAT01", "DAT06", "DAT09", "22003", "22008", "22021", "22P02"):
+        if entry.refusal:
             raise RestoreError(f"{diag.message_primary}; nothing changed") from exc
         raise
 

@@ -21,13 +21,13 @@ from psycopg.conninfo import make_conninfo
 
 from bench import pgloader
 from bench.measure import Rate, p50_ms, repeat, run_child
+from cli.served import start_server
 from dataarch.citus import CitusCluster, free_ports
 from dataarch.client import COLUMNS, batches
 from dataarch.csvrecords import Reader
 from dataarch.generate import generate
 from dataarch.installer import install
 from dataarch.pgserver import Cluster
-from dataarch.server_process import start_server
 
 # ratio name -> (numerator, denominator, comparison, target)
 TARGETS: dict[str, tuple[str, str | None, str, float]] = {
@@ -49,7 +49,7 @@ TARGETS: dict[str, tuple[str, str | None, str, float]] = {
 DISTRIBUTED = ("migrate", "ingest_sql", "ingest_http", "kpi1_ms_n", "kpi2_ms_n")
 KPI1, KPI2 = "/kpis/hires-by-quarter?year=2021", "/kpis/departments-above-mean?year=2021"
 PROJECT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "dataarch.cli"]
+CLI = [sys.executable, "-m", "cli"]
 
 
 class BenchFailure(RuntimeError):

@@ -1,9 +1,11 @@
-"""The `dataarch` command and the plumbing every program shares: settings
-and connections (settings, db, pgserver for the embedded cluster), the SQL
-installer, the CSV migration (migrate, generate for sample data), the HTTP
-client (client), JSON logs (logs) and a served child process for the bench
-and tests (server_process). The rules themselves live in SQL: schema/,
-procedures/ and views/."""
+"""The plumbing every program shares, and nothing above it: settings and
+connections (settings, db, pgserver for the embedded cluster, citus for a
+local Citus cluster), the SQL installer, CSV records and loading (csvrecords,
+migrate, generate for sample data), the HTTP client (client), reject files
+(rejects), the error catalogue (errors) and JSON logs (logs). It never
+imports the layers above it: backup/, reports/, api/, app.py, the command
+line (cli/) or the bench (tests/test_layers.py checks). The rules themselves
+live in SQL: schema/, procedures/ and views/."""
 
 from importlib import metadata as _metadata
 

@@ -21,9 +21,12 @@ class NotRunning(Failure):
 # -- SQLSTATEs: the one catalogue ----------------------------------------------------
 # Every SQLSTATE the project's SQL raises (DATnn, tests/test_errors.py checks
 # that none is missing) and every class of PostgreSQL error a request can
-# meet: the HTTP status it answers, the title of its problem document, and
-# whether trying again later can succeed. The API, the CLI and the README
-# read it from here.
+# meet: the HTTP status it answers, the title and type of its problem
+# document, whether trying again later can succeed, and the command line's
+# exit status. The API, the CLI, the backup and migration code and the README
+# read it from here; nothing else maps an SQLSTATE.
+
+FAILED, USAGE, NOT_RUNNING, BUSY = 1, 2, 3, 4  # the exit statuses an error may have
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,25 @@ class SqlState:
     title: str
     retry: bool = False
     # another operation holds what this one needs (the message says which):
-    # nothing changed, try again when it has finished; exit status 4
+    # nothing changed, try again when it has finished
     busy: bool = False
+    usage: bool = False  # the caller's mistake (a name, a value): fix the command
+    down: bool = False  # the server is not there to serve (not running, not reachable)
+
+    @property
+    def exit(self) -> int:
+        """The command line's exit status."""
+        if self.busy:
+            return BUSY
+        if self.down:
+            return NOT_RUNNING
+        return USAGE if self.usage else FAILED
+
+    @property
+    def refusal(self) -> bool:
+        """Refused for what was asked (4xx): the database's message says why,
+        and quotes nothing it should not."""
+        return self.status < 500
 
     @property
     def type(self) -> str:
@@ -44,9 +64,9 @@ class SqlState:
 
 CATALOGUE: tuple[SqlState, ...] = (
     SqlState("DAT00", 500, "Atomic batch rollback escaped (a bug)"),
-    SqlState("DAT01", 404, "Unknown table"),
-    SqlState("DAT02", 400, "Malformed request"),
-    SqlState("DAT03", 422, "Batch of 0 or more than 1000 rows"),
+    SqlState("DAT01", 404, "Unknown table", usage=True),
+    SqlState("DAT02", 400, "Malformed request", usage=True),
+    SqlState("DAT03", 422, "Batch of 0 or more than 1000 rows", usage=True),
     SqlState("DAT04", 422, "Not a CSV file of this table"),
     SqlState("DAT05", 422, "Idempotency-Key used for another request"),
     SqlState("DAT06", 422, "Backup does not hold the rows it recorded"),
@@ -57,28 +77,28 @@ CATALOGUE: tuple[SqlState, ...] = (
     SqlState("DAT11", 409, "Name taken"),
     SqlState("DAT12", 409, "Batch cannot be reverted"),
     SqlState("DAT13", 409, "Other batches depend on the batch"),
-    SqlState("22P02", 400, "Body is not JSON"),
-    SqlState("22021", 400, "Body is not valid UTF-8"),
-    SqlState("22", 400, "Invalid value"),
+    SqlState("22P02", 400, "Body is not JSON", usage=True),
+    SqlState("22021", 400, "Body is not valid UTF-8", usage=True),
+    SqlState("22", 400, "Invalid value", usage=True),
     SqlState("23", 409, "Constraint violated"),
-    SqlState("25006", 503, "Database is read-only (a standby)", retry=True),
+    SqlState("25006", 503, "Database is read-only (a standby)", retry=True, down=True),
     SqlState("40001", 503, "Concurrent update conflict", retry=True, busy=True),
     SqlState("40P01", 503, "Deadlock with another operation", retry=True, busy=True),
-    SqlState("40", 503, "Concurrent update conflict", retry=True),
+    SqlState("40", 503, "Concurrent update conflict", retry=True, busy=True),
     SqlState("42501", 500, "Database role lacks a privilege"),
     SqlState("53", 503, "Database out of resources", retry=True),
-    SqlState("54", 400, "Request too large or too deeply nested"),
+    SqlState("54", 400, "Request too large or too deeply nested", usage=True),
     SqlState("55P03", 503, "Table busy (another operation holds it)", retry=True, busy=True),
-    SqlState("57", 503, "Database shutting down or restarting", retry=True),
+    SqlState("57", 503, "Database shutting down or restarting", retry=True, down=True),
     SqlState("58", 503, "Database system error (its installation is broken)", retry=True),
-    SqlState("08", 503, "Database unreachable", retry=True),
+    SqlState("08", 503, "Database unreachable", retry=True, down=True),
     SqlState("XX", 503, "Database internal error", retry=True),
 )
 _BY_CODE = {s.code: s for s in CATALOGUE}
-UNREACHABLE = SqlState("unreachable", 503, "Database unreachable", retry=True)  # no SQLSTATE
+UNREACHABLE = SqlState("unreachable", 503, "Database unreachable", retry=True, down=True)
 UNEXPECTED = SqlState("unexpected", 500, "Unexpected database error")
 # psycopg refused a value before sending it (a NUL in text): the caller's data
-UNSENDABLE = SqlState("unsendable", 400, "Value the database cannot hold")
+UNSENDABLE = SqlState("unsendable", 400, "Value the database cannot hold", usage=True)
 
 
 def sqlstate(code: str | None) -> SqlState:

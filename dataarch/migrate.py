@@ -20,6 +20,7 @@ from typing import BinaryIO
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from dataarch import errors
 from dataarch.csvrecords import PLAIN, CsvError, Dialect, Parser, Piece, Reader
 from dataarch.errors import Failure
 
@@ -218,7 +219,7 @@ def load(
                 (table, name, digest, dialect.delimiter, reader.lines, reader.header is not None),
             ).fetchone()
         except psycopg.Error as exc:
-            if exc.sqlstate == "DAT04":
+            if errors.of_error(exc).refusal:  # the file, refused whole: say why
                 raise MigrationError(f"{exc.diag.message_primary}; nothing was loaded") from exc
             raise
     summary = row[0]

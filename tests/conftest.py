@@ -24,7 +24,7 @@ import pytest
 from psycopg.types.json import Jsonb
 from pytest_postgresql import factories
 
-from dataarch import server_process
+from cli import served
 from dataarch.citus import INSTALL_HINT, CitusCluster, citus_installed, free_ports
 from dataarch.installer import install, load_for_pytest, secure
 from dataarch.pgserver import Cluster
@@ -254,7 +254,7 @@ def dataarch(
 ) -> subprocess.CompletedProcess[str]:
     """The `dataarch` command as a user runs it, against the per-test database."""
     return subprocess.run(
-        [sys.executable, "-m", "dataarch.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         env={**cli_env(dsn), **env}, cwd=PROJECT, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
@@ -262,7 +262,7 @@ def dataarch(
 def start_server(dsn: str, **env: str) -> tuple[subprocess.Popen, str]:
     """`dataarch serve` against dsn; a 503 from /health counts as started,
     since some tests start it while the database is down."""
-    return server_process.start_server({**cli_env(dsn), **env}, ready=(200, 503), cwd=PROJECT)
+    return served.start_server({**cli_env(dsn), **env}, ready=(200, 503), cwd=PROJECT)
 
 
 @contextlib.contextmanager

@@ -203,12 +203,14 @@ def test_the_readme_lists_every_route_with_its_scope() -> None:
 
 def test_the_readme_lists_the_error_catalogue() -> None:
     documented = [
-        (row[0].split(" ")[0].strip("`"), row[1], row[2]) for row in _readme_table("SQLSTATE")
+        (row[0].split(" ")[0].strip("`"), row[1], row[2], row[3])
+        for row in _readme_table("SQLSTATE")
     ]
     catalogue = [
-        (entry.code, str(entry.status), entry.title + (" (retry)" if entry.retry else ""))
+        (entry.code, str(entry.status), entry.title + (" (retry)" if entry.retry else ""),
+         str(entry.exit))
         for entry in CATALOGUE
-    ]
+    ]  # fmt: skip
     assert documented == catalogue
 
 

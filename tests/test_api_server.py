@@ -34,7 +34,7 @@ from dataarch.pgserver import Cluster
 
 def run_client(dsn: str, url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dataarch.cli", *args, "--url", url],
+        [sys.executable, "-m", "cli", *args, "--url", url],
         env=cli_env(dsn), cwd=PROJECT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 

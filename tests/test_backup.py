@@ -402,7 +402,7 @@ def test_a_read_only_backup_directory_is_one_line(db, dsn, tmp_path) -> None:
     folder.mkdir()
     folder.chmod(0o555)
     done = subprocess.run(
-        [sys.executable, "-m", "dataarch.cli", "backup", "jobs"],
+        [sys.executable, "-m", "cli", "backup", "jobs"],
         env={**cli_env(dsn), "DATAARCH_BACKUP_DIR": str(folder)}, cwd=PROJECT,
         capture_output=True, text=True, timeout=60, preexec_fn=as_an_ordinary_user,
     )  # fmt: skip
@@ -423,7 +423,7 @@ def test_a_full_disk_removes_the_partial_set(db, dsn, tmp_path) -> None:
 
     env = {**cli_env(dsn), **backup_env(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-m", "dataarch.cli", "backup"], env=env, cwd=PROJECT,
+        [sys.executable, "-m", "cli", "backup"], env=env, cwd=PROJECT,
         capture_output=True, text=True, timeout=120, preexec_fn=small_files,
     )  # fmt: skip
     assert done.returncode == 1 and "no space left" in done.stderr, done.stderr

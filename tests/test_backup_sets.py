@@ -99,7 +99,7 @@ def test_backups_are_readable_by_their_owner_only(conn, dsn, tmp_path: Path) -> 
     ingest(conn, "departments", [{"department_id": 1, "department_name": "Sales"}])
     backups = tmp_path / "backups"
     made = subprocess.run(
-        [sys.executable, "-m", "dataarch.cli", "backup", "departments", "jobs"],
+        [sys.executable, "-m", "cli", "backup", "departments", "jobs"],
         env={**cli_env(dsn), "DATAARCH_BACKUP_DIR": str(backups)}, cwd=PROJECT,
         capture_output=True, text=True, timeout=120, umask=0,  # the widest umask there is
     )  # fmt: skip

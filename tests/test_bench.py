@@ -19,7 +19,7 @@ from bench.run import DISTRIBUTED, TARGETS
 def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "dataarch.cli", "bench", "--rows", "2000", "--sample", "1000",
+        [sys.executable, "-m", "cli", "bench", "--rows", "2000", "--sample", "1000",
          "--json", str(out)],
         cwd=PROJECT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -146,7 +146,7 @@ def test_a_failed_request_stops_the_bench_and_names_the_server_log(tmp_path) -> 
 def test_bench_citus_puts_the_distributed_figures_beside(tmp_path, citus_available) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "dataarch.cli", "bench", "--rows", "2000", "--sample", "1000",
+        [sys.executable, "-m", "cli", "bench", "--rows", "2000", "--sample", "1000",
          "--citus", "--json", str(out)],
         cwd=PROJECT, capture_output=True, text=True, timeout=900,
     )  # fmt: skip

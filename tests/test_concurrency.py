@@ -164,7 +164,7 @@ def _fill(conn: psycopg.Connection, rows: int) -> None:
 
 def _start(dsn: str, env: dict[str, str], *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "dataarch.cli", *args], env={**cli_env(dsn), **env}, cwd=PROJECT,
+        [sys.executable, "-m", "cli", *args], env={**cli_env(dsn), **env}, cwd=PROJECT,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 

@@ -19,7 +19,7 @@ def run_cli(var_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG") and k != "DATABASE_URL"}
     env["DATAARCH_VAR_DIR"] = str(var_dir)
     return subprocess.run(
-        [sys.executable, "-m", "dataarch.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True, text=True, env=env, cwd=PROJECT, timeout=180,
     )  # fmt: skip
 
@@ -71,7 +71,7 @@ def test_cli_up_twice_loads_once(var_dir: Path) -> None:
 def test_cli_reports_an_unreachable_database(tmp_path: Path) -> None:
     env = {**os.environ, "DATABASE_URL": f"postgresql:///x?host={tmp_path}&connect_timeout=2"}
     proc = subprocess.run(
-        [sys.executable, "-m", "dataarch.cli", "db", "init"],
+        [sys.executable, "-m", "cli", "db", "init"],
         capture_output=True, text=True, env=env, cwd=PROJECT, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 3  # a server not running or not reachable

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from conftest import PROJECT, tcp_proxy
 
-from dataarch.server_process import free_port
+from cli.served import free_port
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")  # what python:3.11-slim has, reachable by anyone
 NOBODY = 65534

@@ -21,7 +21,7 @@ def test_cli_migration_logs_each_file(postgresql, dsn, tmp_path) -> None:
     (csv_dir / "departments.csv").write_text("1,Secret Department Name\n2,\n")
     log_file = tmp_path / "cli.log"
     done = subprocess.run(
-        [sys.executable, "-m", "dataarch.cli", "migrate", "--csv-dir", str(csv_dir)],
+        [sys.executable, "-m", "cli", "migrate", "--csv-dir", str(csv_dir)],
         env={**cli_env(dsn), "DATAARCH_LOG_FILE": str(log_file)},
         cwd=PROJECT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -60,7 +60,7 @@ def test_json_on_stderr_only_when_asked_and_never_mixed_with_the_human_lines(dsn
     (csv_dir / "jobs.csv").write_text("1,Clerk\n")
     env = {**cli_env(dsn), "DATAARCH_VAR_DIR": str(tmp_path / "var")}
     piped = subprocess.run(
-        f"{sys.executable} -m dataarch.cli migrate --csv-dir {csv_dir} 2>&1 | cat",
+        f"{sys.executable} -m cli migrate --csv-dir {csv_dir} 2>&1 | cat",
         shell=True, env=env, cwd=PROJECT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert piped.stdout.startswith("jobs.csv -> jobs: 1 lines") and "{" not in piped.stdout
@@ -68,7 +68,7 @@ def test_json_on_stderr_only_when_asked_and_never_mixed_with_the_human_lines(dsn
     assert any(e["event"] == "migrate" for e in logged)  # the log went to var/log
     (csv_dir / "jobs.csv").write_text("2,Driver\n")
     asked = subprocess.run(
-        [sys.executable, "-m", "dataarch.cli", "--log-format", "json", "migrate",
+        [sys.executable, "-m", "cli", "--log-format", "json", "migrate",
          "--csv-dir", str(csv_dir)],
         env=env, cwd=PROJECT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip

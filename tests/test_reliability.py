@@ -258,7 +258,7 @@ def test_sigkill_during_migration_loads_nothing(own_cluster, tmp_path) -> None:
     cluster, dsn = own_cluster
     generate(tmp_path / "csv", employees=100_000, bad_ratio=0.01)
     env = {**cli_env(dsn), "DATABASE_URL": dsn}
-    run = [sys.executable, "-m", "dataarch.cli", "migrate", "--csv-dir", str(tmp_path / "csv")]
+    run = [sys.executable, "-m", "cli", "migrate", "--csv-dir", str(tmp_path / "csv")]
     with psycopg.connect(dsn, autocommit=True) as conn:
         proc = subprocess.Popen(run, env=env, cwd=PROJECT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)  # fmt: skip

@@ -270,7 +270,7 @@ def test_the_real_data_report_is_small_and_complete(browser, postgresql, tmp_pat
 
 def test_report_command_writes_the_pages(db, dsn, tmp_path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "dataarch.cli", "report", "--year", "2021", "--out", str(tmp_path)],
+        [sys.executable, "-m", "cli", "report", "--year", "2021", "--out", str(tmp_path)],
         env=cli_env(dsn), cwd=PROJECT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -339,7 +339,7 @@ def test_each_page_says_what_it_shows(browser, served) -> None:
 def test_a_year_without_hires_writes_no_report(db, dsn, tmp_path) -> None:
     (tmp_path / "index.html").write_text("kept")
     done = subprocess.run(
-        [sys.executable, "-m", "dataarch.cli", "report", "--year", "1800", "--out", str(tmp_path)],
+        [sys.executable, "-m", "cli", "report", "--year", "1800", "--out", str(tmp_path)],
         env=cli_env(dsn), cwd=PROJECT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2 and "no hires in 1800" in done.stderr and "2021" in done.stderr

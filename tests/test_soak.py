@@ -86,7 +86,7 @@ class Soak:
     def cli(self, name: str, *args: str) -> None:
         began = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dataarch.cli", *args], env=self.env(), cwd=PROJECT,
+            [sys.executable, "-m", "cli", *args], env=self.env(), cwd=PROJECT,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         with self.lock:
@@ -283,7 +283,7 @@ def test_operations_together_keep_every_promise(soak: Soak, conn) -> None:
     advisory = conn.execute("select count(*) from pg_locks where locktype = 'advisory'")
     assert advisory.fetchone() == (0,)
     verified = subprocess.run(
-        [sys.executable, "-m", "dataarch.cli", "backup", "verify"], env=soak.env(), cwd=PROJECT,
+        [sys.executable, "-m", "cli", "backup", "verify"], env=soak.env(), cwd=PROJECT,
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert verified.returncode == 0 or "0 of 0" in verified.stdout, verified.stdout[-2000:]

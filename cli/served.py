@@ -40,7 +40,7 @@ def start_server(
         else tempfile.NamedTemporaryFile(prefix=f"dataarch-serve-{port}-", suffix=".log")  # noqa: SIM115
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dataarch.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "cli", "serve", "--port", str(port)],
         env=dict(env), cwd=cwd, stdout=output, stderr=subprocess.STDOUT,
     )  # fmt: skip
     proc.output = output  # type: ignore[attr-defined]  # closed (and deleted) with proc

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cli.commands.loading import add_csv_options, dialect
 from dataarch import client, migrate
-from dataarch.commands.loading import add_csv_options, dialect
 from dataarch.errors import Failure
 from dataarch.output import status
 from dataarch.rejects import Rejected, reject_files

@@ -1,10 +1,9 @@
 """The `dataarch` command.
 
 Each command is defined by a module (its COMMANDS table: name ->
-(add_arguments, run)) that is imported only when that command runs: the
-plumbing package never imports the layers above it, `dataarch --help`
-starts in a fraction of a second, and an installation without a layer (the
-Docker image has no bench/) runs every other command.
+(add_arguments, run)) that is imported only when that command runs:
+`dataarch --help` starts in a fraction of a second, and an installation
+without a layer (the Docker image has no bench/) runs every other command.
 
 No traceback reaches a person: every failure is one or two lines on stderr
 and an exit status: 0 done, 1 failed, 2 a usage mistake, 3 a server (the
@@ -29,25 +28,26 @@ DONE, FAILED, USAGE, NOT_RUNNING, BUSY, INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 # name -> (module, one line of help), in the order `dataarch --help` lists them
 COMMANDS: dict[str, tuple[str, str]] = {
-    "up": ("dataarch.commands.serving", "database, schema, one-time migration, then the API"),
-    "db": ("dataarch.commands.database", "the database: start|stop|status|url|init|check"),
-    "token": ("dataarch.commands.tokens", "API tokens for one client each: create|list|revoke"),
-    "migrate": ("dataarch.commands.loading", "load CSV files (once per file content)"),
-    "generate": ("dataarch.commands.loading", "write deterministic sample CSV files"),
-    "serve": ("dataarch.commands.serving", "serve the HTTP API"),
-    "ingest": ("dataarch.commands.api", "send a CSV file to the API, 1000 rows a request"),
-    "upload": ("dataarch.commands.api", "send a CSV file to the API whole, loaded as migrate does"),
-    "get": ("dataarch.commands.api", "one row by id, from the API"),
-    "rejections": ("dataarch.commands.api", "rejections: list, `export TABLE`, `close ID...`"),
-    "batches": ("dataarch.commands.batches", "what each load did: list, `show N`, `revert N`"),
-    "lineage": ("dataarch.commands.batches", "where a row came from, and the rejections before"),
-    "backup": ("backup.__main__", "write a backup set; `backup verify [FILE|SET]` checks them"),
+    "up": ("cli.commands.serving", "database, schema, one-time migration, then the API"),
+    "db": ("cli.commands.database", "the database: start|stop|status|url|init|check"),
+    "token": ("cli.commands.tokens", "API tokens for one client each: create|list|revoke"),
+    "migrate": ("cli.commands.loading", "load CSV files (once per file content)"),
+    "generate": ("cli.commands.loading", "write deterministic sample CSV files"),
+    "serve": ("cli.commands.serving", "serve the HTTP API"),
+    "ingest": ("cli.commands.api", "send a CSV file to the API, 1000 rows a request"),
+    "upload": ("cli.commands.api", "send a CSV file to the API whole, loaded as migrate does"),
+    "get": ("cli.commands.api", "one row by id, from the API"),
+    "rejections": ("cli.commands.api", "rejections: list, `export TABLE`, `close ID...`"),
+    "batches": ("cli.commands.batches", "what each load did: list, `show N`, `revert N`"),
+    "lineage": ("cli.commands.batches", "where a row came from, and the rejections before"),
+    "backup": ("backup.__main__", "write a backup set (every table, or those named)"),
+    "verify": ("backup.__main__", "check backups: sizes, SHA-256, every record, checksums"),
     "restore": ("backup.__main__", "restore a table, or a whole set (--all), from a backup"),
     "backups": ("backup.__main__", "list backup sets and files"),
     "report": ("reports.__main__", "write the KPI and data-quality reports as HTML pages"),
     "bench": ("bench.__main__", "measure every path against its physical limit"),
 }
-log = logging.getLogger("dataarch.cli")
+log = logging.getLogger("cli")
 
 
 def version() -> str:
@@ -100,6 +100,16 @@ def _load(module: str):  # noqa: ANN202
         raise
 
 
+def _spelled_out(argv: list[str]) -> list[str]:
+    """`backup verify ...` is `verify ...`, as earlier releases spelled it."""
+    for i, word in enumerate(argv):
+        if not word.startswith("-") and (i == 0 or argv[i - 1] != "--log-format"):
+            if argv[i : i + 2] == ["backup", "verify"]:
+                return [*argv[:i], "verify", *argv[i + 2 :]]
+            break
+    return argv
+
+
 def _chosen(argv: list[str]) -> str | None:
     for i, word in enumerate(argv):
         if word == "--log-format":
@@ -110,7 +120,7 @@ def _chosen(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = _spelled_out(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser(_chosen(argv))
     except Unavailable as exc:
@@ -164,13 +174,14 @@ def explain(exc: BaseException) -> tuple[int, str]:
         return exc.status, str(exc)
     if isinstance(exc, ValueError | FileNotFoundError):  # a bad option, variable or file
         return USAGE, str(exc)
-    if isinstance(exc, psycopg.Error) and of_error(exc).busy:
-        said = exc.diag.message_primary or of_error(exc).title
-        return BUSY, f"{said}; nothing changed: try again when it has finished"
-    if isinstance(exc, psycopg.OperationalError):
-        return NOT_RUNNING, f"cannot reach the database: {str(exc).strip().splitlines()[0]}"
-    if isinstance(exc, psycopg.Error):
-        return FAILED, f"the database refused it: {exc.diag.message_primary or exc}"
+    if isinstance(exc, psycopg.Error):  # the error catalogue decides (dataarch/errors.py)
+        entry = of_error(exc)
+        said = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+        if entry.busy:
+            return entry.exit, f"{said}; nothing changed: try again when it has finished"
+        if entry.exit == NOT_RUNNING:
+            return entry.exit, f"cannot reach the database: {said}"
+        return entry.exit, f"the database refused it: {said}"
     if isinstance(exc, OSError):
         return FAILED, f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
     return FAILED, f"unexpected error ({type(exc).__name__}: {exc}); DATAARCH_DEBUG=1 shows where"

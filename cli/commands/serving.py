@@ -8,8 +8,8 @@ import os
 import socket
 import sys
 
+from cli.commands import database, loading
 from dataarch import db
-from dataarch.commands import database, loading
 from dataarch.csvrecords import PLAIN
 from dataarch.errors import Failure
 from dataarch.settings import Settings
