@@ -413,6 +413,30 @@ begin
 end;
 $$;
 
+create or replace function _finish_batch(
+    p_batch_id bigint, p_table text, p_submitted bigint, p_inserted_ids integer[],
+    p_rejected bigint
+)
+returns integer
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: the ledger's tail, one for every batch that loads rows (a JSON
+-- batch, a CSV file, a retry): the open rejections its rows resolve are
+-- resolved by it, and it is finished with its counts, which the count
+-- invariant (inserted + rejected = submitted, a CHECK) holds to. Returns
+-- how many rejections it resolved.
+declare
+    v_resolved integer := _resolve_rejections(p_table, p_batch_id, p_inserted_ids);
+begin
+    update ingest_batches
+    set submitted = p_submitted, inserted = cardinality(p_inserted_ids),
+        rejected = p_rejected, finished_at = clock_timestamp()
+    where batch_id = p_batch_id;
+    return v_resolved;
+end;
+$$;
+
 create or replace function _ingest_rows(
     p_table text, p_rows jsonb, p_atomic boolean, p_batch_id bigint
 )
@@ -465,6 +489,7 @@ revoke all on function _insert_judged(text, boolean, bigint) from public;
 revoke all on function _insert_rows(text, bigint, boolean) from public;
 revoke all on function _ingest_rows(text, jsonb, boolean, bigint) from public;
 revoke all on function _resolve_rejections(text, bigint, integer[]) from public;
+revoke all on function _finish_batch(bigint, text, bigint, integer[], bigint) from public;
 
 -- _table_columns stays callable by everyone: it is the data dictionary's
 -- column list, and table_checksum (run by the API role) needs it.

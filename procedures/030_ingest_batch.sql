@@ -86,11 +86,7 @@ begin
         ),
         array(select o.record_id from outcome as o where o.reason_code is null)
     into v_inserted, v_rejected, v_rejections, v_inserted_ids;
-    v_resolved := _resolve_rejections(p_table, v_batch_id, v_inserted_ids);
-
-    update ingest_batches
-    set inserted = v_inserted, rejected = v_rejected, finished_at = clock_timestamp()
-    where batch_id = v_batch_id;
+    v_resolved := _finish_batch(v_batch_id, p_table, v_submitted, v_inserted_ids, v_rejected);
 
     return jsonb_build_object(
         'batch_id', v_batch_id,

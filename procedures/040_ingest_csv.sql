@@ -351,12 +351,9 @@ begin
     if v_suspended is not null then
         perform _reinstate(v_suspended);
     end if;
-    v_resolved := _resolve_rejections(p_table, v_batch_id, v_inserted_ids);
-
-    update ingest_batches
-    set submitted = v_inserted + v_rejected, inserted = v_inserted,
-        rejected = v_rejected, finished_at = clock_timestamp()
-    where batch_id = v_batch_id;
+    v_resolved := _finish_batch(
+        v_batch_id, p_table, v_inserted + v_rejected, v_inserted_ids, v_rejected
+    );
     insert into migrated_files (table_name, sha256, file_name, batch_id)
     values (p_table, p_sha256, p_file, v_batch_id);
 
@@ -431,14 +428,10 @@ begin
         array(select o.record_id from outcome as o where o.reason_code is null)
     into v_inserted, v_rejected, v_inserted_ids;
 
-    update ingest_batches
-    set submitted = v_retried, inserted = v_inserted, rejected = v_rejected,
-        finished_at = clock_timestamp()
-    where batch_id = v_batch_id;
     return jsonb_build_object(
         'batch_id', v_batch_id, 'table', p_table, 'retried', v_retried,
         'inserted', v_inserted, 'rejected', v_rejected,
-        'resolved', _resolve_rejections(p_table, v_batch_id, v_inserted_ids),
+        'resolved', _finish_batch(v_batch_id, p_table, v_retried, v_inserted_ids, v_rejected),
         'by_reason', _batch_reasons(v_batch_id)
     );
 end;
