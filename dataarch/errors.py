@@ -77,6 +77,7 @@ CATALOGUE: tuple[SqlState, ...] = (
     SqlState("DAT11", 409, "Name taken"),
     SqlState("DAT12", 409, "Batch cannot be reverted"),
     SqlState("DAT13", 409, "Other batches depend on the batch"),
+    SqlState("DAT14", 500, "A lock let go escaped (a bug)"),
     SqlState("22P02", 400, "Body is not JSON", usage=True),
     SqlState("22021", 400, "Body is not valid UTF-8", usage=True),
     SqlState("22", 400, "Invalid value", usage=True),

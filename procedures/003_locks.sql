@@ -3,11 +3,14 @@
 --   1. a transaction takes its table locks through _lock_tables, which
 --      takes them in _lock_order(): a referencing table before the tables
 --      it references (employees, then jobs, then departments), then the
---      ingest log. Each entry point locks the table it writes before it
---      reads any other (ingest_batch, csv_begin), and an operation on a
---      referenced table (a restore, a revert) first locks the tables that
---      reference it, so a deleted parent never waits for a child row that
---      waits for it.
+--      ingest log; and all or none, so that while it waits it holds none
+--      of them. Each entry point locks the tables it writes before it
+--      reads them (ingest_batch, csv_begin, revert_batch: a lock asked for
+--      after a read is an upgrade, and two upgrades wait on each other), and
+--      an operation on a referenced table (a restore, a revert) locks the
+--      tables that reference it too, so a deleted parent never waits for a
+--      child row that waits for it. tests/test_lock_order.py makes each
+--      operation wait and checks what it holds at that moment.
 --   2. a backup and a restore of one table exclude each other by an
 --      advisory lock, never by waiting (procedures/060).
 --   3. nobody queues for ACCESS EXCLUSIVE behind a backup: an initial load
@@ -63,15 +66,15 @@ begin
 end;
 $$;
 
-create or replace function _lock_tables(p_modes jsonb)
-returns void
+create or replace function _try_lock_tables(p_modes jsonb)
+returns text
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
 as $$
--- Promise: every table of p_modes ({"employees": "share row exclusive",
--- ...}) is locked in its mode, in _lock_order() (tables outside it last,
--- by name), each waiting at most lock_timeout; when a wait runs out,
--- 55P03 says which table is busy and who holds it.
+-- Promise: either every table of p_modes is locked in its mode, in
+-- _lock_order(), and NULL is returned; or none of them is (the block's
+-- locks go with its subtransaction) and the first busy table is returned.
+-- Never waits.
 declare
     v_table text;
 begin
@@ -79,14 +82,69 @@ begin
         select k from jsonb_object_keys(p_modes) as k
         order by array_position(_lock_order(), k) nulls last, k
     loop
-        begin
-            execute format('lock table %I in %s mode', v_table, p_modes ->> v_table);
-        exception when lock_not_available then
-            raise exception '% is busy: % holds it', v_table, lock_holders(v_table::regclass)
-                using errcode = '55P03',
-                    hint = 'Try again when it has finished (the wait is DATAARCH_LOCK_TIMEOUT).';
-        end;
+        execute format('lock table %I in %s mode nowait', v_table, p_modes ->> v_table);
     end loop;
+    return null;
+exception when lock_not_available then
+    return v_table;
+end;
+$$;
+
+create or replace function _lock_tables(p_modes jsonb)
+returns void
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: every table of p_modes ({"employees": "share row exclusive",
+-- ...}) is locked in its mode, in _lock_order() (tables outside it last,
+-- by name); or 55P03 says which table is busy and who holds it, after
+-- waiting at most about lock_timeout. All or none: while it waits it holds
+-- none of them, so it never waits holding a table that its holder waits
+-- for (a deadlock), whatever order the others take theirs in.
+declare
+    v_busy text;
+    v_deadline timestamptz := clock_timestamp()
+        + coalesce(nullif(current_setting('lock_timeout'), '0'), '1 century')::interval;
+begin
+    if (select count(*) from jsonb_object_keys(p_modes)) = 1 then
+        v_busy := (select k from jsonb_object_keys(p_modes) as k);
+        perform _wait_for_table(v_busy, p_modes ->> v_busy, false);  -- one lock: nothing held
+        return;
+    end if;
+    loop
+        v_busy := _try_lock_tables(p_modes);
+        exit when v_busy is null;
+        if clock_timestamp() > v_deadline then
+            perform _wait_for_table(v_busy, p_modes ->> v_busy, true, 'nowait');
+        end if;
+        -- wait until the busy table is free, holding nothing, then try all again
+        perform _wait_for_table(v_busy, p_modes ->> v_busy, true);
+    end loop;
+end;
+$$;
+
+create or replace function _wait_for_table(
+    p_table text, p_mode text, p_let_go boolean, p_wait text default ''
+)
+returns void
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: p_table was locked in p_mode, waiting at most lock_timeout (not
+-- at all with p_wait 'nowait'), and is still held unless p_let_go; when
+-- the wait runs out, 55P03 says who holds it.
+begin
+    execute format('lock table %I in %s mode %s', p_table, p_mode, p_wait);
+    if p_let_go then
+        raise exception using errcode = 'DAT14';  -- undo the block: the lock goes with it
+    end if;
+exception
+    when sqlstate 'DAT14' then
+        null;
+    when lock_not_available then
+        raise exception '% is busy: % holds it', p_table, lock_holders(p_table::regclass)
+            using errcode = '55P03',
+                hint = 'Try again when it has finished (the wait is DATAARCH_LOCK_TIMEOUT).';
 end;
 $$;
 
@@ -103,4 +161,6 @@ $$;
 
 revoke all on function lock_holders(regclass, bigint) from public;
 revoke all on function _lock_tables(jsonb) from public;
+revoke all on function _try_lock_tables(jsonb) from public;
+revoke all on function _wait_for_table(text, text, boolean, text) from public;
 grant execute on function lock_holders(regclass, bigint) to dataarch_api;

@@ -365,9 +365,10 @@ as $$
 -- inserted are removed (_revert_one), and with p_cascade first those of the
 -- batches whose rows reference them; refused (DAT13, naming them) when
 -- such batches exist and p_cascade is false, and (DAT12) for a batch that
--- cannot be reverted. Hire counts follow (the triggers). Locks, in the one
--- order (procedures/003), the tables that reference p_batch_id's table
--- against writers first. Returns {"reverted": [...]} in the order done.
+-- cannot be reverted. Hire counts follow (the triggers). Locks its table
+-- and, against writers, the tables that reference it, all or none in the
+-- one order (procedures/003), before it reads them. Returns
+-- {"reverted": [...]} in the order done.
 declare
     v_plan jsonb;
     v_step jsonb;
@@ -377,29 +378,25 @@ begin
     -- Citus: before any read, since a revert may write employees' shards
     -- and then a reference table in one transaction
     perform _one_connection_per_node();
+    -- the tables first, then the plan (procedures/003): a plan read first
+    -- would hold them while the revert waits to lock them, and a restore
+    -- holding the one and waiting for the other would never end. Its
+    -- dependants can only be in the tables that reference it.
+    v_table := (select b.table_name from ingest_batches as b where b.batch_id = p_batch_id);
+    if v_table is not null then
+        perform _lock_tables(
+            jsonb_build_object(v_table, 'row exclusive', 'ingest_batches', 'row exclusive')
+            || coalesce((
+                select jsonb_object_agg(c, 'share row exclusive')
+                from unnest(_referencing_tables(v_table::regclass)) as c
+            ), '{}')
+        );
+    end if;
     v_plan := revert_plan(p_batch_id, p_cascade);
     if v_plan ->> 'refused' is not null then
         raise exception 'batch % is not reverted: %', p_batch_id, v_plan ->> 'refused'
             using errcode = 'DAT13',
                 hint = 'Revert those batches first, or ask for them too (--cascade).';
-    end if;
-    v_table := (select b.table_name from ingest_batches as b where b.batch_id = p_batch_id);
-    perform _lock_tables(
-        coalesce((
-            select jsonb_object_agg(c, 'share row exclusive')
-            from unnest(_referencing_tables(v_table::regclass)) as c
-        ), '{}')
-        || (
-            select jsonb_object_agg(s ->> 'table_name', 'row exclusive')
-            from jsonb_array_elements(v_plan -> 'batches') as s
-        )
-        || jsonb_build_object('ingest_batches', 'row exclusive')
-    );
-    -- the plan again, under the locks: nothing can have joined it since
-    v_plan := revert_plan(p_batch_id, p_cascade);
-    if v_plan ->> 'refused' is not null then
-        raise exception 'batch % is not reverted: %', p_batch_id, v_plan ->> 'refused'
-            using errcode = 'DAT13';
     end if;
     for v_step in select s from jsonb_array_elements(v_plan -> 'batches') as s loop
         v_done := v_done || _revert_one((v_step ->> 'batch_id')::bigint, v_step ->> 'table_name');
