@@ -248,7 +248,7 @@ def _no_restore_meanwhile(
             ).fetchone()[0]
             if not got:
                 waiting(f"waiting for a restore of {table} to finish")
-                conn.execute("select pg_advisory_lock_shared(backup_lock_key(%s))", (table,))
+                conn.execute("select backup_lock_shared(%s)", (table,))  # bounded, named
             held.append(table)
         yield
     finally:

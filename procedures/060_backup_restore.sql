@@ -64,6 +64,23 @@ as $$
     select hashtextextended('dataarch.backup:' || p_table, 0)
 $$;
 
+create or replace function backup_lock_shared(p_table text)
+returns void
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: the session holds p_table's backup lock shared (until it lets
+-- it go), after waiting at most lock_timeout for a restore of the table
+-- to finish; when the wait runs out, 55P03 says which restore holds it.
+begin
+    perform pg_advisory_lock_shared(backup_lock_key(p_table));
+exception when lock_not_available then
+    raise exception '% is busy: % holds it', p_table,
+        lock_holders(p_table::regclass, backup_lock_key(p_table))
+        using errcode = '55P03', hint = 'Try again when the restore has finished.';
+end;
+$$;
+
 create or replace function _unsigned_checksum(p_sum numeric)
 returns text
 language sql immutable parallel safe

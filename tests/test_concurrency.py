@@ -392,6 +392,19 @@ def test_a_busy_table_names_who_holds_it(conn, dsn, tmp_path) -> None:
         holder.close()
 
 
+def test_a_backup_that_waits_too_long_for_a_restore_names_it(conn, dsn, tmp_path) -> None:
+    """The soak found a backup that waited for a restore's backup lock and
+    ended on PostgreSQL's bare 'canceling statement due to lock timeout'."""
+    load_reference_rows(conn)
+    with psycopg.connect(dsn, application_name="dataarch restore", autocommit=True) as holder:
+        holder.execute("select pg_advisory_lock(backup_lock_key('departments'))")
+        env = {"DATAARCH_LOCK_TIMEOUT": "1", "DATAARCH_BACKUP_DIR": str(tmp_path)}
+        status, err = _finish(_start(dsn, env, "backup", "departments"), 60)
+    assert status == 4, err
+    assert "departments is busy: dataarch restore (pid" in err, err
+    assert "canceling statement" not in err and not list(tmp_path.glob("*/*.avro"))
+
+
 @pytest.mark.parametrize("round_", range(3))
 def test_a_restore_under_load_never_deadlocks(conn, dsn, tmp_path, round_) -> None:
     """13: restores of a referenced table while batches pour into the table
