@@ -31,7 +31,7 @@ test: system-deps lint
 
 # operations together for ten minutes, kill -9 included (tests/test_soak.py)
 soak: system-deps $(STAMP)
-	DATAARCH_SOAK_SECONDS=600 $(VENV)/bin/pytest tests/test_soak.py -p no:xdist -s -q
+	DATAARCH_SOAK_SECONDS=600 $(VENV)/bin/pytest tests/test_soak.py -n 0 -s -q
 
 clean:
 	-$(VENV)/bin/dataarch db stop

@@ -35,6 +35,8 @@ TARGETS: dict[str, tuple[str, str | None, str, float]] = {
     "migrate / copy_fk": ("migrate", "copy_fk", ">=", 1.5),
     "migrate / copy_raw": ("migrate", "copy_raw", ">=", 0.25),
     "migrate / naive_insert": ("migrate", "naive_insert", ">=", 4),
+    # a wrong load is undone no slower than it was loaded
+    "revert / migrate": ("revert", "migrate", ">=", 1.0),
     "ingest_sql / copy_fk": ("ingest_sql", "copy_fk", ">=", 0.8),
     "ingest_http / ingest_sql": ("ingest_http", "ingest_sql", ">=", 1.0),
     "http_overhead": ("http_overhead", None, "<=", 1.10),
@@ -137,6 +139,7 @@ class Bench:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             install(conn)
             self.measure_migrate(conn, csv_dir)
+            self.measure_revert(conn, csv_dir)
             self.measure_pgloader()
             valid_file = self.measure_copies(conn)
             self.measure_backup_restore(conn)
@@ -166,6 +169,26 @@ class Bench:
             lambda: run_child(argv, self.env()),
         )  # fmt: skip
         self.record("migrate", rate)
+
+    def measure_revert(self, conn: psycopg.Connection, csv_dir: Path) -> None:
+        """`dataarch batches revert` of the employees file's batch, against
+        the same lines migrated: both rates count the file's lines, so the
+        ratio is migrate's seconds over revert's. Leaves the file migrated."""
+        migrate = [*CLI, "migrate", "--csv-dir", str(csv_dir)]
+        batch: list[int] = []
+
+        def load() -> None:
+            self.reset(conn, reference=True)
+            run_child(migrate, self.env())
+            batch[:] = conn.execute(
+                "select max(batch_id) from ingest_batches where table_name = 'employees'"
+            ).fetchone()
+
+        def revert() -> None:
+            run_child([*CLI, "batches", "revert", str(batch[0])], self.env())
+
+        self.record("revert", repeat(self.rows, self.reps, load, revert))
+        load()
 
     def measure_pgloader(self) -> None:
         """pgloader loading the clean twin of the employees file (same generator,
