@@ -91,6 +91,8 @@ class CsvSummary:
     by_reason: dict[str, int] | None = None
     migrated_at: str | None = None
     as_file: str | None = None
+    open_rejections: int | None = None
+    """already_migrated: its lines still rejected, which a retry judges again"""
 
 
 @dataclass

@@ -388,10 +388,13 @@ def describe_retry(summary: dict) -> str:
 def describe(summary: dict) -> str:
     """One line a person reads: what happened to the file."""
     if summary["status"] == "already_migrated":
+        still = summary.get("open_rejections") or 0
         return (
             f"{summary['file']} -> {summary['table']}: already migrated"
             f" (batch {summary['batch_id']}, {summary['migrated_at']}); skipped"
-        )
+            + (f"; {still} of its lines rejected and open: `dataarch migrate"
+               " --retry-rejected` judges them again" if still else "")
+        )  # fmt: skip
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary["by_reason"].items()))
     spanning = summary["records"] + summary["blank"] + summary["header"] != summary["lines"]
     return (

@@ -203,10 +203,15 @@ set search_path = pg_catalog, public, pg_temp
 as $$
     -- The summary ingest_csv_lines gives for a file whose content (p_sha256)
     -- was migrated into p_table before, or NULL. dataarch migrate asks first,
-    -- so a rerun reads no file again.
+    -- so a rerun reads no file again. open_rejections: its lines still
+    -- rejected, which sending it again would not load (a retry does).
     select jsonb_build_object(
         'status', 'already_migrated', 'table', p_table, 'file', p_file,
-        'batch_id', m.batch_id, 'migrated_at', m.migrated_at, 'as_file', m.file_name
+        'batch_id', m.batch_id, 'migrated_at', m.migrated_at, 'as_file', m.file_name,
+        'open_rejections', (
+            select count(*) from ingest_errors as e
+            where e.batch_id = m.batch_id and e.resolved_at is null and e.closed_at is null
+        )
     )
     from migrated_files as m
     where m.table_name = p_table and m.sha256 = p_sha256

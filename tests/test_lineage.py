@@ -13,7 +13,7 @@ from conftest import AUTH, api_settings, dataarch, employee, ingest, load_refere
 from litestar.testing import TestClient
 
 from app import create_app
-from dataarch.migrate import migrate_file
+from dataarch.migrate import describe, migrate_file, retry_rejected
 
 KPIS = (
     "select * from kpi_hires_by_quarter(2021)",
@@ -234,6 +234,28 @@ def test_a_revert_reopens_what_it_resolved_and_forgets_its_file(conn, tmp_path) 
     ).fetchone()[0]
     assert status == "open"
     assert migrate_file(conn, "employees", path)["status"] == "migrated"  # loads again
+
+
+def test_the_right_file_sent_before_the_revert_says_how_to_load_it(conn, dsn, tmp_path) -> None:
+    """Walked as a user: the right file was sent while the wrong one still
+    held its ids (rejected: duplicate_id), then the wrong one was reverted.
+    Sending the right file again is a skip (same content), and the skip
+    says its lines are still rejected and how to load them."""
+    wrong = migrate_file(conn, "departments", write(tmp_path / "a", "d.csv", "100,Acounting\n"))
+    right = write(tmp_path / "b", "departments.csv", "100,Accounting\n")
+    assert migrate_file(conn, "departments", right)["rejected"] == 1
+    said = dataarch(dsn, "lineage", "departments", "100").stdout  # a rejection after the row
+    assert "since: rejection #" in said and "earlier" not in said, said
+    revert(conn, wrong["batch_id"])
+    again = migrate_file(conn, "departments", right)
+    assert again["status"] == "already_migrated" and again["open_rejections"] == 1
+    assert "1 of its lines rejected" in describe(again)
+    assert "dataarch migrate --retry-rejected" in describe(again)
+    assert retry_rejected(conn, "departments")["inserted"] == 1
+    assert conn.execute("select department_name from departments").fetchall() == [("Accounting",)]
+    said = dataarch(dsn, "lineage", "departments", "100").stdout  # the fix loop: before it
+    assert "before it: rejection #" in said and "(resolved)" in said, said
+    assert problems(conn) == []
 
 
 def test_a_revert_closes_the_rejections_of_the_load_it_undid(conn) -> None:

@@ -139,9 +139,10 @@ def _lineage(found: dict) -> str:
             lines.append(f"  file {batch['file']['name']} (sha256 {batch['file']['sha256']})")
         if batch.get("request_id"):
             lines.append(f"  request {batch['request_id']}")
-    for e in found["rejections"]:
+    for e in found["rejections"]:  # the fix loop before it; attempts rejected since
         place = e["line_number"] if e["line_number"] is not None else e["row_index"]
-        lines.append(f"  earlier: rejection #{e['error_id']} in batch {e['batch_id']} at {place}:"
+        when = "before it" if batch is None or e["batch_id"] < batch["batch_id"] else "since"
+        lines.append(f"  {when}: rejection #{e['error_id']} in batch {e['batch_id']} at {place}:"
                      f" {e['reason_code']} ({e['status']})")  # fmt: skip
     return "\n".join(lines)
 
