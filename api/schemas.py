@@ -119,8 +119,9 @@ class Lineage:
     row: dict[str, Any]
     batch: dict[str, Any] | None
     """the batch that wrote it; null for a row of an earlier release"""
-    position: dict[str, int] | None
-    """{"line": n} in a CSV file, {"index": n} in an API batch"""
+    position: dict[str, int | str | None] | None
+    """{"line": n} in a CSV file, {"index": n} in an API batch, {"rejection": id,
+    "line": n, "file": name} for a rejected CSV line that a retry loaded"""
     rejections: list[dict[str, Any]]
     """every rejection of this id in this table, oldest first: the fix loop"""
 

@@ -107,7 +107,7 @@ as $$
 -- Promise: where the row of p_table with id p_id came from, or NULL when
 -- there is none: {"table", "id", "row", "batch" (its batch, or NULL for a
 -- row of an earlier release), "position" ({"line"} in a CSV file, {"index"}
--- in an API batch), "rejections" (every rejection of that id in p_table,
+-- in an API batch, {"rejection", "line", "file"} for a retried CSV line), "rejections" (every rejection of that id in p_table,
 -- oldest first: the fix loop)}.
 declare
     v_row jsonb;
@@ -127,7 +127,13 @@ begin
         'table', p_table, 'id', p_id, 'row', v_row,
         'batch', case when v_batch.batch_id is not null then _batch_json(v_batch) end,
         'position', case
-            when v_batch.source like 'csv:%' or v_batch.source = 'retry'
+            when v_batch.source = 'retry' then (  -- its place is the rejection it retried
+                select jsonb_build_object(
+                    'rejection', e.error_id, 'line', e.line_number, 'file', e.source_file
+                )
+                from ingest_errors as e where e.error_id = v_position
+            )
+            when v_batch.source like 'csv:%'
                 then jsonb_build_object('line', v_position)
             when v_batch.batch_id is not null
                 then jsonb_build_object('index', v_position)

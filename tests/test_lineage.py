@@ -255,6 +255,9 @@ def test_the_right_file_sent_before_the_revert_says_how_to_load_it(conn, dsn, tm
     assert conn.execute("select department_name from departments").fetchall() == [("Accounting",)]
     said = dataarch(dsn, "lineage", "departments", "100").stdout  # the fix loop: before it
     assert "before it: rejection #" in said and "(resolved)" in said, said
+    position = lineage(conn, "departments", 100)["position"]
+    assert (position["line"], position["file"]) == (1, "departments.csv"), position
+    assert f"from line 1 of departments.csv (rejection #{position['rejection']})" in said, said
     assert problems(conn) == []
 
 

@@ -133,8 +133,13 @@ def _lineage(found: dict) -> str:
     if batch is None:
         lines.append("  loaded by an earlier release: no batch recorded")
     else:
-        place = f" line {where['line']}" if "line" in where else f" row {where.get('index')}"
-        lines.append(f"  from{place} of {describe_batch(batch)}")
+        place = (
+            f" line {where['line']} of {where['file']} (rejection #{where['rejection']}),"
+            " retried in" if "rejection" in where
+            else f" line {where['line']} of" if "line" in where
+            else f" row {where.get('index')} of"
+        )  # fmt: skip
+        lines.append(f"  from{place} {describe_batch(batch)}")
         if batch.get("file"):
             lines.append(f"  file {batch['file']['name']} (sha256 {batch['file']['sha256']})")
         if batch.get("request_id"):
