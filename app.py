@@ -32,7 +32,7 @@ from api.rejections import RejectionsController
 from api.schemas import ROW_SCHEMAS
 from api.security import Failures, SignInRequired, require_token, sign_in_first
 from api.state import DEPENDENCIES, Services, open_pools
-from api.tables import LineageController, TablesController
+from api.tables import MAX_BODY_BYTES, LineageController, TablesController
 from dataarch.settings import Settings
 
 VERSION = dataarch.__version__  # one version: the package's, the CLI's, the backups'
@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers={SignInRequired: sign_in_first},
         lifespan=[lifespan],
         logging_config=None,  # the program that runs the app configures logging (dataarch.logs)
-        request_max_body_size=2 * 1024 * 1024,
+        request_max_body_size=MAX_BODY_BYTES,  # the largest body any route takes in one piece
         plugins=[
             ProblemDetailsPlugin(
                 ProblemDetailsConfig(exception_to_problem_detail_map=problems.HANDLERS)
