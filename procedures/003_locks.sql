@@ -114,11 +114,10 @@ begin
     loop
         v_busy := _try_lock_tables(p_modes);
         exit when v_busy is null;
-        if clock_timestamp() > v_deadline then
-            perform _wait_for_table(v_busy, p_modes ->> v_busy, true, 'nowait');
-        end if;
-        -- wait until the busy table is free, holding nothing, then try all again
-        perform _wait_for_table(v_busy, p_modes ->> v_busy, true);
+        -- wait until the busy table is free, holding nothing, then try all
+        -- again; past the deadline, only a look (55P03 when it is still busy)
+        perform _wait_for_table(v_busy, p_modes ->> v_busy, true,
+            case when clock_timestamp() > v_deadline then 'nowait' else '' end);
     end loop;
 end;
 $$;

@@ -107,8 +107,9 @@ as $$
 -- Promise: where the row of p_table with id p_id came from, or NULL when
 -- there is none: {"table", "id", "row", "batch" (its batch, or NULL for a
 -- row of an earlier release), "position" ({"line"} in a CSV file, {"index"}
--- in an API batch, {"rejection", "line", "file"} for a retried CSV line), "rejections" (every rejection of that id in p_table,
--- oldest first: the fix loop)}.
+-- in an API batch, {"rejection", "line", "file"} for a retried CSV line),
+-- "rejections" (every rejection of that id in p_table, oldest first: the
+-- fix loop before it, and attempts rejected since)}.
 declare
     v_row jsonb;
     v_batch_id bigint;
