@@ -93,6 +93,34 @@ def ingest(conn: psycopg.Connection, table: str, rows: object, mode: str = "per_
     return conn.execute("select ingest_batch(%s)", (Jsonb(payload),)).fetchone()[0]
 
 
+def problems(conn: psycopg.Connection) -> list[tuple]:
+    """What bookkeeping_problems() finds: every record that says "these rows
+    are in the table" and is not true."""
+    return conn.execute("select * from bookkeeping_problems()").fetchall()
+
+
+def everything(conn: psycopg.Connection) -> dict[str, list]:
+    """Every table a backup holds (the database says which), hire counts,
+    the backup catalogue of sets, and every sequence's state: what an
+    operation that changes nothing leaves as it was."""
+    tables = conn.execute("select _backup_tables()").fetchone()[0]
+    found = {
+        t: conn.execute(f"select * from {t} order by 1").fetchall()
+        for t in (*tables, "hire_counts", "backup_sets")
+    }
+    found["sequences"] = conn.execute(
+        "select sequencename, last_value from pg_sequences order by 1"
+    ).fetchall()
+    return found
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    """A file of `text` in `folder`, made if need be."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    return folder / name
+
+
 def load_reference_rows(conn: psycopg.Connection, departments: int = 3, jobs: int = 3) -> None:
     """A few departments and jobs so employees have something to point at."""
     ingest(

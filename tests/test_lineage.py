@@ -5,11 +5,20 @@ the operations holds after each: bookkeeping_problems() finds nothing."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import AUTH, api_settings, dataarch, employee, ingest, load_reference_rows
+from conftest import (
+    AUTH,
+    api_settings,
+    dataarch,
+    employee,
+    everything,
+    ingest,
+    load_reference_rows,
+    problems,
+    write,
+)
 from litestar.testing import TestClient
 
 from app import create_app
@@ -33,28 +42,6 @@ def lineage(conn: psycopg.Connection, table: str, id_: int) -> dict:
 
 def revert(conn: psycopg.Connection, batch_id: int, cascade: bool = False) -> dict:
     return conn.execute("select revert_batch(%s, %s)", (batch_id, cascade)).fetchone()[0]
-
-
-def problems(conn: psycopg.Connection) -> list[tuple]:
-    return conn.execute("select * from bookkeeping_problems()").fetchall()
-
-
-def state(conn: psycopg.Connection) -> dict[str, list]:
-    found = {
-        t: conn.execute(f"select * from {t} order by 1").fetchall()
-        for t in ("departments", "jobs", "employees", "ingest_batches", "ingest_errors",
-                  "migrated_files", "idempotency_keys", "hire_counts")
-    }  # fmt: skip
-    found["sequences"] = conn.execute(
-        "select sequencename, last_value from pg_sequences order by 1"
-    ).fetchall()
-    return found
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(text)
-    return folder / name
 
 
 # -- lineage ---------------------------------------------------------------------------
@@ -297,12 +284,12 @@ def test_what_cannot_be_reverted_says_why(conn, dsn, tmp_path, what) -> None:
 def test_a_dry_run_of_a_revert_changes_nothing(conn, dsn) -> None:
     load_reference_rows(conn)
     batch = ingest(conn, "jobs", [{"job_id": 80, "job_name": "x"}])["batch_id"]
-    before = state(conn)
+    before = everything(conn)
     assert dataarch(dsn, "batches", "revert", str(batch), "--dry-run").returncode == 0
     with TestClient(create_app(api_settings(dsn))) as client:
         dry = client.post(f"/batches/{batch}/revert?dry_run=true", headers=AUTH)
         assert dry.status_code == 200 and dry.json()["batches"][0]["rows"] == 1
-        assert state(conn) == before
+        assert everything(conn) == before
         done = client.post(f"/batches/{batch}/revert", headers=AUTH)
         assert done.status_code == 200 and done.json()["reverted"][0]["removed"] == 1
         twice = client.post(f"/batches/{batch}/revert", headers=AUTH)

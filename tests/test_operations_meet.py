@@ -13,7 +13,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import AUTH, api_settings, dataarch, employee, ingest, load_reference_rows
+from conftest import (
+    AUTH,
+    api_settings,
+    dataarch,
+    employee,
+    everything,
+    ingest,
+    load_reference_rows,
+    problems,
+    write,
+)
 from litestar.testing import TestClient
 
 import backup.dump
@@ -23,28 +33,6 @@ from backup import backup_tables, list_sets
 from backup.store import newest
 
 LOG_TABLES = ("ingest_batches", "ingest_errors", "migrated_files", "idempotency_keys")
-
-
-def problems(conn: psycopg.Connection) -> list[tuple]:
-    return conn.execute("select * from bookkeeping_problems()").fetchall()
-
-
-def everything(conn: psycopg.Connection) -> dict[str, list]:
-    """Every table a backup holds, the catalogue, and every sequence's state."""
-    found = {
-        t: conn.execute(f"select * from {t} order by 1").fetchall()
-        for t in ("departments", "jobs", "employees", *LOG_TABLES, "hire_counts", "backup_sets")
-    }
-    found["sequences"] = conn.execute(
-        "select sequencename, last_value from pg_sequences order by 1"
-    ).fetchall()
-    return found
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(text)
-    return folder / name
 
 
 @pytest.fixture
