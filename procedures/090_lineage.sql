@@ -10,6 +10,10 @@ create or replace function bookkeeping_problems()
 returns table (problem text, detail text)
 language plpgsql stable
 set search_path = pg_catalog, public, pg_temp
+-- room to hash the NOT IN (subquery) of ids below: past work_mem the planner
+-- rescans the table once a rejection (a CI run sat minutes in it); a
+-- correlated NOT EXISTS would plan better, but Citus refuses it
+set work_mem = '256MB'
 as $$
 -- Promise: every record that says rows are in a table and is false, none
 -- when the rule holds: a migrated file or a stored answer whose batch's
