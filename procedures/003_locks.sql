@@ -25,12 +25,12 @@ create or replace function _lock_order()
 returns text[]
 language sql immutable parallel safe
 as $$
-    -- referencing tables before referenced ones (tests/test_schema.py checks
-    -- it against the foreign keys), then the ingest log
-    select array[
-        'employees', 'jobs', 'departments',
-        'ingest_batches', 'ingest_errors', 'migrated_files', 'idempotency_keys'
-    ]
+    -- referencing tables before referenced ones: the dictionary's load
+    -- order backwards (tests/test_schema.py checks it against the foreign
+    -- keys), then the ingest log
+    select array(
+        select t from unnest(_data_tables()) with ordinality as d (t, n) order by n desc
+    ) || array['ingest_batches', 'ingest_errors', 'migrated_files', 'idempotency_keys']
 $$;
 
 create or replace function lock_holders(p_relation regclass, p_advisory bigint default null)

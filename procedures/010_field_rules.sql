@@ -3,21 +3,6 @@
 -- They are plain SQL expressions so the planner inlines them into the
 -- set-based classification in _classify_rows (no per-row function calls).
 
-create or replace function _table_columns(p_table text)
-returns text[]
-language sql immutable parallel safe
-as $$
-    -- Column order matters: the id is first, the name second, and a CSV
-    -- line's fields come in this order.
-    select case p_table
-        when 'departments' then array['department_id', 'department_name']
-        when 'jobs' then array['job_id', 'job_name']
-        when 'employees' then array[
-            'employee_id', 'employee_name', 'hiring_date', 'department_id', 'job_id'
-        ]
-    end
-$$;
-
 create or replace function _require_table(p_table text)
 returns text[]
 language plpgsql immutable
@@ -28,7 +13,7 @@ begin
     if _table_columns(p_table) is null then
         raise exception 'unknown table "%"', p_table
             using errcode = 'DAT01',
-                hint = 'The tables are departments, jobs and employees.';
+                hint = 'The tables are ' || array_to_string(_data_tables(), ', ') || '.';
     end if;
     return _table_columns(p_table);
 end;

@@ -491,6 +491,3 @@ revoke all on function _ingest_rows(text, jsonb, boolean, bigint) from public;
 revoke all on function _resolve_rejections(text, bigint, integer[]) from public;
 revoke all on function _finish_batch(bigint, text, bigint, integer[], bigint) from public;
 
--- _table_columns stays callable by everyone: it is the data dictionary's
--- column list, and table_checksum (run by the API role) needs it.
-grant execute on function _table_columns(text) to public;

@@ -33,10 +33,8 @@ as $$
     -- (referenced tables first): the data, then the ingest log, so that a
     -- recovery keeps the logged rejections, the migrated files and the
     -- answers to repeated requests.
-    select array[
-        'departments', 'jobs', 'employees',
-        'ingest_batches', 'ingest_errors', 'migrated_files', 'idempotency_keys'
-    ]
+    select _data_tables()
+        || array['ingest_batches', 'ingest_errors', 'migrated_files', 'idempotency_keys']
 $$;
 
 create or replace function _require_backup_table(p_table text)
@@ -478,7 +476,7 @@ declare
     v_back bigint[];
 begin
     foreach v_table in array p_tables loop
-        if not v_table = any(array['departments', 'jobs', 'employees']) then
+        if not v_table = any(_data_tables()) then
             continue;
         end if;
         execute format($sql$
@@ -616,7 +614,7 @@ begin
             + (v_result -> t ->> 'removed')::bigint,
             clock_timestamp()
         from unnest(v_tables) as t
-        where t = any(array['departments', 'jobs', 'employees']);
+        where t = any(_data_tables());
     end if;
     return v_result;
 end;
@@ -641,8 +639,9 @@ declare
     v_state record;
     v_done jsonb;
 begin
-    if p_table is null or not p_table = any(array['departments', 'jobs', 'employees']) then
-        raise exception 'restore_finish restores departments, jobs or employees, not "%"', p_table
+    if p_table is null or not p_table = any(_data_tables()) then
+        raise exception 'restore_finish restores one of %, not "%"',
+            array_to_string(_data_tables(), ', '), p_table
             using errcode = 'DAT01',
                 hint = 'The ingest log is restored with its whole backup set (dataarch restore --all).';
     end if;

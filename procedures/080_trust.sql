@@ -14,9 +14,8 @@ as $$
         ('attribute', 'dataarch_api', 'login', 'the HTTP service logs in as it'),
         ('database', current_database(), 'connect', 'the HTTP service logs in as it'),
         ('schema', 'public', 'usage', 'to name the tables and functions below'),
-        ('table', 'departments', 'select', 'GET /tables/departments/rows/{id}, the KPIs'),
-        ('table', 'jobs', 'select', 'GET /tables/jobs/rows/{id}, the KPIs'),
-        ('table', 'employees', 'select', 'GET /tables/employees/rows/{id}'),
+        ('table', 'dictionary_tables', 'select', 'GET /dictionary, the API''s row schemas'),
+        ('table', 'dictionary_columns', 'select', 'GET /dictionary, the API''s row schemas'),
         ('table', 'hire_counts', 'select', 'the KPIs'),
         ('table', 'hires_by_quarter', 'select', 'KPI 1'),
         ('table', 'department_hires', 'select', 'KPI 2'),
@@ -66,6 +65,10 @@ as $$
         ('function', 'api_session_valid(text)', 'execute', 'the reports, signed in'),
         ('function', 'api_session_close(text)', 'execute', 'POST /logout')
     ) as allowed (kind, object, privilege, why)
+    union all
+    -- every table of the data dictionary (secure_database grants it)
+    select 'table', t, 'select', format('GET /tables/%s/rows/{id}, backups, the KPIs', t)
+    from unnest(_data_tables()) as t
 $$;
 
 create or replace function api_role_privileges()
@@ -175,8 +178,14 @@ as $$
 -- privileges: the installer calls this on every install. Grant TEMPORARY to
 -- anyone else who needs it by name, never to dataarch_api. A role that may
 -- not revoke it (not the database's owner) leaves it as it was; `dataarch
--- db check` then reports it.
+-- db check` then reports it. The API role reads every table of the data
+-- dictionary, a table a migration adds included.
+declare
+    v_table text;
 begin
+    foreach v_table in array _data_tables() loop
+        execute format('grant select on %I to dataarch_api', v_table);
+    end loop;
     execute format('grant temporary on database %I to %I', current_database(), current_user);
     execute format('revoke temporary on database %I from public', current_database());
     execute format('revoke temporary on database %I from dataarch_api', current_database());

@@ -25,7 +25,7 @@ declare
     v_table text;
     v_id text;
 begin
-    foreach v_table in array array['departments', 'jobs', 'employees'] loop
+    foreach v_table in array _data_tables() loop
         v_id := (_table_columns(v_table))[1];
         return query execute format($sql$
             with present as (
