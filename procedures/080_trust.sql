@@ -179,12 +179,17 @@ as $$
 -- anyone else who needs it by name, never to dataarch_api. A role that may
 -- not revoke it (not the database's owner) leaves it as it was; `dataarch
 -- db check` then reports it. The API role reads every table of the data
--- dictionary, a table a migration adds included.
+-- dictionary, a table a migration adds included: granted only where it
+-- is missing, since a GRANT rewrites the table's catalogue row and one
+-- beside a restore's ALTER TABLE fails ("tuple concurrently updated"); a
+-- new table is granted in the transaction that creates it, unseen by all.
 declare
     v_table text;
 begin
     foreach v_table in array _data_tables() loop
-        execute format('grant select on %I to dataarch_api', v_table);
+        if not has_table_privilege('dataarch_api', v_table, 'select') then
+            execute format('grant select on %I to dataarch_api', v_table);
+        end if;
     end loop;
     execute format('grant temporary on database %I to %I', current_database(), current_user);
     execute format('revoke temporary on database %I from public', current_database());

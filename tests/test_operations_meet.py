@@ -22,6 +22,7 @@ from conftest import (
     ingest,
     load_reference_rows,
     problems,
+    wait_until,
     write,
 )
 from litestar.testing import TestClient
@@ -288,3 +289,41 @@ def test_a_fifo_or_a_folder_in_the_backup_folder_is_ignored(conn, dsn, env) -> N
         made = client.post("/tables/jobs/backups?keep=1", headers=AUTH)
         assert made.status_code == 201, made.text
     assert (jobs / "jobs-zzz.avro").exists() and (jobs / "jobs-folder.avro").is_dir()
+
+
+def test_an_install_beside_a_restore_that_alters_a_table_succeeds(conn, dsn) -> None:
+    """Every command installs first; a restore suspends a table's keys (ALTER
+    TABLE). An install that rewrote the table's catalogue row beside it
+    (a GRANT) waited for it and then failed: "tuple concurrently updated"."""
+    import threading
+
+    from dataarch.installer import install
+
+    conn.autocommit = True
+    with psycopg.connect(dsn) as altering:
+        altering.execute("alter table departments add constraint soon_gone check (true)")
+        pid = altering.info.backend_pid
+        failed: list[BaseException] = []
+
+        def run_install() -> None:
+            try:
+                with psycopg.connect(dsn) as installing:
+                    install(installing)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failed.append(exc)
+
+        worker = threading.Thread(target=run_install)
+        worker.start()
+        wait_until(
+            lambda: not worker.is_alive() or conn.execute(
+                "select exists (select from pg_locks where not granted and pid in"
+                " (select pid from pg_stat_activity where %s = any(pg_blocking_pids(pid))))",
+                (pid,),
+            ).fetchone()[0],
+            "the install to end, or to wait for the ALTER TABLE",
+        )  # fmt: skip
+        altering.commit()  # the catalogue row is rewritten under the waiting install
+        worker.join(timeout=60)
+        altering.execute("alter table departments drop constraint soon_gone")
+        altering.commit()
+    assert not failed, failed
