@@ -32,7 +32,7 @@ from api.rejections import RejectionsController
 from api.schemas import ROW_SCHEMAS
 from api.security import Failures, SignInRequired, require_token, sign_in_first
 from api.state import DEPENDENCIES, Services, open_pools
-from api.tables import MAX_BODY_BYTES, LineageController, TablesController
+from api.tables import MAX_BODY_BYTES, DictionaryController, LineageController, TablesController
 from dataarch.settings import Settings
 
 VERSION = dataarch.__version__  # one version: the package's, the CLI's, the backups'
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     protected = Router(
         path="/",
         route_handlers=[
+            DictionaryController,
             TablesController,
             LineageController,
             BatchesController,

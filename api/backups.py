@@ -13,7 +13,7 @@ from litestar.params import Body, QueryParameter
 
 from api.problems import problem_responses
 from api.schemas import TablePath
-from api.state import AppSettings, BlockingPool
+from api.state import AppSettings, BlockingPool, DataTables
 from api.tables import known_table
 from backup import BackupInfo, RestoreResult, backup_tables, list_backups, restore_table
 from backup.store import backup_files, newest
@@ -72,6 +72,7 @@ class BackupsController(Controller):
     )  # fmt: skip
     def back_up_table(
         self,
+        tables: DataTables,
         table: TablePath,
         blocking: BlockingPool,
         settings: AppSettings,
@@ -79,7 +80,7 @@ class BackupsController(Controller):
         keep: KeepQuery = None,
         keep_days: KeepDaysQuery = None,
     ) -> BackupMade:
-        return _backup(blocking, settings, [known_table(table)], codec, keep, keep_days)
+        return _backup(blocking, settings, [known_table(tables, table)], codec, keep, keep_days)
 
     @post(
         "/backups", status_code=201, sync_to_thread=True, operation_id="backUpEverything",
@@ -101,8 +102,10 @@ class BackupsController(Controller):
         summary="The backups of a table, oldest first; an unreadable file says why in `problem`",
         responses=problem_responses(400, 401, 403, 404, 406),
     )  # fmt: skip
-    def list_table_backups(self, table: TablePath, settings: AppSettings) -> list[BackupInfo]:
-        return list_backups(settings.backup_dir, known_table(table))
+    def list_table_backups(
+        self, tables: DataTables, table: TablePath, settings: AppSettings
+    ) -> list[BackupInfo]:
+        return list_backups(settings.backup_dir, known_table(tables, table))
 
     @post(
         "/tables/{table:str}/restore", status_code=200, sync_to_thread=True,
@@ -118,13 +121,14 @@ class BackupsController(Controller):
     )  # fmt: skip
     def restore(
         self,
+        tables: DataTables,
         table: TablePath,
         blocking: BlockingPool,
         settings: AppSettings,
         data: Annotated[RestoreRequest | None, Body()] = None,
         dry_run: Annotated[bool, QueryParameter()] = False,
     ) -> RestoreResult:
-        known_table(table)
+        known_table(tables, table)
         files = {p.name: p for p in backup_files(settings.backup_dir, table)}
         if data and data.file:
             wanted = data.file

@@ -15,7 +15,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from api.problems import problem_responses
 from api.schemas import JSON, TABLES, BatchPage, Reverted, RevertPlan
-from api.state import Pool
+from api.state import DataTables, Pool
 from api.tables import fetch_json, known_table
 from dataarch.logs import event
 
@@ -35,17 +35,20 @@ class BatchesController(Controller):
     )  # fmt: skip
     async def list_batches(
         self,
+        tables: DataTables,
         pool: Pool,
         table: Annotated[
             str | None,
-            QueryParameter(description="one table's", schema_extra={"enum": list(TABLES)}),
+            QueryParameter(
+                description="one table's (GET /dictionary)", schema_extra={"enum": list(TABLES)}
+            ),
         ] = None,
         kind: Annotated[Kind | None, QueryParameter(description="how it arrived")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=2**31 - 1)] = 0,
     ) -> Response[BatchPage]:
         if table is not None:
-            known_table(table)
+            known_table(tables, table)
         page = await fetch_json(
             pool, "select batches(%s, %s, %s, %s)::text", (table, kind, limit, offset)
         )

@@ -28,7 +28,7 @@ select t.table_name,
      left join pg_stat_all_tables as s on s.relid = c.oid where c.oid = t.table_name::regclass),
     (select extract(epoch from now() - max(b.started_at)) from backup_sets as b
      where b.kind = 'full')
-from unnest(array['departments', 'jobs', 'employees']) as t (table_name)
+from unnest(_data_tables()) as t (table_name)
 """
 
 

@@ -15,7 +15,7 @@ from msgspec import Meta
 from api.negotiation import choose, download
 from api.problems import problem_responses
 from api.schemas import CSV, JSON, RejectionPage, TablePath
-from api.state import Pool
+from api.state import DataTables, Pool
 from api.tables import fetch_json, known_table
 from dataarch.logs import event
 from dataarch.rejects import Rejected, received, reject_files
@@ -60,6 +60,7 @@ class RejectionsController(Controller):
     )  # fmt: skip
     async def list_rejections(
         self,
+        tables: DataTables,
         request: Request,
         table: TablePath,
         pool: Pool,
@@ -75,7 +76,7 @@ class RejectionsController(Controller):
         offset: Annotated[int, QueryParameter(ge=0, le=2**31 - 1)] = 0,
         fmt: FormatQuery = None,
     ) -> Response[RejectionPage]:
-        known_table(table)
+        known_table(tables, table)
         if choose(request, fmt, [JSON, CSV]) == CSV:
             async with pool.connection() as conn:
                 columns = (await (await conn.execute(

@@ -11,14 +11,23 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, Reference, Reques
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import KwargDefinition, PathParameter
 
+# The OpenAPI document's copy of the data dictionary, for client generators:
+# the document is built without a database. The service itself checks
+# tables against the database's dictionary (api/state.py), and
+# tests/test_dictionary.py fails when this copy or the row classes below
+# differ from it.
 TABLES = ("departments", "jobs", "employees")
 JSON = "application/json"
 CSV = "text/csv"
 
-# the path parameter: documented as the enum it is; other names answer 404
+# the path parameter: one of the data dictionary's tables (GET /dictionary);
+# other names answer 404
 TablePath = Annotated[
     str,
-    PathParameter(description="the table", schema_extra={"enum": list(TABLES)}),
+    PathParameter(
+        description="a table of the data dictionary (GET /dictionary)",
+        schema_extra={"enum": list(TABLES)},
+    ),
 ]
 
 

@@ -2,7 +2,9 @@
 handlers by parameter name (Litestar's dependency injection): `pool` (async,
 for the request's own queries), `blocking` (a pool of plain connections for
 the routes that run in a worker thread: backups, restores, uploads,
-reports), `settings`, and `metrics`."""
+reports), `settings`, `metrics`, and `tables` (the data dictionary, read
+from the database on first use and kept: the tables change only by a
+migration, and a new table is served after a restart)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from api.metrics import Metrics
 from api.security import Failures
 from dataarch import db
+from dataarch.dictionary import Dictionary
+from dataarch.dictionary import read_async as read_dictionary
 from dataarch.settings import ApiToken, Settings
 
 
@@ -28,6 +32,7 @@ class Services:
     tokens: tuple[tuple[bytes, ApiToken], ...]
     metrics: Metrics
     failures: Failures  # failed token checks and sign-ins per client address
+    dictionary: Dictionary | None = None  # read on first use (the database may start later)
 
 
 def services(state: State) -> Services:
@@ -84,15 +89,24 @@ def _metrics(state: State) -> Metrics:
     return state.services.metrics
 
 
+async def _tables(state: State) -> Dictionary:
+    found: Services = state.services
+    if found.dictionary is None:
+        async with found.pool.connection() as conn:
+            found.dictionary = await read_dictionary(conn)
+    return found.dictionary
+
+
 # What handlers declare to receive them: injected by name, as they are.
 Pool = NamedDependency[AsyncConnectionPool]
 BlockingPool = NamedDependency[ConnectionPool]
 AppSettings = NamedDependency[Settings]
 AppMetrics = NamedDependency[Metrics]
 AppServices = NamedDependency[Services]
+DataTables = NamedDependency[Dictionary]
 
 DEPENDENCIES = {
     name: Provide(provider, sync_to_thread=False)
     for name, provider in [("services", services), ("pool", _pool), ("blocking", _blocking),
                            ("settings", _settings), ("metrics", _metrics)]
-}  # fmt: skip
+} | {"tables": Provide(_tables)}  # fmt: skip

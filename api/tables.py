@@ -16,7 +16,6 @@ from api.problems import problem_responses
 from api.schemas import (
     CSV,
     JSON,
-    TABLES,
     BatchSummary,
     CsvBodyOperation,
     CsvSummary,
@@ -27,21 +26,22 @@ from api.schemas import (
     RowsOperation,
     TablePath,
 )
-from api.state import AppMetrics, AppSettings, BlockingPool, Pool
+from api.state import AppMetrics, AppSettings, BlockingPool, DataTables, Pool
 from dataarch import migrate
 from dataarch.csvrecords import CsvError, Dialect
+from dataarch.dictionary import Dictionary, Table
 from dataarch.logs import event, request_id, timed
 
 log = logging.getLogger("dataarch.api")
-ID_COLUMNS = {"departments": "department_id", "jobs": "job_id", "employees": "employee_id"}
 # 1000 rows whose 200-character names are all \\uXXXX escapes, with room to spare.
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
 
-def known_table(table: str) -> str:
-    """The table name, checked against the three tables before anything reaches SQL."""
-    if table not in TABLES:
-        raise NotFoundException(f"unknown table '{table}': use one of {', '.join(TABLES)}")
+def known_table(tables: Dictionary, table: str) -> str:
+    """The table name, checked against the data dictionary before anything
+    reaches SQL or names a backup folder."""
+    if table not in tables:
+        raise NotFoundException(tables.unknown(table))
     return table
 
 
@@ -51,6 +51,25 @@ async def fetch_json(pool: Pool, query: Any, params: tuple = ()) -> bytes | None
         cursor = await conn.execute(query, params)
         row = await cursor.fetchone()
     return row[0].encode() if row and row[0] is not None else None
+
+
+class DictionaryController(Controller):
+    path = "/dictionary"
+    tags = ["rows"]
+
+    @get(
+        opt={"scope": "read"}, operation_id="getDataDictionary",
+        summary="The tables in load order, their CSV file names, and their columns in CSV order",
+        description=(
+            "data_dictionary() of the database: each column's field rule, SQL type, the table"
+            " it references and the named constraints that hold it. The client reads a"
+            " table's columns here."
+        ),
+        responses=problem_responses(401, 403, 406, 503),
+    )  # fmt: skip
+    async def dictionary(self, pool: Pool) -> Response[list[dict[str, Any]]]:
+        found = await fetch_json(pool, "select data_dictionary()::text")
+        return Response(content=found or b"[]", media_type=JSON)
 
 
 class TablesController(Controller):
@@ -71,6 +90,7 @@ class TablesController(Controller):
     )  # fmt: skip
     async def ingest_rows(
         self,
+        tables: DataTables,
         request: Request,
         table: TablePath,
         pool: Pool,
@@ -80,7 +100,7 @@ class TablesController(Controller):
             str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200)
         ] = None,
     ) -> Response[BatchSummary]:
-        known_table(table)
+        known_table(tables, table)
         if request.content_type[0] != JSON:
             raise HTTPException(
                 status_code=415, detail=f"send the rows as {JSON}, not {request.content_type[0]!r}"
@@ -125,6 +145,7 @@ class TablesController(Controller):
     )  # fmt: skip
     async def upload_csv(
         self,
+        tables: DataTables,
         request: Request,
         table: TablePath,
         settings: AppSettings,
@@ -141,14 +162,14 @@ class TablesController(Controller):
             QueryParameter(description="load it even when its name or header names another table"),
         ] = False,
     ) -> Response[CsvSummary]:
-        known_table(table)
+        known_table(tables, table)
         if request.content_type[0] != CSV:
             await _drain(request)
             raise HTTPException(status_code=415, detail=f"send the file as {CSV}")
         try:
             dialect = Dialect(delimiter=delimiter, encoding=encoding, header=header)
             if not force:
-                migrate.refuse_a_file_named_for_another_table(table, file)
+                migrate.refuse_a_file_named_for_another_table(tables, table, file)
         except CsvError as exc:
             await _drain(request)
             raise ValidationException(str(exc)) from exc
@@ -199,16 +220,17 @@ class TablesController(Controller):
     )  # fmt: skip
     async def get_row(
         self,
+        tables: DataTables,
         table: TablePath,
         pool: Pool,
         row_id: Annotated[str, PathParameter(description="an integer from 1 to 2147483647")],
     ) -> Response[Department | Job | Employee]:
-        known_table(table)
+        known_table(tables, table)
         row = await fetch_json(
-            pool, "select table_row(%s, %s)::text", (table, row_number(table, row_id))
+            pool, "select table_row(%s, %s)::text", (table, row_number(tables[table], row_id))
         )
         if row is None:
-            raise NotFoundException(f"no row in {table} with {ID_COLUMNS[table]} = {row_id}")
+            raise NotFoundException(f"no row in {table} with {tables[table].id_column} = {row_id}")
         return Response(content=row, media_type=JSON)
 
 
@@ -229,23 +251,24 @@ class LineageController(Controller):
     )  # fmt: skip
     async def lineage(
         self,
+        tables: DataTables,
         table: TablePath,
         pool: Pool,
         row_id: Annotated[str, PathParameter(description="an integer from 1 to 2147483647")],
     ) -> Response[Lineage]:
-        known_table(table)
+        known_table(tables, table)
         found = await fetch_json(
-            pool, "select row_lineage(%s, %s)::text", (table, row_number(table, row_id))
+            pool, "select row_lineage(%s, %s)::text", (table, row_number(tables[table], row_id))
         )
         if found is None:
-            raise NotFoundException(f"no row in {table} with {ID_COLUMNS[table]} = {row_id}")
+            raise NotFoundException(f"no row in {table} with {tables[table].id_column} = {row_id}")
         return Response(content=found, media_type=JSON)
 
 
-def row_number(table: str, row_id: str) -> int:
+def row_number(table: Table, row_id: str) -> int:
     """A row id from the path, or 400 saying what one is."""
     if not (row_id.isascii() and row_id.isdigit() and 1 <= int(row_id) <= 2**31 - 1):
-        raise ValidationException(f"{ID_COLUMNS[table]} must be an integer from 1 to 2147483647")
+        raise ValidationException(f"{table.id_column} must be an integer from 1 to 2147483647")
     return int(row_id)
 
 

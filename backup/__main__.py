@@ -190,7 +190,7 @@ def add_dump_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_restore_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("table", nargs="?", choices=restoring.DATA_TABLES)
+    p.add_argument("table", nargs="?", help="a table of the data dictionary")
     p.add_argument("--file", help="backup file (default: the newest backup of the table)")
     p.add_argument("--all", action="store_true", help="every table of a set, in one transaction")
     p.add_argument("--set", help="with --all: the set's name (default: the newest complete full"

@@ -22,8 +22,7 @@ from backup import store
 from backup.columns import Column, avro_schema, table_columns
 from dataarch import errors, installer
 from dataarch.db import operation
-
-DATA_TABLES = ("departments", "jobs", "employees")  # what restore_finish accepts
+from dataarch.dictionary import read as read_dictionary
 
 
 class RestoreError(store.BackupError):
@@ -159,9 +158,10 @@ def restore_table(
     """Replace the rows of `table` with those of the backup at `path`.
     catalogued_only: accept only a state a backup of this database recorded
     (restore_finish, what the API role may call)."""
-    if table not in DATA_TABLES:
+    if table not in read_dictionary(conn):
         raise RestoreError(
-            f"{table} is restored only with its whole backup set (dataarch restore --all)"
+            f"{table} is not a table of the data dictionary; the ingest log is restored only"
+            " with its whole backup set (dataarch restore --all)"
         )
     with _translated(table), ExitStack() as files, operation(conn, "dataarch restore"):
         require_schema(conn, "a restore of one table")

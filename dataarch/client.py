@@ -23,14 +23,10 @@ import httpx
 
 from dataarch import logs
 from dataarch.csvrecords import PLAIN, Dialect, Reader
+from dataarch.dictionary import Dictionary
 from dataarch.errors import NotRunning
 from dataarch.rejects import decode
 
-COLUMNS = {
-    "departments": ("department_id", "department_name"),
-    "jobs": ("job_id", "job_name"),
-    "employees": ("employee_id", "employee_name", "hiring_date", "department_id", "job_id"),
-}
 BATCH_ROWS = 1000
 Row = list[str | None] | str
 log = logging.getLogger("dataarch.client")
@@ -79,6 +75,7 @@ class ApiClient:
         self.url = url.rstrip("/")
         self.retry_for = retry_for
         self.on_retry = on_retry
+        self._dictionary: Dictionary | None = None
         self.http = httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {token}"},
@@ -128,6 +125,18 @@ class ApiClient:
             raise ApiError(response.status_code, problem_doc)
         return decode(response.text)
 
+    def dictionary(self) -> Dictionary:
+        """The server's data dictionary (GET /dictionary), read once."""
+        if self._dictionary is None:
+            self._dictionary = Dictionary.from_json(self.request("GET", "/dictionary"))
+        return self._dictionary
+
+    def table(self, name: str) -> str:
+        """name, when the server has such a table; else ValueError naming its tables."""
+        if name not in self.dictionary():
+            raise ValueError(self.dictionary().unknown(name))
+        return name
+
     def post_rows(self, table: str, body: bytes, key: str) -> dict[str, Any]:
         return self.request(
             "POST",
@@ -173,7 +182,7 @@ def ingest_file(
     summary = IngestSummary()
     run = secrets.token_hex(8)
     with path.open("rb") as f:
-        reader = Reader(f, dialect, COLUMNS[table])
+        reader = Reader(f, dialect, client.dictionary()[client.table(table)].columns)
         for batch in batches(record_rows(reader)):
             body = json.dumps(batch, ensure_ascii=False).encode()
             try:

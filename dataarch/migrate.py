@@ -22,15 +22,10 @@ from psycopg.conninfo import make_conninfo
 
 from dataarch import errors
 from dataarch.csvrecords import PLAIN, CsvError, Dialect, Parser, Piece, Reader
+from dataarch.dictionary import Dictionary
+from dataarch.dictionary import read as read_dictionary
 from dataarch.errors import Failure
 
-# Dependency order, and the file names each table is read from (the seed's
-# API copy calls the employees file employees.csv).
-TABLE_FILES = {
-    "departments": ("departments.csv",),
-    "jobs": ("jobs.csv",),
-    "employees": ("hired_employees.csv", "employees.csv"),
-}
 COPY_PIECES = (
     "copy csv_pieces (piece, first_line, lines, is_record, body, fields, problem)"
     " from stdin (format binary)"
@@ -83,27 +78,22 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def find_files(csv_dir: Path) -> Iterator[tuple[str, Path]]:
-    """(table, file) pairs present in csv_dir, in dependency order."""
+def find_files(dictionary: Dictionary, csv_dir: Path) -> Iterator[tuple[str, Path]]:
+    """(table, file) pairs present in csv_dir, in load order (the
+    dictionary's file names; the first present of a table's is read)."""
     if not csv_dir.is_dir():  # a file mistake: exit status 2, as any
         raise FileNotFoundError(f"{csv_dir} is not a directory")
-    for table, names in TABLE_FILES.items():
-        for name in names:
+    for table in dictionary.tables:
+        for name in table.file_names:
             if (csv_dir / name).is_file():
-                yield table, csv_dir / name
+                yield table.name, csv_dir / name
                 break
 
 
-def table_named_by(name: str) -> str | None:
-    """The table a file's name says it holds (jobs.csv, hired_employees.csv.gz), if any."""
-    base = Path(name).name.lower().removesuffix(".gz")
-    return next((t for t, names in TABLE_FILES.items() if base in names), None)
-
-
-def refuse_a_file_named_for_another_table(table: str, name: str) -> None:
+def refuse_a_file_named_for_another_table(dictionary: Dictionary, table: str, name: str) -> None:
     """A file goes where it says: jobs.csv is not loaded into departments
     (the caller passes force to load it anyway)."""
-    named = table_named_by(name)
+    named = dictionary.table_named_by(name)
     if named is not None and named != table:
         raise MigrationError(
             f"{name} is named for {named}, not {table}: nothing was loaded"
@@ -116,7 +106,8 @@ def _header_check(
 ) -> Callable[[tuple[str | None, ...] | None], None]:
     """What refuses a first line naming another table's columns (read now:
     the check runs while conn is busy with a COPY)."""
-    others = {table_columns(conn, other): other for other in TABLE_FILES if other != table}
+    tables = read_dictionary(conn).tables
+    others = {t.columns: t.name for t in tables if t.name != table}
 
     def check(first: tuple[str | None, ...] | None) -> None:
         if first in others:

@@ -143,40 +143,56 @@ returns text[]
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
 as $$
--- Promise: with the citus extension in this database, departments and jobs
--- are reference tables, employees is distributed by employee_id (its rows
--- moved to the shards) and hire_counts is a view over it; returns one line
--- per change made, none when there was nothing to do (plain PostgreSQL, or
--- already distributed). Dropping the hire_counts table drops the views that
--- read it: the installer applies views/ again when this returns anything.
+-- Promise: with the citus extension in this database, every table of the
+-- data dictionary is distributed by the rule: a table another references
+-- is a reference table (a copy on every node, so the references are
+-- checked where the rows are), a table nobody references is distributed by
+-- its id (its rows moved to the shards); hire_counts is then a view over
+-- employees. Returns one line per change made, none when there was nothing
+-- to do (plain PostgreSQL, or already distributed); a table a migration
+-- adds later is distributed by the next install. Dropping the hire_counts
+-- table drops the views that read it: the installer applies views/ again
+-- when this returns anything.
 declare
     v_table text;
-    v_keys jsonb;
+    v_keys jsonb := '[]';
+    v_leaves text[];
     v_done text[] := '{}';
 begin
     if not _citus_installed() then
         return v_done;
     end if;
-    if _citus_kind('employees') is null then
-        -- Without its foreign keys while the tables move: Citus would make a
-        -- local table that references a reference table a Citus local table.
-        v_keys := _suspend_foreign_keys('employees');
+    select coalesce(array_agg(t order by n), '{}') into v_leaves
+    from unnest(_data_tables()) with ordinality as d (t, n)
+    where _citus_kind(t::regclass) is null
+        and not exists (
+            select from pg_constraint as f
+            where f.contype = 'f' and f.confrelid = t::regclass
+        );
+    -- Without their foreign keys while the tables move: Citus would make a
+    -- local table that references a reference table a Citus local table.
+    foreach v_table in array v_leaves loop
+        v_keys := v_keys || _suspend_foreign_keys(v_table::regclass);
+    end loop;
+    if 'employees' = any(v_leaves) then  -- its hire counts become a view (below)
         drop trigger if exists employees_hire_counts_insert on employees;
         drop trigger if exists employees_hire_counts_update on employees;
         drop trigger if exists employees_hire_counts_delete on employees;
         drop trigger if exists employees_hire_counts_truncate on employees;
-        foreach v_table in array array['departments', 'jobs'] loop
-            if _citus_kind(v_table) is null then
-                perform create_reference_table(v_table::regclass);
-                perform truncate_local_data_after_distributing_table(v_table::regclass);
-                v_done := v_done || format('%s: reference table', v_table);
-            end if;
-        end loop;
-        perform create_distributed_table('employees', 'employee_id');
-        perform truncate_local_data_after_distributing_table('employees');
-        perform _reinstate(v_keys);  -- validated on the shards, against the copies
-        v_done := v_done || 'employees: distributed by employee_id'::text;
     end if;
+    foreach v_table in array _data_tables() loop
+        if _citus_kind(v_table::regclass) is null and not v_table = any(v_leaves) then
+            perform create_reference_table(v_table::regclass);
+            perform truncate_local_data_after_distributing_table(v_table::regclass);
+            v_done := v_done || format('%s: reference table', v_table);
+        end if;
+    end loop;
+    foreach v_table in array v_leaves loop
+        perform create_distributed_table(v_table::regclass, (_table_columns(v_table))[1]);
+        perform truncate_local_data_after_distributing_table(v_table::regclass);
+        v_done := v_done || format('%s: distributed by %s', v_table, (_table_columns(v_table))[1]);
+    end loop;
+    perform _reinstate(v_keys);  -- validated on the shards, against the copies
     if _hire_counts_is_table() then
         drop table hire_counts cascade;
         create view public.hire_counts as

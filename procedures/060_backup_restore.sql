@@ -569,11 +569,12 @@ begin
             execute format('delete from %I', v_table);  -- still referenced: no truncate
             execute format('insert into %I overriding system value select * from pg_temp.%I',
                 v_table, 'restore_' || v_table);
-        elsif v_table = 'employees' then
-            -- the largest table: its indexes are built once, not row by row
-            v_suspended := _suspend_indexes('employees') || v_suspended;
-            truncate employees;
-            insert into employees select * from pg_temp.restore_employees;
+        elsif v_table = any(_data_tables()) then
+            -- a table nobody references (employees, the largest): its
+            -- indexes are built once, not row by row
+            v_suspended := _suspend_indexes(v_table::regclass) || v_suspended;
+            execute format('truncate %I', v_table);
+            execute format('insert into %I select * from pg_temp.%I', v_table, 'restore_' || v_table);
         else
             execute format('truncate %I', v_table);
             execute format('insert into %I overriding system value select * from pg_temp.%I',

@@ -15,6 +15,7 @@ from conftest import AUTH, SEED_DATA, api_settings, employee, ingest, requires_s
 from litestar.testing import TestClient
 
 from app import create_app
+from dataarch.dictionary import read as read_dictionary
 from dataarch.migrate import find_files, migrate_file
 
 BOUNDARY_HIRES = [
@@ -160,7 +161,7 @@ def test_http_json_and_csv(db, dsn) -> None:
 
 @requires_seed_data()
 def test_published_results_on_the_real_data(postgresql, dsn) -> None:
-    for table, path in find_files(SEED_DATA / "globant"):
+    for table, path in find_files(read_dictionary(postgresql), SEED_DATA / "globant"):
         migrate_file(postgresql, table, path)
     postgresql.commit()
     postgresql.autocommit = True

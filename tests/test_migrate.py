@@ -10,6 +10,7 @@ from conftest import SEED_DATA, requires_seed_data
 
 from dataarch import migrate
 from dataarch.csvrecords import Dialect
+from dataarch.dictionary import read as read_dictionary
 from dataarch.generate import generate
 from dataarch.migrate import MigrationError, find_files, migrate_file
 
@@ -36,7 +37,7 @@ def migrate_dir(
             sessions=sessions,
             several_from=0,
         )  # fmt: skip
-        for table, path in find_files(csv_dir)
+        for table, path in find_files(read_dictionary(conn), csv_dir)
     }
 
 
@@ -430,7 +431,7 @@ def test_an_unclosed_quote_costs_one_line(db, tmp_path) -> None:
 def test_options_for_what_files_differ_in(db, tmp_path, dialect, content, inserted) -> None:
     write(tmp_path, "departments.csv", REFERENCE)
     write(tmp_path, "jobs.csv", JOBS)
-    for table, path in find_files(tmp_path):
+    for table, path in find_files(read_dictionary(db), tmp_path):
         migrate_file(db, table, path)
     summary = migrate_file(db, "employees", write(tmp_path, "e.csv", content), dialect=dialect)
     assert summary["rejected"] == 0 and summary["lines"] == accounted(summary) + summary["header"]

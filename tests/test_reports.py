@@ -25,6 +25,7 @@ from conftest import (
 from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from dataarch.dictionary import read as read_dictionary
 from dataarch.migrate import find_files, migrate_file
 from reports import PAGES, write_reports
 
@@ -249,7 +250,7 @@ def test_pages_print_on_a4(browser, served) -> None:
 
 @requires_seed_data()
 def test_the_real_data_report_is_small_and_complete(browser, postgresql, tmp_path) -> None:
-    for table, path in find_files(SEED_DATA / "globant"):
+    for table, path in find_files(read_dictionary(postgresql), SEED_DATA / "globant"):
         migrate_file(postgresql, table, path)
     postgresql.commit()
     paths = {p.stem: p for p in write_reports(postgresql, 2021, tmp_path)}

@@ -19,6 +19,7 @@ from dataarch.rejects import Rejected, reject_files
 from dataarch.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+TABLE_HELP = "a table of the server's data dictionary (GET /dictionary)"
 
 
 class Refused(Failure):
@@ -87,14 +88,8 @@ def _input_file(name: str) -> Path:
     return path
 
 
-def _table(word: str) -> str:
-    if word not in migrate.TABLE_FILES:
-        raise ValueError(f"unknown table {word!r}: use {', '.join(migrate.TABLE_FILES)}")
-    return word
-
-
 def add_file_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("table", choices=sorted(migrate.TABLE_FILES))
+    p.add_argument("table", help=TABLE_HELP)
     p.add_argument("file")
     p.add_argument("--force", action="store_true",
                    help="send it even when its name or header names another table")  # fmt: skip
@@ -102,12 +97,21 @@ def add_file_arguments(p: argparse.ArgumentParser) -> None:
     add_client_options(p)
 
 
+def _refuse_another_tables_file(
+    api: client.ApiClient, args: argparse.Namespace, path: Path
+) -> None:
+    """An unknown table, or a file named for another table (unless --force),
+    is refused before a byte of the file is sent."""
+    api.table(args.table)
+    if not args.force:
+        migrate.refuse_a_file_named_for_another_table(api.dictionary(), args.table, path.name)
+
+
 def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     path = _input_file(args.file)
-    if not args.force:
-        migrate.refuse_a_file_named_for_another_table(args.table, path.name)
 
     def work(api: client.ApiClient) -> int:
+        _refuse_another_tables_file(api, args, path)
         with status(path.name) as line:
             summary = client.ingest_file(api, args.table, path, dialect(args), line.bar)
         print(client.describe(summary))
@@ -118,10 +122,9 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_upload(args: argparse.Namespace, settings: Settings) -> int:
     path = _input_file(args.file)
-    if not args.force:  # the server refuses it too; said here, before it is sent
-        migrate.refuse_a_file_named_for_another_table(args.table, path.name)
 
     def work(api: client.ApiClient) -> int:
+        _refuse_another_tables_file(api, args, path)  # the server would too, once it is sent
         with status(path.name) as line:
             summary = client.upload_file(
                 api, args.table, path, dialect(args), line.bar, force=args.force
@@ -133,14 +136,15 @@ def run_upload(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def add_get_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("table", choices=sorted(migrate.TABLE_FILES))
+    p.add_argument("table", help=TABLE_HELP)
     p.add_argument("id")
     add_client_options(p)
 
 
 def run_get(args: argparse.Namespace, settings: Settings) -> int:
     def work(api: client.ApiClient) -> int:
-        print(json.dumps(api.request("GET", f"/tables/{args.table}/rows/{args.id}"), indent=2))
+        row = api.request("GET", f"/tables/{api.table(args.table)}/rows/{args.id}")
+        print(json.dumps(row, indent=2))
         return 0
 
     return with_api(args, settings, work)
@@ -171,14 +175,13 @@ def run_rejections(args: argparse.Namespace, settings: Settings) -> int:
     if verb == "export":
         if len(rest) != 1 or not args.out:
             raise ValueError("usage: dataarch rejections export TABLE --out DIR")
-        return _export(args, settings, _table(rest[0]))
+        return _export(args, settings, rest[0])
     if rest:
         raise ValueError(f"unexpected {' '.join(rest)!r}: dataarch rejections TABLE [options]")
-    table = _table(verb)
     params = {"limit": args.limit, "offset": args.offset, **_filters(args)}
 
     def work(api: client.ApiClient) -> int:
-        page = api.request("GET", f"/tables/{table}/rejections", params=params)
+        page = api.request("GET", f"/tables/{api.table(verb)}/rejections", params=params)
         for item in page["items"]:
             where = item["row_index"] if item["line_number"] is None else item["line_number"]
             print(f"#{item['error_id']} batch {item['batch_id']} at {where}: {item['status']}:"
@@ -197,6 +200,7 @@ def _filters(args: argparse.Namespace) -> dict[str, object]:
 
 def _export(args: argparse.Namespace, settings: Settings, table: str) -> int:
     def work(api: client.ApiClient) -> int:
+        api.table(table)
         items: list[dict] = []
         while True:
             page = api.request("GET", f"/tables/{table}/rejections", params={
@@ -209,7 +213,7 @@ def _export(args: argparse.Namespace, settings: Settings, table: str) -> int:
                      i["raw_line"], i["raw_row"], i["reason_code"], i["field"], i["message"])
             for i in sorted(items, key=lambda i: i["error_id"])
         ]  # fmt: skip
-        records, log_text, written = reject_files(rows, client.COLUMNS[table])
+        records, log_text, written = reject_files(rows, api.dictionary()[table].columns)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{table}.reject.csv").write_text(records, encoding="utf-8")

@@ -8,17 +8,18 @@ import argparse
 import json
 
 from dataarch import db
+from dataarch.dictionary import read as read_dictionary
 from dataarch.settings import Settings
 
 KINDS = ("api", "psql", "csv", "retry", "restore", "revert")
-TABLES = ("departments", "jobs", "employees")
+TABLE_HELP = "a table of the data dictionary (`select data_dictionary()`)"
 
 
 def add_batches_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("words", nargs="*", metavar="[show N | revert N]",
                    help="nothing: list them, newest first; show N: one, with its rejections;"
                    " revert N: take out exactly the rows batch N inserted")  # fmt: skip
-    p.add_argument("--table", choices=TABLES, help="list: only this table's")
+    p.add_argument("--table", help=f"list: only this table's ({TABLE_HELP})")
     p.add_argument("--source", choices=KINDS, help="list: only those that arrived this way")
     p.add_argument("--limit", type=int, default=50, help="list: how many (default 50)")
     p.add_argument("--dry-run", action="store_true", help="revert: say what, change nothing")
@@ -36,6 +37,8 @@ def run_batches(args: argparse.Namespace, settings: Settings) -> int:
     number = _batch_number(rest[0]) if rest else None
     with db.connect(settings, autocommit=True) as conn:
         if verb == "list":
+            if args.table is not None:
+                read_dictionary(conn).require(args.table)
             found = conn.execute(
                 "select batches(%s, %s, %s)", (args.table, args.source, args.limit)
             ).fetchone()[0]
@@ -114,13 +117,14 @@ def _reverted(done: dict) -> str:
 
 
 def add_lineage_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("table", choices=TABLES)
+    p.add_argument("table", help=TABLE_HELP)
     p.add_argument("id", type=int, help="the row's id")
     p.add_argument("--json", action="store_true", help="the database's JSON, as it is")
 
 
 def run_lineage(args: argparse.Namespace, settings: Settings) -> int:
     with db.connect(settings) as conn:
+        read_dictionary(conn).require(args.table)
         found = conn.execute("select row_lineage(%s, %s)", (args.table, args.id)).fetchone()[0]
     if found is None:
         raise ValueError(f"no row in {args.table} with id {args.id}")

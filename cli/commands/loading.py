@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dataarch import db, installer, logs, migrate
 from dataarch.csvrecords import Dialect
+from dataarch.dictionary import read as read_dictionary
 from dataarch.generate import generate
 from dataarch.output import status
 from dataarch.settings import Settings
@@ -64,12 +65,15 @@ def _at_least_one(text: str) -> int:
 def migrate_dir(
     settings: Settings, csv_dir: Path, csv_dialect: Dialect, sessions: int, force: bool = False
 ) -> int:
-    files = list(migrate.find_files(csv_dir))
-    if not files:
-        names = ", ".join(n for names in migrate.TABLE_FILES.values() for n in names)
-        raise FileNotFoundError(f"no CSV file to migrate in {csv_dir} (looked for {names})")
+    if not csv_dir.is_dir():  # before the database: a typo is said at once
+        raise FileNotFoundError(f"{csv_dir} is not a directory")
     with db.connect(settings) as conn:
         installer.install(conn)
+        tables = read_dictionary(conn)
+        files = list(migrate.find_files(tables, csv_dir))
+        if not files:
+            names = ", ".join(n for t in tables.tables for n in t.file_names)
+            raise FileNotFoundError(f"no CSV file to migrate in {csv_dir} (looked for {names})")
         for table, path in files:
             with logs.timed() as took, status(path.name) as line:
                 summary = migrate.migrate_file(
@@ -85,7 +89,7 @@ def migrate_dir(
 def retry(settings: Settings, csv_dialect: Dialect) -> int:
     with db.connect(settings) as conn:
         installer.install(conn)
-        for table in migrate.TABLE_FILES:
+        for table in read_dictionary(conn).names:
             summary = migrate.retry_rejected(conn, table, csv_dialect)
             if summary["retried"]:
                 print(migrate.describe_retry(summary), flush=True)

@@ -8,9 +8,13 @@ import os
 import socket
 import sys
 
+import psycopg
+from psycopg.sql import SQL, Identifier
+
 from cli.commands import database, loading
 from dataarch import db
 from dataarch.csvrecords import PLAIN
+from dataarch.dictionary import read as read_dictionary
 from dataarch.errors import Failure
 from dataarch.settings import Settings
 
@@ -131,15 +135,9 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
     if status == 0:
         status = write_reports(argparse.Namespace(year=None, out=None), settings)
     with db.connect(settings) as conn:
-        counts = conn.execute(
-            "select (select count(*) from departments), (select count(*) from jobs),"
-            " (select count(*) from employees), (select count(*) from ingest_errors)"
-        ).fetchone()
-    departments, jobs, employees, rejected = counts
-    print(
-        f"database holds {departments} departments, {jobs} jobs, {employees} employees;"
-        f" {rejected} rejected rows logged"
-    )
+        held = ", ".join(f"{_count(conn, table)} {table}" for table in read_dictionary(conn).names)
+        rejected = _count(conn, "ingest_errors")
+    print(f"database holds {held}; {rejected} rejected rows logged")
     print(f"psql: psql '{db.url(settings)}'")
     if status or args.no_serve:
         return status
@@ -149,10 +147,15 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
 def _holds_data(settings: Settings) -> bool:
     """Rows in a table, or a batch in the log: then it is someone's data."""
     with db.connect(settings) as conn:
-        return conn.execute(
-            "select exists (select from departments) or exists (select from jobs)"
-            " or exists (select from employees) or exists (select from ingest_batches)"
-        ).fetchone()[0]
+        tables = [*read_dictionary(conn).names, "ingest_batches"]
+        return any(
+            conn.execute(SQL("select exists (select from {})").format(Identifier(t))).fetchone()[0]
+            for t in tables
+        )
+
+
+def _count(conn: psycopg.Connection, table: str) -> int:
+    return conn.execute(SQL("select count(*) from {}").format(Identifier(table))).fetchone()[0]
 
 
 COMMANDS = {
