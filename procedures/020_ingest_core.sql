@@ -49,6 +49,25 @@ begin
 end;
 $$;
 
+create or replace function _json_text(p_value jsonb)
+returns text
+language sql immutable parallel safe
+as $$
+    -- A JSON field's text, as ->> gives it, but a number's in a few
+    -- characters whatever its exponent: ->> writes 1e131071 out in full
+    -- (131 072 digits; 1000 such rows cost seconds). A number no id could
+    -- be stands for itself by the verdict it gets: a fraction is '0.5'
+    -- (not an integer), an integer beyond 15 digits '1e15' (out of range);
+    -- other rules refuse any number as invalid_type, whatever its text.
+    select case
+        when jsonb_typeof(p_value) <> 'number' then p_value #>> '{}'
+        when p_value::numeric <> trunc(p_value::numeric) then
+            case when scale(p_value::numeric) <= 15 then p_value #>> '{}' else '0.5' end
+        when abs(p_value::numeric) < 1e15 then trunc(p_value::numeric)::text
+        else '1e15'
+    end
+$$;
+
 create or replace function _stage_json_rows(p_table text, p_rows jsonb)
 returns void
 language plpgsql
@@ -57,7 +76,8 @@ as $$
 -- Promise: pg_temp.incoming_rows holds exactly the elements of p_rows (a JSON
 -- array), each field taken out of its row once: from an object by column
 -- name, from an array by position (a CSV record's fields, where null, like
--- an empty CSV field, is absent).
+-- an empty CSV field, is absent). A number's text is short whatever its
+-- exponent (_json_text).
 declare
     v_cols text[] := _require_table(p_table);
 begin
@@ -67,19 +87,19 @@ begin
         e.ord - 1,
         k.kind,
         case when k.kind = 'array' then jsonb_array_length(e.r) end,
-        case when k.kind = 'array' then e.r ->> 0 else e.r ->> v_cols[1] end,
+        _json_text(case when k.kind = 'array' then e.r -> 0 else e.r -> v_cols[1] end),
         case when k.kind = 'array' then nullif(jsonb_typeof(e.r -> 0), 'null')
             else jsonb_typeof(e.r -> v_cols[1]) end,
-        case when k.kind = 'array' then e.r ->> 1 else e.r ->> v_cols[2] end,
+        _json_text(case when k.kind = 'array' then e.r -> 1 else e.r -> v_cols[2] end),
         case when k.kind = 'array' then nullif(jsonb_typeof(e.r -> 1), 'null')
             else jsonb_typeof(e.r -> v_cols[2]) end,
-        case when k.kind = 'array' then e.r ->> 2 else e.r ->> v_cols[3] end,
+        _json_text(case when k.kind = 'array' then e.r -> 2 else e.r -> v_cols[3] end),
         case when k.kind = 'array' then nullif(jsonb_typeof(e.r -> 2), 'null')
             else jsonb_typeof(e.r -> v_cols[3]) end,
-        case when k.kind = 'array' then e.r ->> 3 else e.r ->> v_cols[4] end,
+        _json_text(case when k.kind = 'array' then e.r -> 3 else e.r -> v_cols[4] end),
         case when k.kind = 'array' then nullif(jsonb_typeof(e.r -> 3), 'null')
             else jsonb_typeof(e.r -> v_cols[4]) end,
-        case when k.kind = 'array' then e.r ->> 4 else e.r ->> v_cols[5] end,
+        _json_text(case when k.kind = 'array' then e.r -> 4 else e.r -> v_cols[5] end),
         case when k.kind = 'array' then nullif(jsonb_typeof(e.r -> 4), 'null')
             else jsonb_typeof(e.r -> v_cols[5]) end,
         case when k.kind = 'object' and (e.r - v_cols) <> '{}'::jsonb then (
@@ -482,6 +502,7 @@ $$;
 
 revoke all on function _prepare_incoming_rows(boolean) from public;
 revoke all on function _stage_json_rows(text, jsonb) from public;
+revoke all on function _json_text(jsonb) from public;
 revoke all on function _judge_rows(text) from public;
 revoke all on function _gather_verdicts(text) from public;
 revoke all on function _recheck_references(boolean) from public;
@@ -490,4 +511,3 @@ revoke all on function _insert_rows(text, bigint, boolean) from public;
 revoke all on function _ingest_rows(text, jsonb, boolean, bigint) from public;
 revoke all on function _resolve_rejections(text, bigint, integer[]) from public;
 revoke all on function _finish_batch(bigint, text, bigint, integer[], bigint) from public;
-

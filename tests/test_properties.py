@@ -164,3 +164,32 @@ def test_dates_stay_in_the_years_avro_and_iso_hold(
     utc = seconds - 60 * (offset or 0) + EDGE_DAYS[day]
     inside = utc >= 0 if day.startswith("0001") else utc < 86400
     assert problem == (None if inside else "datetime_out_of_range"), text
+
+
+# JSON numbers of every shape: plain, with a fraction, with an exponent up to
+# what PostgreSQL's numeric holds (1e131071 is 131 072 digits written out).
+JSON_NUMBERS = st.builds(
+    "{}{}{}{}".format,
+    st.sampled_from(["", "-"]),
+    st.one_of(st.integers(0, 10**12).map(str), st.sampled_from(["0", "1", "2147483647"])),
+    st.one_of(st.just(""), st.builds(".{}".format, st.from_regex(r"[0-9]{1,30}", fullmatch=True))),
+    st.one_of(st.just(""), st.builds("e{}".format, st.integers(-16000, 131000))),
+)
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(number=JSON_NUMBERS)
+def test_a_numbers_short_text_gets_the_verdict_of_its_whole_text(
+    conn: psycopg.Connection, number: str
+) -> None:
+    """_json_text writes a number in a few characters, whatever its exponent,
+    and the id rule judges that text as it judges the number written out."""
+    short, problem, whole_problem = conn.execute(
+        "select _json_text(v), _id_problem(_json_text(v), 'number'),"
+        " _id_problem(v #>> '{}', 'number') from (select %s::jsonb as v) as j",
+        (number,),
+    ).fetchone()
+    assert len(short) <= 48, (number, short)
+    assert problem == whole_problem, (number, short)
