@@ -158,13 +158,13 @@ def restore_table(
     """Replace the rows of `table` with those of the backup at `path`.
     catalogued_only: accept only a state a backup of this database recorded
     (restore_finish, what the API role may call)."""
-    if table not in read_dictionary(conn):
-        raise RestoreError(
-            f"{table} is not a table of the data dictionary; the ingest log is restored only"
-            " with its whole backup set (dataarch restore --all)"
-        )
     with _translated(table), ExitStack() as files, operation(conn, "dataarch restore"):
         require_schema(conn, "a restore of one table")
+        if table not in read_dictionary(conn):
+            raise RestoreError(
+                f"{table} is not a table of the data dictionary; the ingest log is restored"
+                " only with its whole backup set (dataarch restore --all)"
+            )
         with conn.transaction(force_rollback=dry_run):
             _limit_lock_waits(conn, lock_timeout)
             staged = _stage(conn, table, path, files)

@@ -77,7 +77,10 @@ QUERY = "select data_dictionary()"
 
 
 def read(conn: psycopg.Connection) -> Dictionary:
-    return Dictionary.from_json(conn.execute(QUERY).fetchone()[0])
+    """The dictionary, leaving conn as it found it: idle stays idle (a load
+    that starts inside a transaction is judged by one session alone)."""
+    with conn.transaction():
+        return Dictionary.from_json(conn.execute(QUERY).fetchone()[0])
 
 
 async def read_async(conn: psycopg.AsyncConnection) -> Dictionary:

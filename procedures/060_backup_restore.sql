@@ -531,6 +531,14 @@ declare
         select t from unnest(_backup_tables()) with ordinality as b (t, n)
         where p_states ? t order by n
     );
+    -- the data tables no foreign key points into (employees), read before
+    -- the keys are dropped below
+    v_unreferenced constant text[] := array(
+        select t from unnest(_data_tables()) as t
+        where not exists (
+            select from pg_constraint as f where f.contype = 'f' and f.confrelid = t::regclass
+        )
+    );
     v_table text;
     v_result jsonb := '{}';
     v_suspended jsonb := '[]';
@@ -569,8 +577,8 @@ begin
             execute format('delete from %I', v_table);  -- still referenced: no truncate
             execute format('insert into %I overriding system value select * from pg_temp.%I',
                 v_table, 'restore_' || v_table);
-        elsif v_table = any(_data_tables()) then
-            -- a table nobody references (employees, the largest): its
+        elsif v_table = any(v_unreferenced) then
+            -- a data table nobody references (employees, the largest): its
             -- indexes are built once, not row by row
             v_suspended := _suspend_indexes(v_table::regclass) || v_suspended;
             execute format('truncate %I', v_table);
