@@ -16,6 +16,14 @@ RFC 4180, read strictly and byte-exactly:
   within MAX_RECORD_CHARS or by the end of the file, bytes not valid in the
   file's encoding) is one rejection at its first line, with its raw text
   (undecodable bytes written as \\xNN); reading resumes at the next line.
+- A line longer than MAX_LINE_BYTES cannot belong to a record within
+  MAX_RECORD_CHARS: once that many bytes of it are read without its line
+  feed, it is one rejection (too_long) at its line, with its first
+  kilobyte as its raw text, and the rest of it is skipped unread. So
+  memory stays bounded (a chunk and a line) and time linear, whatever the
+  shape of the lines.
+- A gzip file that expands more than MAX_GZIP_RATIO times, past
+  GZIP_RATIO_FROM bytes, is refused whole (a compression bomb).
 - A NUL character cannot be stored in PostgreSQL text: it becomes U+FFFF,
   which the field rules reject as invalid_character (as for the JSON API).
 - A UTF-8 byte-order mark before the first line is ignored; a gzip file is
@@ -40,6 +48,10 @@ from typing import BinaryIO
 
 CHUNK = 1 << 20  # bytes read at a time; a block holds the plain lines of one chunk
 MAX_RECORD_CHARS = 1 << 16  # a quoted field still open after this many characters is broken
+MAX_LINE_BYTES = 4 * MAX_RECORD_CHARS  # a longer line is too_long, skipped unread
+SHOWN_BYTES = 1 << 10  # what of such a line the rejection keeps
+MAX_GZIP_RATIO = 200  # a CSV file compresses 5-20 times; a bomb, a thousand
+GZIP_RATIO_FROM = 16 << 20  # decompressed bytes before the ratio is judged
 NUL_STAND_IN = "\uffff"  # what a NUL becomes (see the field rules in procedures/010)
 _BOM = "\ufeff"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -92,6 +104,7 @@ class Piece:
     record: bool = False
     fields: tuple[str | None, ...] | None = None
     problem: str | None = None
+    reason: str | None = None  # a broken record's reason code: malformed_line, else this
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,16 @@ def _without_line_ends(lines: str) -> str:
     another CR is data: "x\\r\\r\\n" is the field "x\\r")."""
     lines = lines.replace("\r\n", "\n")
     return lines[:-1] if lines.endswith("\r") else lines
+
+
+def _overlong_line(line: _Overlong, encoding: str) -> _Broken:
+    shown = line.head.decode(encoding, "backslashreplace").replace("\x00", "\\x00")
+    return _Broken(
+        f"{without_cr(shown)}...",
+        f"the line is {line.size:,} bytes, beyond the {MAX_LINE_BYTES:,} a record may take:"
+        f" rejected unread (its first {len(line.head):,} bytes are kept)",
+        "too_long",
+    )
 
 
 def split_plain(line: str, delimiter: str) -> tuple[str | None, ...]:
@@ -187,32 +210,78 @@ class _Block:
 
 
 @dataclass(frozen=True)
-class _Undecodable:
+class _Broken:
+    """A line that is a broken record before any parsing: bytes not valid
+    in the encoding, or a line beyond MAX_LINE_BYTES (reason too_long)."""
+
     raw: str
     problem: str
+    reason: str | None = None
 
 
-_Line = str | _Undecodable  # one line that needs the record parser
+@dataclass(frozen=True)
+class _Overlong:
+    """A line beyond MAX_LINE_BYTES, read past: its first bytes and its size."""
+
+    head: bytes
+    size: int  # its bytes, without its line feed
+    ended: bool = False  # a line feed ended it (the last line may have none)
 
 
-def _chunks(source: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
-    """Byte chunks that end at a line feed (the last one may not)."""
-    if hasattr(source, "read"):
-        stream = source
-        if hasattr(stream, "peek") and stream.peek(2)[:2] == _GZIP_MAGIC:
-            stream = gzip.GzipFile(fileobj=stream)  # type: ignore[arg-type]
-        parts: Iterable[bytes] = iter(lambda: stream.read(CHUNK), b"")  # type: ignore[union-attr]
-    else:
-        parts = source
-    carry = b""
-    for part in parts:
+_Line = str | _Broken  # one line that needs the record parser
+
+
+def _chunks(source: BinaryIO | Iterable[bytes]) -> Iterator[bytes | _Overlong]:
+    """Byte chunks that end at a line feed (the last one may not), and, in
+    their place, each line beyond MAX_LINE_BYTES, read past: never more than
+    a chunk and MAX_LINE_BYTES held, and every byte copied a bounded number
+    of times (joining each part to a growing line was quadratic)."""
+    carry, skipping = b"", None
+    for part in _parts(source):
+        if skipping is not None:  # the rest of a line read past
+            end = part.find(b"\n")
+            if end < 0:
+                skipping = _Overlong(skipping.head, skipping.size + len(part))
+                continue
+            yield _Overlong(skipping.head, skipping.size + end, ended=True)
+            skipping, part = None, part[end + 1 :]
         data = carry + part if carry else part
         cut = data.rfind(b"\n") + 1
         carry = data[cut:]
         if cut:
             yield data[:cut]
-    if carry:
+        if len(carry) > MAX_LINE_BYTES:
+            skipping, carry = _Overlong(carry[:SHOWN_BYTES], len(carry)), b""
+    if skipping is not None:
+        yield skipping
+    elif carry:
         yield carry
+
+
+def _parts(source: BinaryIO | Iterable[bytes]) -> Iterable[bytes]:
+    """The bytes of a file (through gunzip when it is gzip) or of an iterable."""
+    if not hasattr(source, "read"):
+        return source
+    if hasattr(source, "peek") and source.peek(2)[:2] == _GZIP_MAGIC:
+        return _gunzipped(source)
+    return iter(lambda: source.read(CHUNK), b"")  # type: ignore[union-attr]
+
+
+def _gunzipped(raw: BinaryIO) -> Iterator[bytes]:
+    """A gzip file's bytes, refused (CsvError) once they expand beyond
+    MAX_GZIP_RATIO times the compressed bytes read, past GZIP_RATIO_FROM."""
+    start, out = raw.tell(), 0
+    stream = gzip.GzipFile(fileobj=raw)
+    while part := stream.read(CHUNK):
+        out += len(part)
+        read = max(raw.tell() - start, 1)
+        if out > GZIP_RATIO_FROM and out > MAX_GZIP_RATIO * read:
+            raise CsvError(
+                f"the gzip file expands {out // read} times ({out >> 20} MB from"
+                f" {read >> 10} KB read so far), beyond the {MAX_GZIP_RATIO} a CSV file"
+                " does: not loaded (a compression bomb?)"
+            )
+        yield part
 
 
 class Reader:
@@ -265,8 +334,8 @@ class Reader:
     def _record(self, first: int, line: _Line, items: Iterator[_Block | _Line]) -> Piece:
         """The record that starts with `line`, reading on while one of its
         quoted fields is open."""
-        if isinstance(line, _Undecodable):
-            return Piece(first, 1, line.raw, record=True, problem=line.problem)
+        if isinstance(line, _Broken):
+            return Piece(first, 1, line.raw, True, None, line.problem, line.reason)
         taken = [line]
         while True:
             text = "\n".join([*taken[:-1], without_cr(taken[-1])])
@@ -281,7 +350,7 @@ class Reader:
                     self._push_back(extra)
                 where = f"within {MAX_RECORD_CHARS} characters" if following is None and len(
                     text) > MAX_RECORD_CHARS else "by the end of the file"  # fmt: skip
-                if isinstance(following, _Undecodable):
+                if isinstance(following, _Broken):
                     where = "before an unreadable line"
                 raw = without_cr(line).replace(NUL_STAND_IN, "\\x00")
                 problem = f"a quoted field opened on this line is not closed {where}"
@@ -312,6 +381,12 @@ class Reader:
     def _items(self) -> Iterator[_Block | _Line]:
         first = True
         for chunk in _chunks(self._source):
+            if isinstance(chunk, _Overlong):
+                first = False  # a header is never this long
+                self.bytes += chunk.size + chunk.ended
+                self.lines += 1
+                yield _overlong_line(chunk, self.dialect.encoding)
+                continue
             self.bytes += len(chunk)
             count = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
             self.lines += count
@@ -359,7 +434,7 @@ class Reader:
                     line = raw.decode(encoding)
                 except UnicodeDecodeError as exc:
                     shown = raw.decode(encoding, "backslashreplace").replace("\x00", "\\x00")
-                    line = _Undecodable(
+                    line = _Broken(
                         without_cr(shown),
                         f"bytes not valid {encoding} at byte {exc.start + 1} of the line",
                     )

@@ -27,10 +27,10 @@ from dataarch.dictionary import read as read_dictionary
 from dataarch.errors import Failure
 
 COPY_PIECES = (
-    "copy csv_pieces (piece, first_line, lines, is_record, body, fields, problem)"
+    "copy csv_pieces (piece, first_line, lines, is_record, body, fields, problem, reason)"
     " from stdin (format binary)"
 )
-PIECE_TYPES = ["int4", "int8", "int4", "bool", "text", "text[]", "text"]
+PIECE_TYPES = ["int4", "int8", "int4", "bool", "text", "text[]", "text", "text"]
 log = logging.getLogger("dataarch.migrate")
 # From this size (~40 000 employee lines) a file is judged by several
 # sessions at once: below it, a second session costs more than it saves.
@@ -260,7 +260,8 @@ def _send_pieces(
 
 def _row(number: int, piece: Piece) -> tuple:
     fields = list(piece.fields) if piece.fields is not None else None
-    return (number, piece.first_line, piece.lines, piece.record, piece.text, fields, piece.problem)
+    return (number, piece.first_line, piece.lines, piece.record, piece.text, fields,
+            piece.problem, piece.reason)  # fmt: skip
 
 
 def _helpers(conn: psycopg.Connection, wanted: int) -> list[psycopg.Connection]:

@@ -158,7 +158,7 @@ as $$
         when p_reason = 'out_of_range' and p_field = (_table_columns(p_table))[1]
             then p_table || '_id_positive'
         when p_reason = 'blank_string' then p_table || '_name_not_blank'
-        when p_reason = 'too_long' then p_table || '_name_max_length'
+        when p_reason = 'too_long' and p_field is not null then p_table || '_name_max_length'
         when p_reason = 'duplicate_id' then p_table || '_pkey'
         when p_reason = 'datetime_out_of_range' then 'employees_hiring_date_in_range'
         when p_reason = 'unknown_department' then 'employees_department_id_fkey'

@@ -128,6 +128,8 @@ begin
             spec.cols,
             spec.is_employees,
             case
+                -- a line too long for the reader to read whole (csvrecords.py)
+                when i.row_type = 'too_long' then 'too_long'
                 -- a string is a CSV record its sender could not read
                 when i.row_type = 'string' then 'malformed_line'
                 when i.row_type not in ('object', 'array') then 'invalid_type'

@@ -57,7 +57,8 @@ begin
         is_record boolean not null,   -- one record, or a block of one-line records
         body text not null,           -- the block's lines joined by LF, or the record
         fields text[],                -- a record's fields, when it parsed
-        problem text                  -- why a record is broken
+        problem text,                 -- why a record is broken
+        reason text                   -- and its reason code, when not malformed_line
     ) on commit drop;
     -- a body is a megabyte of text: stored out of line but not compressed
     -- (pglz took 1 s a million lines, for a table that lives one transaction)
@@ -69,6 +70,7 @@ begin
         raw_line text not null,       -- as read, without its line ending
         fields text[],                -- NULL: split raw_line on the delimiter
         problem text,                 -- why a broken record is broken
+        reason text,                  -- and its reason code, when not malformed_line
         piece integer not null
     ) on commit drop;
     execute format('grant insert on pg_temp.csv_pieces to %I', session_user);
@@ -105,13 +107,15 @@ declare
     v_added bigint;
 begin
     perform _require_csv_staging();
-    insert into pg_temp.csv_lines (line_number, lines, raw_line, fields, problem, piece)
-    select p.first_line + l.n - 1, 1, l.line, null, null, p.piece
+    insert into pg_temp.csv_lines (
+        line_number, lines, raw_line, fields, problem, reason, piece
+    )
+    select p.first_line + l.n - 1, 1, l.line, null, null, null, p.piece
     from pg_temp.csv_pieces as p
     cross join lateral string_to_table(p.body, E'\n') with ordinality as l (line, n)
     where not p.is_record and l.line <> ''
     union all
-    select p.first_line, p.lines, p.body, p.fields, p.problem, p.piece
+    select p.first_line, p.lines, p.body, p.fields, p.problem, p.reason, p.piece
     from pg_temp.csv_pieces as p
     where p.is_record;
     get diagnostics v_added = row_count;
@@ -155,7 +159,8 @@ begin
     end if;
     insert into pg_temp.incoming_rows
     select
-        l.line_number, 'array',
+        -- a line the reader would not read whole is judged by its reason alone
+        l.line_number, case when l.reason = 'too_long' then 'too_long' else 'array' end,
         case when l.problem is null then coalesce(cardinality(l.f), 0) else -1 end,
         l.f[1], case when l.f[1] is not null then 'string' end,
         l.f[2], case when l.f[2] is not null then 'string' end,
@@ -164,7 +169,9 @@ begin
         l.f[5], case when l.f[5] is not null then 'string' end,
         null
     from (
-        select c.line_number, c.problem, _record_fields(c.fields, c.raw_line, p_delimiter) as f
+        select
+            c.line_number, c.problem, c.reason,
+            _record_fields(c.fields, c.raw_line, p_delimiter) as f
         from pg_temp.csv_lines as c
         where c.piece % p_sessions = p_session
         offset 0
@@ -317,7 +324,7 @@ begin
         )
         select
             v_batch_id, p_table, p_file, o.idx, c.raw_line, o.reason_code, o.field,
-            case when o.reason_code <> 'malformed_line' then
+            case when o.reason_code <> 'malformed_line' and c.reason is null then
                 _rejection_message(o.field, o.reason_code, rc.description)
             when c.problem is not null and c.lines = 1 then c.problem
             when c.problem is not null then

@@ -1,0 +1,104 @@
+"""Any input in bounded memory and linear time (issue 29): a line beyond
+MAX_LINE_BYTES is rejected at its line as too_long, unread, and the rest of
+the file loads; a gzip file that expands like a compression bomb is refused
+whole. The reader's memory is measured by tracemalloc, not by a clock."""
+
+from __future__ import annotations
+
+import gzip
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import AUTH, load_reference_rows
+
+from dataarch.csvrecords import (
+    CHUNK,
+    GZIP_RATIO_FROM,
+    MAX_LINE_BYTES,
+    SHOWN_BYTES,
+    CsvError,
+    Reader,
+)
+from dataarch.migrate import MigrationError, migrate_file
+
+GOOD = b"%d,Someone,2021-07-27T16:02:08Z,1,1\n"
+
+
+def lines_around(huge: int, before: int = 1000, after: int = 10) -> Iterator[bytes]:
+    """`before` good lines, one line of `huge` bytes (a single field), then
+    `after` good lines, a megabyte at a time: no buffer holds the whole."""
+    yield b"".join(GOOD % n for n in range(1, before + 1))
+    left = huge
+    while left:
+        part = min(left, CHUNK)
+        yield b"9" * part
+        left -= part
+    yield b"\n" + b"".join(GOOD % n for n in range(before + 1, before + after + 1))
+
+
+@pytest.mark.parametrize("huge", [MAX_LINE_BYTES + 1, 50 << 20])
+def test_a_huge_line_is_one_rejection_read_past_in_bounded_memory(huge) -> None:
+    tracemalloc.start()
+    try:
+        records = list(Reader(lines_around(huge)).records())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * CHUNK + 2 * MAX_LINE_BYTES, f"{peak >> 20} MB held for a {huge >> 20} MB line"
+    assert len(records) == 1011
+    broken = records[1000]
+    assert broken.line == 1001 and broken.fields is None
+    assert len(broken.raw) <= SHOWN_BYTES + 3 and f"{huge:,} bytes" in broken.problem
+    assert [r.line for r in records[1001:]] == list(range(1002, 1012))
+    assert all(r.fields is not None for r in records[:1000] + records[1001:])
+
+
+def test_a_migrated_file_rejects_its_huge_line_as_too_long_and_loads_the_rest(
+    postgresql, tmp_path: Path
+) -> None:
+    load_reference_rows(postgresql)
+    postgresql.commit()
+    path = tmp_path / "hired_employees.csv"
+    with path.open("wb") as f:
+        f.writelines(lines_around(8 << 20))
+    summary = migrate_file(postgresql, "employees", path)
+    assert (summary["submitted"], summary["inserted"], summary["rejected"]) == (1011, 1010, 1)
+    logged = postgresql.execute(
+        "select line_number, reason_code, field, length(raw_line), message from ingest_errors"
+    ).fetchall()
+    assert len(logged) == 1
+    line, reason, field, shown, message = logged[0]
+    assert (line, reason, field) == (1001, "too_long", None) and shown <= SHOWN_BYTES + 3
+    assert "8,388,608 bytes" in message and "rejected unread" in message
+
+
+def test_a_gzip_bomb_is_refused_whole(postgresql, tmp_path: Path) -> None:
+    path = tmp_path / "hired_employees.csv.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(GOOD % 1)
+        for _ in range((GZIP_RATIO_FROM >> 20) * 4):
+            f.write(b"0" * CHUNK)  # one line of zeros, a thousand to one
+    assert path.stat().st_size < 200_000
+    with pytest.raises(MigrationError, match="expands .* times"):
+        migrate_file(postgresql, "employees", path)
+    postgresql.rollback()
+    assert postgresql.execute("select count(*) from employees").fetchone()[0] == 0
+    with pytest.raises(CsvError, match="compression bomb"), path.open("rb") as f:
+        list(Reader(f).pieces())
+
+
+def test_an_upload_with_a_huge_line_loads_the_rest(server, conn) -> None:
+    import httpx
+
+    load_reference_rows(conn)
+    body = b"".join(lines_around(4 << 20))
+    answer = httpx.post(
+        f"{server}/tables/employees/csv", content=body, timeout=120,
+        headers={**AUTH, "Content-Type": "text/csv"},
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    summary = answer.json()
+    assert (summary["inserted"], summary["rejected"]) == (1010, 1)
+    assert summary["by_reason"] == {"too_long": 1}
