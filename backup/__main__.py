@@ -82,6 +82,7 @@ def restore(args: argparse.Namespace, settings: Settings) -> int:
                 lock_timeout=settings.lock_timeout,
             )  # fmt: skip
         else:
+            restoring.require_table(conn, args.table)  # before its name makes a path
             path = Path(args.file) if args.file else _newest(settings.backup_dir, args.table)
             results = [restoring.restore_table(
                 conn, args.table, path, dry_run=args.dry_run, lock_timeout=settings.lock_timeout

@@ -146,6 +146,17 @@ def require_schema(conn: psycopg.Connection, action: str) -> None:
         )
 
 
+def require_table(conn: psycopg.Connection, table: str) -> None:
+    """table is one of the data dictionary's, else ValueError (a usage mistake)."""
+    require_schema(conn, "a restore of one table")
+    tables = read_dictionary(conn)
+    if table not in tables:
+        raise ValueError(
+            f"{tables.unknown(table)}; the ingest log is restored only with its whole backup"
+            " set (dataarch restore --all)"
+        )
+
+
 def restore_table(
     conn: psycopg.Connection,
     table: str,
@@ -159,12 +170,7 @@ def restore_table(
     catalogued_only: accept only a state a backup of this database recorded
     (restore_finish, what the API role may call)."""
     with _translated(table), ExitStack() as files, operation(conn, "dataarch restore"):
-        require_schema(conn, "a restore of one table")
-        if table not in read_dictionary(conn):
-            raise RestoreError(
-                f"{table} is not a table of the data dictionary; the ingest log is restored"
-                " only with its whole backup set (dataarch restore --all)"
-            )
+        require_table(conn, table)
         with conn.transaction(force_rollback=dry_run):
             _limit_lock_waits(conn, lock_timeout)
             staged = _stage(conn, table, path, files)

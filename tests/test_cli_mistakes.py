@@ -32,6 +32,8 @@ MISTAKES = [
     (["backup", "nosuchtable"], {}, 2, "no table 'nosuchtable' is backed up"),
     (["restore"], {}, 2, "restore needs a TABLE or --all"),
     (["restore", "jobs", "--all"], {}, 2, "restore needs a TABLE or --all"),
+    (["restore", "nosuchtable"], {}, 2, "unknown table 'nosuchtable': use one of"),
+    (["restore", "ingest_errors"], {}, 2, "the ingest log is restored only with its whole"),
     (["migrate"], {"DATABASE_URL": "notaurl"}, 2, "DATABASE_URL is not a libpq connection string"),
     (["db", "init"], {"DATABASE_PASSWORD_FILE": "/nonexistent"}, 2, "DATABASE_PASSWORD_FILE"),
     (["serve", "--port", "99999"], {}, 2, "a port is a number from 1 to 65535"),
