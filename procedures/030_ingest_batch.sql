@@ -150,7 +150,9 @@ as $$
 -- invalid_character instead of the whole batch failing. With an idempotency
 -- key, a repeat of the same request within 24 hours returns the first
 -- response, marked "replayed": true, and writes nothing; the key with a different request is refused
--- (DAT05). After 24 hours a key is forgotten and may be used again.
+-- (DAT05). After 24 hours a key is forgotten and may be used again. A
+-- body without a number in exponent notation is staged the fast way
+-- (_stage_json_rows).
 declare
     v_rows jsonb;
     v_hash text;
@@ -161,6 +163,9 @@ begin
         p_body := regexp_replace(p_body, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\uFFFF', 'g');
     end if;
     v_rows := p_body::jsonb;
+    perform set_config(
+        'dataarch.exponents', case when p_body ~ '[0-9][eE]' then 'maybe' else 'none' end, true
+    );
     if p_idempotency_key is not null then
         -- Keys live 24 hours. Each keyed request removes up to 100 expired
         -- ones, skipping rows another request is removing: no waiting.
