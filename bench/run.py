@@ -472,14 +472,16 @@ def format_table(result: dict) -> str:
         else:
             figure = str(m["value"])
         lines.append(f"{name:24s} {figure:>14s}")
-    lines += ["", f"{'target':28s} {'value':>9s} {'goal':>8s}  met"]
+    width = max(map(len, TARGETS))
+    lines += ["", f"{'target':{width}s} {'value':>9s} {'goal':>8s}  met"]
     for name, t in result["targets"].items():
-        lines.append(f"{name:28s} {t['value']:>9} {t['target']:>8s}  {'yes' if t['met'] else 'NO'}")
+        met = "yes" if t["met"] else "NO"
+        lines.append(f"{name:{width}s} {t['value']:>9} {t['target']:>8s}  {met}")
     for name, (top, bottom, _, _) in TARGETS.items():
         if name not in result["targets"]:
             why = [result["not_measured"].get(m) for m in (top, bottom)]
             lines.append(
-                f"{name:28s} not measured: {next((w for w in why if w), 'not in this run')}"
+                f"{name:{width}s} not measured: {next((w for w in why if w), 'not in this run')}"
             )
     if "citus" in result:
         lines += ["", f"{'same run':24s} {'one server':>14s} {'Citus 1+2':>14s} {'Citus/one':>10s}"]
