@@ -27,7 +27,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -38,6 +38,7 @@ from dataarch.errors import Failure
 
 META = "dataarch."  # prefix of our keys in the Avro header
 SETS = "sets"
+REMOVING = "removing"  # a manifest's mark: retention is removing the set
 LOCK = ".lock"  # held shared by every backup that writes here
 # What a full set holds: _backup_tables() of procedures/060 (a test checks
 # they agree), read here without a database; sets of releases before
@@ -349,9 +350,10 @@ def newest(backup_dir: Path, table: str) -> BackupInfo | None:
     return readable[-1] if readable else None
 
 
-def list_sets(backup_dir: Path) -> list[SetInfo]:
+def list_sets(backup_dir: Path, removing: bool = False) -> list[SetInfo]:
     """Every set with a manifest, oldest first (by number), marked incomplete
-    when a file is gone."""
+    when a file is gone; a set retention began to remove only with
+    `removing` (prune finishes it)."""
     folder = backup_dir / SETS
     sets = []
     for path in _regular(folder.glob("*.json")) if folder.is_dir() else []:
@@ -363,6 +365,8 @@ def list_sets(backup_dir: Path) -> list[SetInfo]:
             continue  # not a manifest of ours
         about = {k: v for k, v in data.items()
                  if k not in ("set", "number", "kind", "created_at", "files")}  # fmt: skip
+        if about.get(REMOVING) and not removing:
+            continue
         sets.append(SetInfo(data["set"], data.get("created_at", ""), files, missing,
                             data.get("number"), data.get("kind", ""), about))  # fmt: skip
     return sorted(sets, key=lambda s: s.order)
@@ -407,8 +411,10 @@ def prune(
     `protect` (the one just written), nor the newest complete full set by
     age alone. Files no set lists (an earlier release's) count as partial
     sets of their table. Returns what was removed."""
-    sets = list_sets(backup_dir)
-    doomed: dict[str, list[Path]] = {}
+    sets = list_sets(backup_dir, removing=True)
+    # what a removal killed half-way left (kill -9): finished first
+    doomed = {s.name: _set_paths(backup_dir, s) for s in sets if s.about.get(REMOVING)}
+    sets = [s for s in sets if not s.about.get(REMOVING)]
     if keep is not None:
         full = [s for s in sets if s.full]
         for found in full[: max(len(full) - keep, 0)]:
@@ -429,12 +435,23 @@ def prune(
                     doomed[name] = paths
     doomed.pop(protect or "", None)
     removed = []
-    for paths in doomed.values():
+    for name, paths in doomed.items():
+        _mark_removing(backup_dir, name, sets)
         for path in paths:
             if path.is_file():
                 path.unlink()
                 removed.append(path)
     return sorted(removed)
+
+
+def _mark_removing(backup_dir: Path, name: str, sets: list[SetInfo]) -> None:
+    """Before a set's first file goes, its manifest says it is being removed
+    (written whole, then renamed): a removal killed half-way leaves a set
+    nobody restores or verifies, which the next prune finishes, never a set
+    that lists files it lacks."""
+    found = next((s for s in sets if s.name == name), None)
+    if found is not None:
+        write_manifest(backup_dir, replace(found, about={**found.about, REMOVING: True}))
 
 
 def _set_paths(backup_dir: Path, found: SetInfo) -> list[Path]:

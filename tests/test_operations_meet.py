@@ -86,6 +86,34 @@ def test_retention_keeps_whole_sets(conn, dsn, env) -> None:
     assert [s.full for s in list_sets(Path(env["DATAARCH_BACKUP_DIR"]))] == [False, True]
 
 
+def test_retention_killed_half_way_leaves_no_broken_set(conn, dsn, env, monkeypatch) -> None:
+    """A backup killed while its retention removed a set (the soak's kill -9)
+    left a manifest listing files that were gone: `backup verify` failed on
+    it. The set is marked as being removed first; the next prune finishes."""
+    load_reference_rows(conn)
+    backups = Path(env["DATAARCH_BACKUP_DIR"])
+    for _ in range(2):
+        assert dataarch(dsn, "backup", **env).returncode == 0
+    old, new = list_sets(backups)
+    real_unlink, calls = Path.unlink, []
+
+    def dies_after_one(path: Path, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        calls.append(path)
+        if len(calls) > 1:
+            raise KeyboardInterrupt("killed")  # the process ends here
+        real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        backup.store.prune(backups, keep=1, protect=new.name)
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    assert [s.name for s in list_sets(backups)] == [new.name]
+    verified = dataarch(dsn, "backup", "verify", **env)
+    assert verified.returncode == 0, verified.stdout
+    backup.store.prune(backups, keep=1, protect=new.name)
+    assert not [p for p in backups.rglob("*") if old.name in p.name]
+
+
 def test_a_clock_running_ahead_never_wins(conn, dsn, env, monkeypatch) -> None:
     """5: sets are ordered by their number, not by the time they claim."""
     load_reference_rows(conn)
