@@ -378,13 +378,17 @@ as $$
 -- such batches exist and p_cascade is false, and (DAT12) for a batch that
 -- cannot be reverted. Hire counts follow (the triggers). Locks its table
 -- and, against writers, the tables that reference it, all or none in the
--- one order (procedures/003), before it reads them. Returns
--- {"reverted": [...]} in the order done.
+-- one order (procedures/003), before it reads them. A row it must change
+-- that another transaction holds (a parent row an ingest locked FOR KEY
+-- SHARE, a rejection being closed) is waited for up to lock_timeout, then
+-- 55P03 names who holds the tables it touches. Returns {"reverted": [...]}
+-- in the order done.
 declare
     v_plan jsonb;
     v_step jsonb;
     v_done jsonb := '[]';
     v_table text;
+    v_message text;
 begin
     -- Citus: before any read, since a revert may write employees' shards
     -- and then a reference table in one transaction
@@ -413,6 +417,18 @@ begin
         v_done := v_done || _revert_one((v_step ->> 'batch_id')::bigint, v_step ->> 'table_name');
     end loop;
     return jsonb_build_object('reverted', v_done);
+exception when lock_not_available then
+    get stacked diagnostics v_message = message_text;
+    if v_message like '% is busy: % holds it' then
+        raise;  -- _lock_tables named the holder
+    end if;
+    raise exception 'batch % is busy: % holds it', p_batch_id, coalesce((
+        select string_agg(distinct lock_holders(t::regclass), '; ')
+        from unnest(
+            array[v_table, 'ingest_batches', 'ingest_errors'] || _referencing_tables(v_table::regclass)
+        ) as t
+    ), 'another session')
+        using errcode = '55P03', hint = 'Nothing changed: revert it again when that has finished.';
 end;
 $$;
 

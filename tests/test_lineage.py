@@ -294,3 +294,20 @@ def test_a_dry_run_of_a_revert_changes_nothing(conn, dsn) -> None:
         assert done.status_code == 200 and done.json()["reverted"][0]["removed"] == 1
         twice = client.post(f"/batches/{batch}/revert", headers=AUTH)
         assert twice.status_code == 409 and "reverted already" in twice.json()["detail"]
+
+
+def test_a_revert_that_waits_for_a_row_names_who_holds_it(conn, dsn) -> None:
+    """The soak's finding: a revert whose DELETE waited for a row another
+    transaction held (here a parent row locked FOR KEY SHARE, as an ingest
+    locks the departments its rows name) ended on PostgreSQL's bare "lock
+    timeout"; it now says who holds the tables it touches."""
+    conn.autocommit = True
+    batch = ingest(conn, "departments", [{"department_id": 77, "department_name": "Gone"}])
+    with psycopg.connect(dsn, application_name="dataarch holder") as holder:
+        holder.execute("select from departments where department_id = 77 for key share")
+        with pytest.raises(psycopg.errors.LockNotAvailable) as refused, conn.transaction():
+            conn.execute("set local lock_timeout = '200ms'")
+            conn.execute("select revert_batch(%s)", (batch["batch_id"],))
+    message = refused.value.diag.message_primary
+    assert f"batch {batch['batch_id']} is busy:" in message and "dataarch holder" in message
+    assert conn.execute("select count(*) from departments").fetchone()[0] == 1
