@@ -137,6 +137,14 @@ def backup_problem(exc: BackupError) -> ProblemDetailsException:
     return _problem(422, "Backup refused", str(exc), "urn:dataarch:problem:backup-refused")
 
 
+def busy_problem(exc: errors.Busy) -> ProblemDetailsException:
+    """What waited past lock_timeout and was named (a load, an install): the
+    catalogue's entry for 55P03."""
+    entry = errors.sqlstate("55P03")
+    return _problem(entry.status, entry.title, str(exc), entry.type, sqlstate="55P03",
+                    headers=RETRY_SOON)  # fmt: skip
+
+
 def pool_problem(_: PoolTimeout) -> ProblemDetailsException:
     return _problem(503, "No database connection free", "no database connection came free;"
                     " retry later", "urn:dataarch:problem:no-connection")  # fmt: skip
@@ -154,5 +162,6 @@ HANDLERS = {
     psycopg.Error: database_problem,
     PoolTimeout: pool_problem,
     BackupError: backup_problem,
+    errors.Busy: busy_problem,
     Exception: unexpected_problem,
 }

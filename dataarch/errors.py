@@ -12,6 +12,13 @@ class Failure(RuntimeError):
     status = 1
 
 
+class Busy(Failure):
+    """Another operation held what this one needed past lock_timeout; the
+    message names it. Nothing changed. Exit status 4."""
+
+    status = 4
+
+
 class NotRunning(Failure):
     """A server (the database or the API) is not running or not reachable. Exit status 3."""
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psycopg
 
-from dataarch.errors import Failure
+from dataarch.errors import Busy, Failure
 from dataarch.settings import PROJECT_DIR
 
 MIGRATIONS_DIR = "schema"
@@ -99,7 +99,7 @@ def install(conn: psycopg.Connection, project_dir: Path = PROJECT_DIR) -> list[s
     """Apply pending migrations, then new or changed code, in one transaction;
     return the names of the files applied (none when the database is current)."""
     with conn.transaction():
-        conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        _take_install_lock(conn)
         todo = plan(conn, project_dir)
         if todo.edited:
             raise InstallError(
@@ -113,6 +113,21 @@ def install(conn: psycopg.Connection, project_dir: Path = PROJECT_DIR) -> list[s
         secure(conn)
         distributed = _distribute(conn, project_dir)
     return [f.name for f in [*todo.pending, *todo.repeatable]] + distributed
+
+
+def _take_install_lock(conn: psycopg.Connection) -> None:
+    """The lock that serialises installs (every command installs first),
+    waited for up to lock_timeout; then Busy naming who holds it."""
+    try:
+        with conn.transaction():  # a savepoint: after a wait that ran out, conn can still ask
+            conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+    except psycopg.errors.LockNotAvailable:
+        named = conn.execute("select to_regprocedure('lock_holders(regclass, bigint)')")
+        holders = "another session"
+        if named.fetchone()[0] is not None:
+            holders = conn.execute("select lock_holders(null, %s)", (_LOCK_KEY,)).fetchone()[0]
+        raise Busy(f"the schema is busy: {holders} holds the install lock; nothing changed:"
+                   " try again when it has finished") from None  # fmt: skip
 
 
 def secure(conn: psycopg.Connection) -> None:

@@ -24,7 +24,7 @@ from dataarch import errors
 from dataarch.csvrecords import PLAIN, CsvError, Dialect, Parser, Piece, Reader
 from dataarch.dictionary import Dictionary
 from dataarch.dictionary import read as read_dictionary
-from dataarch.errors import Failure
+from dataarch.errors import Busy, Failure
 
 COPY_PIECES = (
     "copy csv_pieces (piece, first_line, lines, is_record, body, fields, problem, reason)"
@@ -209,6 +209,8 @@ def load(
                 "select ingest_csv_lines(%s, %s, %s, %s, %s, %s)",
                 (table, name, digest, dialect.delimiter, reader.lines, reader.header is not None),
             ).fetchone()
+        except psycopg.errors.LockNotAvailable as exc:
+            raise _busy(conn, table, exc) from exc
         except psycopg.Error as exc:
             if errors.of_error(exc).refusal:  # the file, refused whole: say why
                 raise MigrationError(f"{exc.diag.message_primary}; nothing was loaded") from exc
@@ -217,6 +219,29 @@ def load(
     if reader.header is not None:
         summary["header_line"] = reader.header
     return summary
+
+
+def _busy(conn: psycopg.Connection, table: str, exc: psycopg.Error) -> Busy:
+    """A load that waited past lock_timeout for a row another transaction
+    held (a rejection being closed, a hire count being updated): who holds
+    the tables it writes, asked on a new session (this one is aborted)."""
+    said = exc.diag.message_primary or str(exc)
+    if " is busy: " not in said:  # PostgreSQL's bare "lock timeout": name them
+        try:
+            own = make_conninfo(conn.info.dsn, password=conn.info.password or None)
+            with psycopg.connect(own, connect_timeout=3, autocommit=True) as asking:
+                said = (
+                    f"{table} is busy: "
+                    + asking.execute(
+                        "select string_agg(distinct lock_holders(t::regclass), '; ') from unnest("
+                        "array[%s, 'ingest_batches', 'ingest_errors', 'migrated_files']) as t",
+                        (table,),
+                    ).fetchone()[0]
+                    + " holds it"
+                )
+        except psycopg.Error:
+            pass  # the bare message it is
+    return Busy(f"{said}; nothing was loaded: try again when it has finished")
 
 
 def _hashed(source: BinaryIO | Iterable[bytes], digest: hashlib._Hash) -> Iterator[bytes]:

@@ -355,3 +355,37 @@ def test_an_install_beside_a_restore_that_alters_a_table_succeeds(conn, dsn) -> 
         altering.execute("alter table departments drop constraint soon_gone")
         altering.commit()
     assert not failed, failed
+
+
+def test_an_install_that_waits_too_long_names_who_holds_the_lock(conn, dsn) -> None:
+    """Every command installs first; an install waiting past lock_timeout
+    ended on PostgreSQL's bare "lock timeout" (the soak met it)."""
+    from dataarch.errors import Busy
+    from dataarch.installer import _LOCK_KEY, install
+
+    with psycopg.connect(dsn, application_name="dataarch holder") as holder:
+        holder.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        with psycopg.connect(dsn) as waiting:
+            waiting.execute("set lock_timeout = '200ms'")
+            with pytest.raises(Busy, match="dataarch holder .* holds the install lock"):
+                install(waiting)
+
+
+def test_a_load_that_waits_for_a_row_names_who_holds_it(conn, dsn, tmp_path) -> None:
+    """A file whose rows resolve a rejection another transaction holds (being
+    closed) waited past lock_timeout and said only "lock timeout"."""
+    from dataarch.errors import Busy
+    from dataarch.migrate import migrate_file
+
+    load_reference_rows(conn)
+    ingest(conn, "employees", [{**employee(5), "employee_name": " "}])
+    conn.commit()
+    path = write(tmp_path, "hired_employees.csv", "5,Fixed,2021-07-27T16:02:08Z,1,1\n")
+    with psycopg.connect(dsn, application_name="dataarch holder") as holder:
+        holder.execute("select from ingest_errors where record_id = 5 for update")
+        conn.execute("set lock_timeout = '200ms'")
+        conn.commit()
+        with pytest.raises(Busy, match="employees is busy: .*dataarch holder"):
+            migrate_file(conn, "employees", path)
+    conn.rollback()
+    assert conn.execute("select count(*) from employees").fetchone()[0] == 0
