@@ -182,11 +182,14 @@ def sign_in(browser: Browser, base: str, **context: object) -> Page:
     assert page.url.startswith(f"{base}/login?next=")
     page.fill("#token", "not the token")
     page.click("button[type=submit]")
+    # the click only starts the navigation: wait for the page that says so
+    # (counting at once raced the new page's load, once in a CI run)
+    page.wait_for_url("**/login?failed=true*")
+    page.locator("#failed").wait_for(state="attached")
     assert page.locator("#failed").count() == 1
     page.fill("#token", VIEWER)
     page.click("button[type=submit]")
-    page.wait_for_load_state("load")
-    assert page.url == f"{base}/reports/hires-by-quarter.html?year=2021"
+    page.wait_for_url(f"{base}/reports/hires-by-quarter.html?year=2021")
     return page
 
 
