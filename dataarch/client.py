@@ -133,9 +133,7 @@ class ApiClient:
 
     def table(self, name: str) -> str:
         """name, when the server has such a table; else ValueError naming its tables."""
-        if name not in self.dictionary():
-            raise ValueError(self.dictionary().unknown(name))
-        return name
+        return self.dictionary().require(name)
 
     def post_rows(self, table: str, body: bytes, key: str) -> dict[str, Any]:
         return self.request(

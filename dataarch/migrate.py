@@ -228,8 +228,7 @@ def _busy(conn: psycopg.Connection, table: str, exc: psycopg.Error) -> Busy:
     said = exc.diag.message_primary or str(exc)
     if " is busy: " not in said:  # PostgreSQL's bare "lock timeout": name them
         try:
-            own = make_conninfo(conn.info.dsn, password=conn.info.password or None)
-            with psycopg.connect(own, connect_timeout=3, autocommit=True) as asking:
+            with psycopg.connect(_own_conninfo(conn), connect_timeout=3, autocommit=True) as asking:
                 said = (
                     f"{table} is busy: "
                     + asking.execute(
@@ -299,7 +298,7 @@ def _helpers(conn: psycopg.Connection, wanted: int) -> list[psycopg.Connection]:
         free = conn.execute(FREE_SLOTS).fetchone()[0] - KEEP_FREE_SLOTS
         on_citus = conn.execute(ON_CITUS).fetchone()[0]
         workers = conn.execute(CITUS_WORKERS).fetchall() if on_citus else []
-    own = make_conninfo(conn.info.dsn, password=conn.info.password or None)
+    own = _own_conninfo(conn)
     at_workers = [make_conninfo(own, host=host, port=str(port)) for host, port in workers]
     helpers: list[psycopg.Connection] = []
     for number in range(min(wanted, free)):
@@ -310,6 +309,11 @@ def _helpers(conn: psycopg.Connection, wanted: int) -> list[psycopg.Connection]:
             log.warning("judging in %d session(s): no more (%s)", number + 1, str(exc).strip())
             break
     return helpers
+
+
+def _own_conninfo(conn: psycopg.Connection) -> str:
+    """How to open another session as conn's role on conn's server."""
+    return make_conninfo(conn.info.dsn, password=conn.info.password or None)
 
 
 def _worker_session(conninfo: str) -> psycopg.Connection | None:
