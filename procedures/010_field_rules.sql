@@ -148,38 +148,24 @@ as $$
     end)
 $$;
 
-create or replace function _constraint_for(p_table text, p_field text, p_reason text)
+create or replace function _rejection_message(
+    p_table text, p_field text, p_reason text, p_description text
+)
 returns text
 language sql immutable parallel safe
 as $$
-    -- The named constraint that would refuse a row rejected for p_reason
-    -- (tests check every name exists). NOT NULL has no name before PG 18.
-    select case
-        when p_reason = 'out_of_range' and p_field = (_table_columns(p_table))[1]
-            then p_table || '_id_positive'
-        when p_reason = 'blank_string' then p_table || '_name_not_blank'
-        when p_reason = 'too_long' and p_field is not null then p_table || '_name_max_length'
-        when p_reason = 'duplicate_id' then p_table || '_pkey'
-        when p_reason = 'datetime_out_of_range' then 'employees_hiring_date_in_range'
-        when p_reason = 'unknown_department' then 'employees_department_id_fkey'
-        when p_reason = 'unknown_job' then 'employees_job_id_fkey'
-    end
-$$;
-
-create or replace function _rejection_message(p_field text, p_reason text, p_description text)
-returns text
-language sql immutable parallel safe
-as $$
-    -- A sentence a user can act on: the field, then what is wrong with it.
+    -- A sentence a user can act on: the field, then what is wrong with it;
+    -- for a field of the wrong JSON type, what its rule (_column_rule,
+    -- procedures/004) asks for.
     select case
         when p_reason = 'invalid_type' and p_field is null
             then 'row must be a JSON object keyed by column name, or an array of the fields'
                 || ' in column order'
-        when p_reason = 'invalid_type' and p_field like '%\_id'
-            then p_field || ' must be an integer'
-        when p_reason = 'invalid_type' and p_field = 'hiring_date'
-            then p_field || ' must be a string holding an ISO 8601 date-time'
-        when p_reason = 'invalid_type' then p_field || ' must be a string'
+        when p_reason = 'invalid_type' then p_field || case _column_rule(p_table, p_field)
+            when 'id' then ' must be an integer'
+            when 'datetime' then ' must be a string holding an ISO 8601 date-time'
+            else ' must be a string'
+        end
         when p_field is null then p_description
         else p_field || ' ' || p_description
     end

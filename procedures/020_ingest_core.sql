@@ -1,7 +1,9 @@
 -- The validation core shared by the HTTP/psql path (ingest_batch) and the CSV
 -- migration (ingest_csv_lines). Each first stages its rows in the session's
 -- pg_temp.incoming_rows, every field as (text, JSON type); _judge_rows
--- applies the rules to each row, _gather_verdicts adds what needs the whole
+-- applies the rules to each row (those three, and the tables' shapes, are
+-- generated from the data dictionary: procedures/004_row_code.sql),
+-- _gather_verdicts adds what needs the whole
 -- batch (repeated ids), and _insert_rows inserts the valid ones. Set-based:
 -- a handful of statements per batch, no per-row loop or EXCEPTION block, and
 -- no detour through jsonb for a CSV line.
@@ -11,43 +13,6 @@
 -- verdicts are copied into the transaction that inserts. _gather_verdicts
 -- adds the rows judged now to them, so a batch is judged once whichever way
 -- it came.
-
-create or replace function _prepare_incoming_rows(p_keep_judged boolean default false)
-returns void
-language plpgsql
-set search_path = pg_catalog, public, pg_temp
-as $$
--- Promise: pg_temp.incoming_rows and pg_temp.judged_rows exist and are
--- empty; with p_keep_judged, judged_rows keeps what it holds. Refuses
--- (DAT10) a temporary object of another's under either name. The tables
--- live as long as the session and are emptied at every commit, so a pooled
--- connection creates them once: tables per batch would churn the catalog
--- and throw away every cached plan that reads them.
-begin
-    if not _own_temp_table('judged_rows') then
-        create temp table judged_rows of judged_row on commit delete rows;
-        -- a session of the caller's role pipes verdicts in and out (migrate)
-        execute format('grant select, insert on pg_temp.judged_rows to %I', session_user);
-    elsif not p_keep_judged and exists (select from pg_temp.judged_rows) then
-        truncate pg_temp.judged_rows;  -- verdicts an earlier call left unused
-    end if;
-    if not _own_temp_table('incoming_rows') then
-        create temp table incoming_rows (
-            idx bigint not null,  -- 0-based index in a batch, or a CSV line number
-            row_type text,        -- JSON type of the row itself; a CSV record is an array
-            field_count integer,  -- how many fields an array (a record) holds
-            id_text text, id_type text,
-            name_text text, name_type text,
-            date_text text, date_type text,
-            department_text text, department_type text,
-            job_text text, job_type text,
-            unexpected_field text  -- the first key that is not a column, if any
-        ) on commit delete rows;
-    elsif exists (select from pg_temp.incoming_rows) then
-        truncate pg_temp.incoming_rows;  -- an earlier batch of this transaction
-    end if;
-end;
-$$;
 
 create or replace function _json_text(p_value jsonb)
 returns text
@@ -68,185 +33,6 @@ as $$
     end
 $$;
 
-create or replace function _stage_json_rows(p_table text, p_rows jsonb)
-returns void
-language plpgsql
-set search_path = pg_catalog, public, pg_temp
-as $$
--- Promise: pg_temp.incoming_rows holds exactly the elements of p_rows (a JSON
--- array), each field taken out of its row once: from an object by column
--- name, from an array by position (a CSV record's fields, where null, like
--- an empty CSV field, is absent). A number's text is short whatever its
--- exponent (_json_text), unless ingest_batch_json saw that the body holds
--- no exponent: ->> then writes every number out in as many characters as
--- the body holds it, and costs ~45 % less (measured on 1000-row batches).
--- Either way the verdicts are the same (tests/test_properties.py).
-declare
-    v_cols text[] := _require_table(p_table);
-    v_careful constant boolean :=
-        current_setting('dataarch.exponents', true) is distinct from 'none';
-begin
-    perform _prepare_incoming_rows();
-    insert into pg_temp.incoming_rows
-    select
-        e.ord - 1,
-        k.kind,
-        case when k.kind = 'array' then jsonb_array_length(e.r) end,
-        case when v_careful then _json_text(case when k.kind = 'array' then e.r -> 0
-            else e.r -> v_cols[1] end)
-            when k.kind = 'array' then e.r ->> 0 else e.r ->> v_cols[1] end,
-        case when k.kind = 'array' then nullif(jsonb_typeof(e.r -> 0), 'null')
-            else jsonb_typeof(e.r -> v_cols[1]) end,
-        case when v_careful then _json_text(case when k.kind = 'array' then e.r -> 1
-            else e.r -> v_cols[2] end)
-            when k.kind = 'array' then e.r ->> 1 else e.r ->> v_cols[2] end,
-        case when k.kind = 'array' then nullif(jsonb_typeof(e.r -> 1), 'null')
-            else jsonb_typeof(e.r -> v_cols[2]) end,
-        case when v_careful then _json_text(case when k.kind = 'array' then e.r -> 2
-            else e.r -> v_cols[3] end)
-            when k.kind = 'array' then e.r ->> 2 else e.r ->> v_cols[3] end,
-        case when k.kind = 'array' then nullif(jsonb_typeof(e.r -> 2), 'null')
-            else jsonb_typeof(e.r -> v_cols[3]) end,
-        case when v_careful then _json_text(case when k.kind = 'array' then e.r -> 3
-            else e.r -> v_cols[4] end)
-            when k.kind = 'array' then e.r ->> 3 else e.r ->> v_cols[4] end,
-        case when k.kind = 'array' then nullif(jsonb_typeof(e.r -> 3), 'null')
-            else jsonb_typeof(e.r -> v_cols[4]) end,
-        case when v_careful then _json_text(case when k.kind = 'array' then e.r -> 4
-            else e.r -> v_cols[5] end)
-            when k.kind = 'array' then e.r ->> 4 else e.r ->> v_cols[5] end,
-        case when k.kind = 'array' then nullif(jsonb_typeof(e.r -> 4), 'null')
-            else jsonb_typeof(e.r -> v_cols[5]) end,
-        case when k.kind = 'object' and (e.r - v_cols) <> '{}'::jsonb then (
-            select min(x) from jsonb_object_keys(e.r - v_cols) as x
-        ) end
-    from jsonb_array_elements(p_rows) with ordinality as e (r, ord)
-    cross join lateral (select jsonb_typeof(e.r) as kind) as k;
-end;
-$$;
-
-create or replace function _judge_rows(p_table text)
-returns setof judged_row
-language plpgsql stable
-set search_path = pg_catalog, public, pg_temp
-as $$
--- Promise: for each row of pg_temp.incoming_rows, on its own, either the
--- first broken rule (reason_code, field) or the typed, trimmed values to
--- insert. Checks run in column order, then unexpected keys, then
--- references. OFFSET 0 fences keep the planner from re-evaluating each
--- (inlined) rule in every later use of its result.
-begin
-    return query
-    with rules as (
-        select
-            i.*,
-            spec.cols,
-            spec.is_employees,
-            case
-                -- a line too long for the reader to read whole (csvrecords.py)
-                when i.row_type = 'too_long' then 'too_long'
-                -- a string is a CSV record its sender could not read
-                when i.row_type = 'string' then 'malformed_line'
-                when i.row_type not in ('object', 'array') then 'invalid_type'
-                when i.row_type = 'array' and i.field_count <> cardinality(spec.cols)
-                    then 'malformed_line'
-            end as p_row,
-            _id_problem(i.id_text, i.id_type) as p_id,
-            _name_problem(i.name_text, i.name_type) as p_name,
-            case when spec.is_employees
-                then _datetime_problem(i.date_text, i.date_type) end as p_date,
-            case when spec.is_employees
-                then _id_problem(i.department_text, i.department_type) end as p_department,
-            case when spec.is_employees
-                then _id_problem(i.job_text, i.job_type) end as p_job,
-            case when i.unexpected_field is not null then 'unexpected_field' end as p_extra
-        from pg_temp.incoming_rows as i
-        cross join (
-            select _table_columns(p_table) as cols, p_table = 'employees' as is_employees
-        ) as spec
-        offset 0
-    ),
-
-    judged as (
-        select
-            r.idx,
-            r.is_employees,
-            coalesce(
-                r.p_row, r.p_id, r.p_name, r.p_date, r.p_department, r.p_job, r.p_extra
-            ) as reason_code,
-            case
-                when r.p_row is not null then null
-                when r.p_id is not null then r.cols[1]
-                when r.p_name is not null then r.cols[2]
-                when r.p_date is not null then 'hiring_date'
-                when r.p_department is not null then 'department_id'
-                when r.p_job is not null then 'job_id'
-                when r.p_extra is not null then r.unexpected_field
-            end as field,
-            r.p_id is null as id_usable,
-            r.id_text,
-            r.name_text,
-            r.date_text,
-            r.department_text,
-            r.job_text
-        from rules as r
-        offset 0
-    ),
-
-    typed as (
-        -- the casts cannot fail: they only run on fields that passed their rule.
-        -- A rejected row keeps its id when the id itself is usable: a later
-        -- row with that id resolves the rejection.
-        select
-            j.idx,
-            j.is_employees,
-            j.reason_code,
-            j.field,
-            case when j.id_usable then j.id_text::numeric::integer end as id,
-            case when j.reason_code is null
-                then btrim(j.name_text, E' \t\r\n') end as name,
-            case when j.reason_code is null and j.is_employees
-                then j.date_text::timestamptz end as hired,
-            case when j.reason_code is null and j.is_employees
-                then j.department_text::numeric::integer end as department_id,
-            case when j.reason_code is null and j.is_employees
-                then j.job_text::numeric::integer end as job_id
-        from judged as j
-        offset 0
-    )
-
-    -- NOT IN over a sub-select is one hashed lookup a row; _insert_rows
-    -- checks again under lock
-    select
-        v.idx,
-        v.verdict as reason_code,
-        case
-            when v.verdict = 'unknown_department' then 'department_id'
-            when v.verdict = 'unknown_job' then 'job_id'
-            else v.field
-        end as field,
-        v.id,
-        v.name,
-        v.hired,
-        v.department_id,
-        v.job_id
-    from (
-        select
-            t.*,
-            case
-                when t.reason_code is not null then t.reason_code
-                when t.is_employees and t.department_id not in (
-                    select d.department_id from departments as d
-                ) then 'unknown_department'
-                when t.is_employees and t.job_id not in (select j.job_id from jobs as j)
-                    then 'unknown_job'
-            end as verdict
-        from typed as t
-        offset 0
-    ) as v;
-end;
-$$;
-
 create or replace function _gather_verdicts(p_table text)
 returns void
 language plpgsql
@@ -261,7 +47,7 @@ as $$
 -- 2.4 s). Called once a batch.
 begin
     if exists (select from pg_temp.incoming_rows) then
-        insert into pg_temp.judged_rows select * from _judge_rows(p_table);
+        perform _judge_rows(p_table);
     end if;
     update pg_temp.judged_rows as r
     set reason_code = 'duplicate_in_batch', field = (_table_columns(p_table))[1]
@@ -273,51 +59,6 @@ begin
         having count(*) > 1
     ) as repeated
     where r.reason_code is null and r.id = repeated.id and r.idx > repeated.first_idx;
-end;
-$$;
-
-create or replace function _recheck_references(p_lock boolean)
-returns void
-language plpgsql
-set search_path = pg_catalog, public, pg_temp
-as $$
--- Promise: a valid employee row of pg_temp.judged_rows whose department or
--- job does not exist now is unknown_department or unknown_job. With p_lock,
--- the departments and jobs the valid rows reference are first locked FOR
--- KEY SHARE until commit, as the foreign keys' per-row triggers would lock
--- them: a parent deleted concurrently is seen as gone, or its DELETE waits
--- for this transaction and then fails on the new reference. (Citus cannot
--- lock a reference table's rows in the statement that inserts into a
--- distributed table: hence statements of their own.)
-begin
-    if p_lock then
-        perform from departments as d
-        where d.department_id in (
-            select r.department_id from pg_temp.judged_rows as r where r.reason_code is null
-        )
-        for key share of d;
-        perform from jobs as j
-        where j.job_id in (
-            select r.job_id from pg_temp.judged_rows as r where r.reason_code is null
-        )
-        for key share of j;
-    end if;
-    update pg_temp.judged_rows as r
-    set
-        reason_code = case when g.department_gone then 'unknown_department' else 'unknown_job' end,
-        field = case when g.department_gone then 'department_id' else 'job_id' end
-    from (
-        -- NOT IN over a sub-select is one hashed lookup a row
-        select
-            x.idx,
-            x.department_id not in (select d.department_id from departments as d)
-            as department_gone,
-            x.job_id not in (select j.job_id from jobs as j) as job_gone
-        from pg_temp.judged_rows as x
-        where x.reason_code is null
-        offset 0
-    ) as g
-    where r.idx = g.idx and (g.department_gone or g.job_gone);
 end;
 $$;
 
@@ -341,12 +82,7 @@ declare
         ' from pg_temp.judged_rows as r where r.reason_code is null order by r.id',
         p_table,
         array_to_string(v_cols, ', '),
-        array_to_string(
-            (array['r.id', 'r.name', 'r.hired', 'r.department_id', 'r.job_id'])[
-                1:cardinality(v_cols)
-            ],
-            ', '
-        ),
+        (select string_agg(format('r.%I', c), ', ') from unnest(v_cols) as c),
         coalesce(p_batch_id::text, 'null')
     );
     v_taken constant text := format(
@@ -366,7 +102,7 @@ begin
         );
     else
         execute format(v_taken, format('in (select t.%I from %I as t)', v_cols[1], p_table));
-        if p_table = 'employees' and _hire_counts_is_table() then
+        if _counts_hires(p_table::regclass) then
             perform _insert_counting_hires(v_insert);
         else
             execute v_insert;
@@ -396,8 +132,9 @@ as $$
 -- its referenced tables in SHARE mode, with the foreign keys suspended
 -- (an initial load): references are checked again, without row locks.
 declare
+    v_references constant boolean := _has_references(p_table);
     v_lock_references constant boolean :=
-        p_table = 'employees' and not p_alone and _skips_row_triggers('employees');
+        v_references and not p_alone and _skips_row_triggers(p_table::regclass);
     v_role constant text := current_setting('session_replication_role');
     v_attempt integer := 1;
 begin
@@ -405,8 +142,8 @@ begin
     perform _gather_verdicts(p_table);
     loop
         begin
-            if p_table = 'employees' and (p_alone or v_lock_references or v_attempt > 1) then
-                perform _recheck_references(v_lock_references);
+            if v_references and (p_alone or v_lock_references or v_attempt > 1) then
+                perform _recheck_references(p_table, v_lock_references);
             end if;
             if v_lock_references then
                 perform set_config('session_replication_role', 'replica', true);
@@ -517,12 +254,8 @@ begin
 end;
 $$;
 
-revoke all on function _prepare_incoming_rows(boolean) from public;
-revoke all on function _stage_json_rows(text, jsonb) from public;
 revoke all on function _json_text(jsonb) from public;
-revoke all on function _judge_rows(text) from public;
 revoke all on function _gather_verdicts(text) from public;
-revoke all on function _recheck_references(boolean) from public;
 revoke all on function _insert_judged(text, boolean, bigint) from public;
 revoke all on function _insert_rows(text, bigint, boolean) from public;
 revoke all on function _ingest_rows(text, jsonb, boolean, bigint) from public;

@@ -67,7 +67,7 @@ begin
         )
         select
             v_batch_id, p_table, o.idx, p_rows -> o.idx, o.reason_code, o.field,
-            _rejection_message(o.field, o.reason_code, rc.description),
+            _rejection_message(p_table, o.field, o.reason_code, rc.description),
             _constraint_for(p_table, o.field, o.reason_code), rc.sqlstate, p_source, o.record_id
         from outcome as o
         join reason_codes as rc on rc.reason_code = o.reason_code
@@ -225,11 +225,11 @@ begin
     perform _stage_json_rows((_data_tables())[1], '[{}]');
     perform set_config('lock_timeout', '50ms', true);
     begin
-        perform count(*) from _judge_rows((_data_tables())[1]);
+        perform _judge_rows((_data_tables())[1]);
     exception when lock_not_available then
         null;  -- busy, not broken
     end;
-    truncate pg_temp.incoming_rows;
+    truncate pg_temp.incoming_rows, pg_temp.judged_rows;
     return true;
 end;
 $$;

@@ -157,28 +157,8 @@ begin
     if not exists (select from pg_temp.csv_lines) then
         perform _expand_csv_pieces();
     end if;
-    insert into pg_temp.incoming_rows
-    select
-        -- a line the reader would not read whole is judged by its reason alone
-        l.line_number, case when l.reason = 'too_long' then 'too_long' else 'array' end,
-        case when l.problem is null then coalesce(cardinality(l.f), 0) else -1 end,
-        l.f[1], case when l.f[1] is not null then 'string' end,
-        l.f[2], case when l.f[2] is not null then 'string' end,
-        l.f[3], case when l.f[3] is not null then 'string' end,
-        l.f[4], case when l.f[4] is not null then 'string' end,
-        l.f[5], case when l.f[5] is not null then 'string' end,
-        null
-    from (
-        select
-            c.line_number, c.problem, c.reason,
-            _record_fields(c.fields, c.raw_line, p_delimiter) as f
-        from pg_temp.csv_lines as c
-        where c.piece % p_sessions = p_session
-        offset 0
-    ) as l;
-
-    insert into pg_temp.judged_rows select * from _judge_rows(p_table);
-    get diagnostics v_judged = row_count;
+    perform _stage_csv_lines(p_delimiter, p_sessions, p_session);
+    v_judged := _judge_rows(p_table);
     truncate pg_temp.incoming_rows;  -- judged: _gather_verdicts must not judge them again
     return v_judged;
 end;
@@ -325,7 +305,7 @@ begin
         select
             v_batch_id, p_table, p_file, o.idx, c.raw_line, o.reason_code, o.field,
             case when o.reason_code <> 'malformed_line' and c.reason is null then
-                _rejection_message(o.field, o.reason_code, rc.description)
+                _rejection_message(p_table, o.field, o.reason_code, rc.description)
             when c.problem is not null and c.lines = 1 then c.problem
             when c.problem is not null then
                 format('record of lines %s-%s: %s', c.line_number, c.line_number + c.lines - 1,
@@ -420,7 +400,7 @@ begin
         )
         select
             v_batch_id, p_table, o.source_file, o.line_number, o.raw_line, o.reason_code,
-            o.field, _rejection_message(o.field, o.reason_code, rc.description),
+            o.field, _rejection_message(p_table, o.field, o.reason_code, rc.description),
             _constraint_for(p_table, o.field, o.reason_code), rc.sqlstate, o.source, o.record_id
         from outcome as o
         join reason_codes as rc on rc.reason_code = o.reason_code

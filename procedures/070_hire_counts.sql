@@ -51,6 +51,21 @@ begin
 end;
 $$;
 
+create or replace function _counts_hires(p_table regclass)
+returns boolean
+language sql stable
+set search_path = pg_catalog, public, pg_temp
+as $$
+    -- true when an insert into p_table is counted in hire_counts by the
+    -- trigger below (so _insert_counting_hires applies): employees, on plain
+    -- PostgreSQL; on Citus hire_counts is a view and no table has it
+    select exists (
+        select from pg_trigger as t
+        where t.tgrelid = p_table and t.tgfoid = '_hire_counts_after_change'::regproc
+            and t.tgtype & 4 <> 0  -- TRIGGER_TYPE_INSERT
+    )
+$$;
+
 create or replace function _insert_counting_hires(p_insert text)
 returns void
 language plpgsql
@@ -67,7 +82,7 @@ begin
     alter table employees disable trigger employees_hire_counts_insert;
     execute p_insert;
     execute _hire_counts_upsert(
-        'select department_id, job_id, hired as hiring_date, 1 as sign'
+        'select department_id, job_id, hiring_date, 1 as sign'
         ' from pg_temp.judged_rows where reason_code is null'
     );
     alter table employees enable always trigger employees_hire_counts_insert;
@@ -163,3 +178,4 @@ $$;
 
 revoke all on function refresh_hire_counts() from public;
 revoke all on function _insert_counting_hires(text) from public;
+revoke all on function _counts_hires(regclass) from public;

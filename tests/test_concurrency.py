@@ -140,6 +140,7 @@ def test_a_batch_waits_for_the_delete_then_rejects(conn, dsn) -> None:
         deleter.commit()
         thread.join(timeout=30)
     result = outcome[0]
+    assert not isinstance(result, BaseException), result
     assert (result["inserted"], result["rejected"]) == (1, 1)
     assert result["rejections"][0]["reason_code"] == "unknown_department"
     assert result["rejections"][0]["field"] == "department_id"
