@@ -17,6 +17,7 @@ concurrent install leaves nothing half-applied.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,11 +150,36 @@ def _distribute(conn: psycopg.Connection, project_dir: Path) -> list[str]:
     return [f"citus: {change}" for change in changes]
 
 
+_TOKEN = re.compile(
+    r"""--[^\n]*|/\*.*?\*/|[Ee]'(?:\\.|[^'\\])*'|'(?:''|[^'])*'|"(?:""|[^"])*"
+    |(\$[A-Za-z_0-9]*\$)(?:.|\n)*?\1|;""",
+    re.DOTALL | re.VERBOSE,
+)
+
+
+def statements(text: str) -> list[str]:
+    """text's SQL statements, split at each semicolon outside comments,
+    strings, quoted names and dollar-quoted bodies."""
+    found, start = [], 0
+    for token in _TOKEN.finditer(text):
+        if token.group() == ";":
+            found.append(text[start : token.end()])
+            start = token.end()
+    found.append(text[start:])
+    return [s for s in found if _TOKEN.sub("", s).strip()]
+
+
 def _apply(conn: psycopg.Connection, sql_file: SqlFile) -> None:
-    try:
-        conn.execute(sql_file.text.encode())  # no parameters: sent as a simple query
-    except psycopg.Error as exc:
-        raise InstallError(f"{sql_file.name}: {exc.diag.message_primary or exc}") from exc
+    """One statement at a time (with no parameters: each a simple query):
+    Citus sends a DDL statement's whole query string to its workers, which
+    refuse one that holds several."""
+    for statement in statements(sql_file.text):
+        try:
+            conn.execute(statement.encode())
+        except psycopg.Error as exc:
+            line = sql_file.text.count("\n", 0, sql_file.text.index(statement)) + 1
+            where = f"{sql_file.name}, the statement at line {line}"
+            raise InstallError(f"{where}: {exc.diag.message_primary or exc}") from exc
     conn.execute(
         "insert into installed_sql (file_name, sha256) values (%s, %s)"
         " on conflict (file_name) do update set sha256 = excluded.sha256, installed_at = now()",

@@ -164,7 +164,9 @@ begin
     end if;
     select coalesce(array_agg(t order by n), '{}') into v_leaves
     from unnest(_data_tables()) with ordinality as d (t, n)
-    where _citus_kind(t::regclass) is null
+    -- a table a migration created with a key into a reference table is
+    -- already a Citus local table (Citus makes it one): it moves too
+    where coalesce(_citus_kind(t::regclass), 'local') = 'local'
         and not exists (
             select from pg_constraint as f
             where f.contype = 'f' and f.confrelid = t::regclass

@@ -20,6 +20,9 @@ as $$
 declare
     v_key record;
     v_statements jsonb := '[]'::jsonb;
+    -- by name: Citus makes a Citus local table a plain one again, under a
+    -- new oid, when its last key into a reference table is dropped
+    v_table constant text := p_table::text;
 begin
     for v_key in
         select c.conname, pg_get_constraintdef(c.oid) as definition, c.confrelid::regclass as parent
@@ -29,9 +32,9 @@ begin
         order by array_position(_lock_order(), c.confrelid::regclass::text), c.conname
     loop
         execute format('lock table %s in share mode', v_key.parent);
-        execute format('alter table %s drop constraint %I', p_table, v_key.conname);
+        execute format('alter table %s drop constraint %I', v_table, v_key.conname);
         v_statements := v_statements || to_jsonb(format(
-            'alter table %s add constraint %I %s', p_table, v_key.conname, v_key.definition
+            'alter table %s add constraint %I %s', v_table, v_key.conname, v_key.definition
         ));
     end loop;
     return v_statements;
