@@ -10,9 +10,12 @@ at import time.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import psycopg
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -29,13 +32,30 @@ from api.metrics import Metrics
 from api.negotiation import refuse_the_unacceptable
 from api.pages import ReportsController, SignInController
 from api.rejections import RejectionsController
-from api.schemas import ROW_SCHEMAS
+from api.schemas import RELEASE_DICTIONARY
 from api.security import Failures, SignInRequired, require_token, sign_in_first
-from api.state import DEPENDENCIES, Services, open_pools
+from api.state import DEPENDENCIES, Services, open_pools, tables
 from api.tables import MAX_BODY_BYTES, DictionaryController, LineageController, TablesController
 from dataarch.settings import Settings
 
+log = logging.getLogger("dataarch.api")
 VERSION = dataarch.__version__  # one version: the package's, the CLI's, the backups'
+
+
+async def _describe_the_databases_tables(app: Litestar) -> None:
+    """The OpenAPI document describes the database's data dictionary, read
+    now, before anyone has asked for the document; a database that does not
+    answer within 2 s leaves it describing the release's (logged)."""
+    try:
+        async with asyncio.timeout(2):
+            dictionary = await tables(app.state)
+    except (TimeoutError, psycopg.Error) as failure:
+        log.warning(
+            "the OpenAPI document describes the release's tables, not the database's:"
+            " its data dictionary was not read (%s)", failure or "no answer within 2 s",
+        )  # fmt: skip
+        return
+    openapi.describe_tables(app.openapi_schema, dictionary, was=RELEASE_DICTIONARY)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -55,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             tokens=tuple((t.value.encode(), t) for t in settings.tokens),
             metrics=metrics, failures=Failures(settings.auth_failure_limit),
         )  # fmt: skip
+        await _describe_the_databases_tables(app)
         try:
             yield
         finally:
@@ -90,7 +111,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 ProblemDetailsConfig(exception_to_problem_detail_map=problems.HANDLERS)
             )
         ],  # fmt: skip
-        signature_types=list(ROW_SCHEMAS),
         openapi_config=OpenAPIConfig(
             title="dataarch",
             version=VERSION,

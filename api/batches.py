@@ -14,7 +14,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter, QueryParameter
 
 from api.problems import problem_responses
-from api.schemas import JSON, TABLES, BatchPage, Reverted, RevertPlan
+from api.schemas import JSON, BatchPage, Reverted, RevertPlan
 from api.state import DataTables, Pool
 from api.tables import fetch_json, known_table
 from dataarch.logs import event
@@ -39,9 +39,7 @@ class BatchesController(Controller):
         pool: Pool,
         table: Annotated[
             str | None,
-            QueryParameter(
-                description="one table's (GET /dictionary)", schema_extra={"enum": list(TABLES)}
-            ),
+            QueryParameter(description="one table's (GET /dictionary)"),
         ] = None,
         kind: Annotated[Kind | None, QueryParameter(description="how it arrived")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,

@@ -1,63 +1,40 @@
 """The shapes the OpenAPI document describes. Bodies travel between the
 client and PostgreSQL as JSON text, undecoded; these classes say what that
-text holds, per table, for client generators."""
+text holds, for client generators. The tables' rows are described from the
+data dictionary (api/openapi.describe_tables)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from litestar.openapi.spec import OpenAPIMediaType, Operation, Reference, RequestBody, Schema
+from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
-from litestar.params import KwargDefinition, PathParameter
+from litestar.params import PathParameter
 
-# The OpenAPI document's copy of the data dictionary, for client generators:
-# the document is built without a database. The service itself checks
+from dataarch.dictionary import Dictionary, Table
+
+# The release's data dictionary, for the document built without a database
+# (tests, client generators). A served app describes the database's own
+# instead, read at startup (api/openapi.describe_tables); the service checks
 # tables against the database's dictionary (api/state.py), and
-# tests/test_dictionary.py fails when this copy or the row classes below
-# differ from it.
-TABLES = ("departments", "jobs", "employees")
+# tests/test_dictionary.py fails when this copy differs from it.
+RELEASE_DICTIONARY = Dictionary((
+    Table("departments", ("departments.csv",), ("department_id", "department_name"),
+          ("id", "name")),
+    Table("jobs", ("jobs.csv",), ("job_id", "job_name"), ("id", "name")),
+    Table("employees", ("hired_employees.csv", "employees.csv"),
+          ("employee_id", "employee_name", "hiring_date", "department_id", "job_id"),
+          ("id", "name", "datetime", "id", "id")),
+))  # fmt: skip
 JSON = "application/json"
 CSV = "text/csv"
 
 # the path parameter: one of the data dictionary's tables (GET /dictionary);
-# other names answer 404
+# other names answer 404 (the document's enum is the dictionary's)
 TablePath = Annotated[
-    str,
-    PathParameter(
-        description="a table of the data dictionary (GET /dictionary)",
-        schema_extra={"enum": list(TABLES)},
-    ),
+    str, PathParameter(description="a table of the data dictionary (GET /dictionary)")
 ]
-
-
-# The data dictionary's rules, as the OpenAPI document states them (the
-# database decides; a row that breaks one is rejected with its reason).
-Id = Annotated[int, KwargDefinition(ge=1, le=2147483647)]
-Name = Annotated[str, KwargDefinition(min_length=1, max_length=200)]
-When = Annotated[str, KwargDefinition(format="date-time")]
-
-
-@dataclass
-class Department:
-    department_id: Id
-    department_name: Name
-
-
-@dataclass
-class Job:
-    job_id: Id
-    job_name: Name
-
-
-@dataclass
-class Employee:
-    employee_id: Id
-    employee_name: Name
-    hiring_date: When
-    """ISO 8601 with a time zone, e.g. 2021-07-27T16:02:08Z; years 0001-9999 in UTC"""
-    department_id: Id
-    job_id: Id
 
 
 @dataclass
@@ -169,10 +146,6 @@ class DepartmentAboveMean:
     hired: int
 
 
-def _row_schema(table: type) -> Reference:
-    return Reference(ref=f"#/components/schemas/{table.__name__}")
-
-
 @dataclass
 class RowsOperation(Operation):
     """Documents the raw body that POST /tables/{table}/rows reads undecoded."""
@@ -192,8 +165,8 @@ class RowsOperation(Operation):
             " (every column is mandatory), or records.",
             content={JSON: OpenAPIMediaType(schema=Schema(
                 type=OpenAPIType.ARRAY, min_items=1, max_items=1000,
-                items=Schema(one_of=[*(_row_schema(t) for t in (Department, Job, Employee)),
-                                     record, unread]),
+                # the tables' rows come first (api/openapi.describe_tables)
+                items=Schema(one_of=[record, unread]),
             ))},
         )  # fmt: skip
 
@@ -208,6 +181,3 @@ class CsvBodyOperation(Operation):
             description="the file, as it is (RFC 4180; see the README for what a record is)",
             content={CSV: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))},
         )
-
-
-ROW_SCHEMAS = (Department, Job, Employee)

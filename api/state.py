@@ -89,7 +89,8 @@ def _metrics(state: State) -> Metrics:
     return state.services.metrics
 
 
-async def _tables(state: State) -> Dictionary:
+async def tables(state: State) -> Dictionary:
+    """The database's data dictionary, read once, on first use."""
     found: Services = state.services
     if found.dictionary is None:
         async with found.pool.connection() as conn:
@@ -109,4 +110,4 @@ DEPENDENCIES = {
     name: Provide(provider, sync_to_thread=False)
     for name, provider in [("services", services), ("pool", _pool), ("blocking", _blocking),
                            ("settings", _settings), ("metrics", _metrics)]
-} | {"tables": Provide(_tables)}  # fmt: skip
+} | {"tables": Provide(tables)}  # fmt: skip

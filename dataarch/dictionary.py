@@ -18,6 +18,7 @@ class Table:
     name: str
     file_names: tuple[str, ...]  # the usual name first
     columns: tuple[str, ...]  # CSV order: the id first, the name second
+    rules: tuple[str, ...]  # each column's field rule: id, name or datetime
 
     @property
     def id_column(self) -> str:
@@ -37,6 +38,7 @@ class Dictionary:
                     name=t["table"],
                     file_names=tuple(t["file_names"]),
                     columns=tuple(c["name"] for c in t["columns"]),
+                    rules=tuple(c["rule"] for c in t["columns"]),
                 )
                 for t in document
             )
