@@ -61,6 +61,20 @@ as $$
                 from errors group by reason_code
             ) as r
         ), '[]'),
+        -- every table of the data dictionary, those with nothing rejected too
+        'by_table', (
+            select jsonb_agg(r order by r.n)
+            from (
+                select
+                    t.table_name,
+                    t.n,
+                    count(e.error_id) as rejected,
+                    count(e.error_id) filter (where e.status = 'open') as open
+                from unnest(_data_tables()) with ordinality as t (table_name, n)
+                left join errors as e on e.table_name = t.table_name
+                group by t.table_name, t.n
+            ) as r
+        ),
         'by_source', coalesce((
             select jsonb_agg(s order by s.rejected desc, s.source)
             from (
