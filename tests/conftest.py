@@ -345,21 +345,27 @@ def citus_available() -> None:
 
 
 @pytest.fixture(scope="session")
-def citus_url(citus_available: None, test_cluster: Cluster) -> Iterator[str]:
-    """A database on a local three-node Citus cluster, schema installed. It
-    lives in test_cluster's directory, so it goes first (test_cluster's
-    teardown removes that directory)."""
+def citus_cluster(citus_available: None, test_cluster: Cluster) -> Iterator[CitusCluster]:
+    """A local three-node Citus cluster. It lives in test_cluster's
+    directory, so it goes first (test_cluster's teardown removes that
+    directory)."""
     # each pytest-xdist worker probes its own range: two probing one range
     # at once would both find the same ports free
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
     cluster = CitusCluster(_TEST_DIR / "citus", base_port=free_ports(3, start=9710 + 30 * worker))
     cluster.start()
-    url = cluster.create_database("dataarch_citus")
-    with psycopg.connect(url) as conn:
-        install(conn)
-    yield url
+    yield cluster
     cluster.destroy()
     shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def citus_url(citus_cluster: CitusCluster) -> str:
+    """A database on the local Citus cluster, schema installed."""
+    url = citus_cluster.create_database("dataarch_citus")
+    with psycopg.connect(url) as conn:
+        install(conn)
+    return url
 
 
 @pytest.fixture
