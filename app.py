@@ -34,7 +34,7 @@ from api.pages import ReportsController, SignInController
 from api.rejections import RejectionsController
 from api.schemas import RELEASE_DICTIONARY
 from api.security import Failures, SignInRequired, require_token, sign_in_first
-from api.state import DEPENDENCIES, Services, open_pools, tables
+from api.state import DEPENDENCIES, Services, open_pools, read_tables_at_start
 from api.tables import MAX_BODY_BYTES, DictionaryController, LineageController, TablesController
 from dataarch.settings import Settings
 
@@ -48,7 +48,7 @@ async def _describe_the_databases_tables(app: Litestar) -> None:
     answer within 2 s leaves it describing the release's (logged)."""
     try:
         async with asyncio.timeout(2):
-            dictionary = await tables(app.state)
+            dictionary = await read_tables_at_start(app.state.services)
     except (TimeoutError, psycopg.Error) as failure:
         log.warning(
             "the OpenAPI document describes the release's tables, not the database's:"

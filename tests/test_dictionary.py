@@ -88,8 +88,8 @@ NAMED_ON_PURPOSE = {
     "api/kpis.py": "the KPIs' columns",
     "reports/render.py": "the KPIs' columns",
     "procedures/005_engine.sql": "on Citus, hire counts become a view over employees",
-    # the OpenAPI document is built without a database: a copy, checked above
-    "api/schemas.py": "the OpenAPI document's copy of the dictionary",
+    # the document built without a database describes the release's: a copy, checked above
+    "api/schemas.py": "the release's dictionary, for the OpenAPI document built without one",
     # sets written by releases before numbered sets are full when they hold these
     "backup/store.py": "what a full set of an earlier release holds",
     # the benchmark's files are of these tables
