@@ -29,7 +29,7 @@ def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
     expected = {"pgloader"} if pgloader.available() else set()
     expected |= {
         "copy_raw", "copy_fk", "naive_insert", "migrate", "revert", "ingest_sql", "ingest_http",
-        "ingest_huge_numbers",
+        "ingest_huge_numbers", "ingest_sql_spread",
         "http_overhead", "copy_to", "copy_from", "backup", "restore", "backup_peak_rss_mb",
         "restore_peak_rss_mb", "kpi1_ms_10k", "kpi1_ms_n", "kpi2_ms_10k", "kpi2_ms_n",
     }  # fmt: skip
