@@ -269,6 +269,7 @@ declare
     v_columns text;   -- the judged_rows columns they fill
     v_refs text;      -- when a reference is broken then its reason
     v_ref_fields text;
+    v_selected text;  -- v.column, for the final select
     v_id_type text;
 begin
     select
@@ -290,9 +291,10 @@ begin
         coalesce(string_agg(format('when v.verdict = %L then %L',
             _reference_reason(c.column_name), c.column_name), ' ' order by c.csv_position)
             filter (where c.referenced_table is not null), ''),
+        string_agg(format('v.%I', c.column_name), ', ' order by c.csv_position),
         min(c.rule) filter (where c.csv_position = 1)
     into v_n, v_problems, v_first, v_field, v_texts, v_values, v_columns, v_refs,
-        v_ref_fields, v_id_type
+        v_ref_fields, v_selected, v_id_type
     from _dictionary_columns(p_table) as c;
     if v_id_type is distinct from 'id' then
         raise exception 'the first column of % must be its id (rule id)', p_table;
@@ -351,8 +353,7 @@ begin
         (select string_agg(format('i.text%s, i.type%1$s', k), ', ' order by k)
             from generate_series(1, v_n) as k),
         _rule_value('id', 'j.text1'),
-        (select string_agg(format('v.%I', c.column_name), ', ' order by c.csv_position)
-            from _dictionary_columns(p_table) as c)
+        v_selected
     );
 end;
 $$;

@@ -278,12 +278,13 @@ def cli_env(dsn: str) -> dict[str, str]:
 
 
 def dataarch(
-    dsn: str, *args: str, timeout: float = 120, **env: str
+    dsn: str, *args: str, timeout: float = 120, cwd: Path = PROJECT, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """The `dataarch` command as a user runs it, against the per-test database."""
+    """The `dataarch` command as a user runs it, against the per-test
+    database, from the project (or from cwd, a copy of it)."""
     return subprocess.run(
         [sys.executable, "-m", "cli", *args],
-        env={**cli_env(dsn), **env}, cwd=PROJECT, capture_output=True, text=True, timeout=timeout,
+        env={**cli_env(dsn), **env}, cwd=cwd, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
 

@@ -13,7 +13,6 @@ import csv
 import io
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from conftest import (
     PROJECT,
     SEED_DATA,
     cli_env,
+    dataarch,
     requires_seed_data,
 )
 from psycopg.types.json import Jsonb
@@ -69,11 +69,7 @@ insert into dictionary_columns (table_name, column_name, csv_position, rule) val
 
 def in_copy(copy: Path, dsn: str, *args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
     """`dataarch ...` run from the copy, as a user there runs it."""
-    env = {**cli_env(dsn), "DATAARCH_BACKUP_DIR": str(tmp / "backups")}
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
-        env=env, cwd=copy, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    return dataarch(dsn, *args, timeout=300, cwd=copy, DATAARCH_BACKUP_DIR=str(tmp / "backups"))
 
 
 def changed_copy(copy: Path) -> Path:
