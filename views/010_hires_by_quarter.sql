@@ -1,10 +1,11 @@
 -- KPI 1: hires per department and job, by UTC quarter, for every year.
--- Reads hire_counts, never employees, so its cost does not grow with them.
+-- Reads hires_in_year (005), never employees on one server, so its cost
+-- does not grow with them.
 -- Only (department, job) pairs with at least one hire in the year appear.
 
 create or replace view hires_by_quarter as
 select
-    c.hire_year as year,
+    y.hire_year as year,
     d.department_id,
     d.department_name as department,
     j.job_id,
@@ -13,10 +14,12 @@ select
     coalesce(sum(c.hires) filter (where c.hire_quarter = 2), 0) as q2,
     coalesce(sum(c.hires) filter (where c.hire_quarter = 3), 0) as q3,
     coalesce(sum(c.hires) filter (where c.hire_quarter = 4), 0) as q4
-from hire_counts as c
+-- a filter on year reaches hire_years(), so only that year is counted
+from hire_years() as y
+cross join lateral hires_in_year(y.hire_year) as c
 inner join departments as d on c.department_id = d.department_id
 inner join jobs as j on c.job_id = j.job_id
-group by c.hire_year, d.department_id, j.job_id
+group by y.hire_year, d.department_id, j.job_id
 having sum(c.hires) > 0;
 
 create or replace function kpi_hires_by_quarter(p_year integer)
