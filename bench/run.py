@@ -34,23 +34,24 @@ from dataarch.pgserver import Cluster
 TARGETS: dict[str, tuple[str, str | None, str, float]] = {
     "migrate / pgloader": ("migrate", "pgloader", ">=", 2.0),
     "migrate / copy_fk": ("migrate", "copy_fk", ">=", 1.5),
-    "migrate / copy_raw": ("migrate", "copy_raw", ">=", 0.25),
+    "migrate / copy_raw": ("migrate", "copy_raw", ">=", 0.4),
     "migrate / naive_insert": ("migrate", "naive_insert", ">=", 4),
     # a wrong load is undone no slower than it was loaded
     "revert / migrate": ("revert", "migrate", ">=", 1.0),
     "ingest_sql / copy_fk": ("ingest_sql", "copy_fk", ">=", 0.8),
-    "ingest_http / ingest_sql": ("ingest_http", "ingest_sql", ">=", 1.0),
+    # against the limit, not against ingest_sql (a ratio that grew as ingest_sql fell)
+    "ingest_http / copy_fk": ("ingest_http", "copy_fk", ">=", 1.5),
     # a body of huge exponents costs no more than a normal one (issue 29)
     "ingest_huge_numbers / ingest_sql": ("ingest_huge_numbers", "ingest_sql", ">=", 0.8),
     # the slowest repetition over the fastest: a plan that goes bad after the
     # tables are emptied shows here (issue 29)
     "ingest_sql_spread": ("ingest_sql_spread", None, "<=", 1.3),
-    "http_overhead": ("http_overhead", None, "<=", 1.10),
+    "http_overhead": ("http_overhead", None, "<=", 1.05),
     "backup / copy_to": ("backup", "copy_to", ">=", 0.25),
     "restore / copy_from": ("restore", "copy_from", ">=", 0.4),
-    "kpi1_ms(N) / kpi1_ms(10k)": ("kpi1_ms_n", "kpi1_ms_10k", "<=", 2),
-    "kpi2_ms(N) / kpi2_ms(10k)": ("kpi2_ms_n", "kpi2_ms_10k", "<=", 2),
-    "backup_peak_rss_mb": ("backup_peak_rss_mb", None, "<=", 200),
+    "kpi1_ms(N) / kpi1_ms(10k)": ("kpi1_ms_n", "kpi1_ms_10k", "<=", 1.2),
+    "kpi2_ms(N) / kpi2_ms(10k)": ("kpi2_ms_n", "kpi2_ms_10k", "<=", 1.2),
+    "backup_peak_rss_mb": ("backup_peak_rss_mb", None, "<=", 100),
     "restore_peak_rss_mb": ("restore_peak_rss_mb", None, "<=", 200),
 }
 # What --citus puts beside the single server's figures.
