@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -79,6 +80,22 @@ def _tree_rss_kb(root: int) -> int:
 def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Run a command; return (seconds, peak resident memory in MB of it and the
     processes it starts, such as backup workers, sampled every 0.1 s)."""
+    seconds, peak_mb, returncode, errors = _watch(argv, env)
+    if returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {errors}")
+    return seconds, peak_mb
+
+
+def run_refused(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """As run_child, for a command that must refuse its input (exit non-zero)."""
+    seconds, peak_mb, returncode, _ = _watch(argv, env)
+    if returncode == 0:
+        raise RuntimeError(f"{' '.join(argv)} succeeded where it had to refuse its input")
+    return seconds, peak_mb
+
+
+def _watch(argv: list[str], env: dict[str, str]) -> tuple[float, float, int, str]:
+    """(seconds, peak MB, exit status, the end of its stderr) of one run."""
     with tempfile.TemporaryFile() as errors:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors)
@@ -87,7 +104,18 @@ def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
             peak_kb = max(peak_kb, _tree_rss_kb(proc.pid))
             time.sleep(0.1)
         seconds = time.perf_counter() - start
-        if proc.returncode != 0:
-            errors.seek(0)
-            raise RuntimeError(f"{' '.join(argv)} failed: {errors.read().decode()[-500:]}")
-    return seconds, peak_kb / 1024
+        errors.seek(0)
+        return seconds, peak_kb / 1024, proc.returncode, errors.read().decode()[-500:]
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start a process's peak resident memory (VmHWM) afresh (Linux)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory since it started or the last reset."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -19,8 +20,16 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from bench import pgloader
-from bench.measure import Rate, p50_ms, repeat, run_child
+from bench import pgloader, shapes
+from bench.measure import (
+    Rate,
+    p50_ms,
+    peak_rss_mb,
+    repeat,
+    reset_peak_rss,
+    run_child,
+    run_refused,
+)
 from cli.served import start_server
 from dataarch.citus import CitusCluster, free_ports
 from dataarch.client import batches
@@ -52,10 +61,17 @@ TARGETS: dict[str, tuple[str, str | None, str, float]] = {
     "kpi1_ms(N) / kpi1_ms(10k)": ("kpi1_ms_n", "kpi1_ms_10k", "<=", 1.2),
     "kpi2_ms(N) / kpi2_ms(10k)": ("kpi2_ms_n", "kpi2_ms_10k", "<=", 1.2),
     "backup_peak_rss_mb": ("backup_peak_rss_mb", None, "<=", 100),
+    # input shapes (issue 29): a huge field costs no more a byte than normal
+    # lines, and no shape takes the CLI or the server past the documented bound
+    "migrate_huge_field / migrate_normal": ("migrate_huge_field", "migrate_normal", ">=", 1.0),
+    "upload_huge_field / upload_normal": ("upload_huge_field", "upload_normal", ">=", 1.0),
+    "shapes_peak_rss_mb": ("shapes_peak_rss_mb", None, "<=", 300),
     "restore_peak_rss_mb": ("restore_peak_rss_mb", None, "<=", 200),
 }
 # What --citus puts beside the single server's figures.
 DISTRIBUTED = ("migrate", "ingest_sql", "ingest_http", "kpi1_ms_n", "kpi2_ms_n")
+HUGE_FIELD_BYTES = 256 << 20  # the name field of the huge-field shape
+GZIP_BOMB_BYTES = 300 << 20  # what the gzip bomb expands to
 KPI1, KPI2 = "/kpis/hires-by-quarter?year=2021", "/kpis/departments-above-mean?year=2021"
 PROJECT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "cli"]
@@ -107,8 +123,7 @@ class Bench:
     def record(self, name: str, value: Rate | dict) -> None:
         self.measurements[name] = value.as_dict() if isinstance(value, Rate) else value
         shown = self.measurements[name]
-        figure = shown.get("rows_per_s") or shown.get("p50_ms") or shown.get("value")
-        print(f"  {name:22s} {figure}", file=sys.stderr, flush=True)
+        print(f"  {name:22s} {figure_of(shown)}", file=sys.stderr, flush=True)
 
     # -- the measurements --------------------------------------------------------------
 
@@ -154,6 +169,7 @@ class Bench:
                 self.measure_kpis(conn, url, valid_file)
                 self.measure_naive_insert(conn, valid_file)
                 self.measure_ingest(conn, csv_dir / "hired_employees.csv", url)
+                self.measure_shapes(conn, csv_dir / "hired_employees.csv", url)
 
     def measure_distributed(self, csv_dir: Path) -> None:
         """What `--citus` compares: migrate, the two ingest paths, both KPIs."""
@@ -380,6 +396,53 @@ class Bench:
         self.record("ingest_http", repeat(n, self.reps, truncate, over_http))
         self.measure_http_overhead(conn, url, bodies)
 
+    def measure_shapes(self, conn: psycopg.Connection, csv_file: Path, url: str) -> None:
+        """Input shapes of issue 29 beside the normal file: the sample's lines
+        with one huge field among them (migrated, and uploaded), and a gzip
+        bomb (refused); MB/s, and the peak memory of the CLI and the server."""
+        folder = self.work / "shapes"
+        normal = shapes.first_lines(csv_file, folder / "normal" / csv_file.name, self.sample)
+        huge = shapes.with_huge_field(normal, folder / "huge" / csv_file.name, HUGE_FIELD_BYTES)
+        bomb = shapes.gzip_bomb(folder / "bomb" / f"{csv_file.name}.gz", GZIP_BOMB_BYTES)
+        peaks = []
+        for name, path in [("normal", normal), ("huge_field", huge)]:
+            runs = [self.migrate(conn, path) for _ in range(self.reps)]
+            peaks.append(max(m for _, m in runs))
+            self.record(f"migrate_{name}", _mb_rate(path, [s for s, _ in runs], peaks[-1]))
+            runs = [self.upload(conn, url, path) for _ in range(self.reps)]
+            peaks.append(max(m for _, m in runs))
+            self.record(f"upload_{name}", _mb_rate(path, [s for s, _ in runs], peaks[-1]))
+        argv = [*CLI, "migrate", "--csv-dir", str(bomb.parent)]
+        runs = [run_refused(argv, self.env()) for _ in range(self.reps)]
+        peaks.append(max(m for _, m in runs))
+        self.record("gzip_bomb_refused_s", {
+            "value": round(statistics.median(s for s, _ in runs), 3),
+            "seconds": [round(s, 4) for s, _ in runs], "peak_rss_mb": round(peaks[-1], 1),
+            "expands_to_mb": GZIP_BOMB_BYTES >> 20,
+        })  # fmt: skip
+        self.record("shapes_peak_rss_mb", {"value": round(max(peaks), 1)})
+
+    def migrate(self, conn: psycopg.Connection, path: Path) -> tuple[float, float]:
+        """`dataarch migrate` of the folder holding path, on emptied tables."""
+        self.reset(conn, reference=False)
+        return run_child([*CLI, "migrate", "--csv-dir", str(path.parent)], self.env())
+
+    def upload(self, conn: psycopg.Connection, url: str, path: Path) -> tuple[float, float]:
+        """POST one CSV file to the server, streamed from disk: (seconds, the
+        server's peak memory in MB meanwhile). Every line is accounted for."""
+        self.reset(conn, reference=False)
+        reset_peak_rss(self.server_pid)
+        headers = {**self.auth, "Content-Type": "text/csv"}
+        with path.open("rb") as body, httpx.Client(base_url=url, timeout=600) as http:
+            start = time.perf_counter()
+            answer = http.post("/tables/employees/csv", content=body, headers=headers)
+            seconds = time.perf_counter() - start
+        self.check(answer)
+        summary = answer.json()
+        if summary["inserted"] + summary["rejected"] != summary["submitted"]:
+            raise BenchFailure(f"an upload lost lines: {summary}", self.server_log)
+        return seconds, peak_rss_mb(self.server_pid)
+
     def measure_huge_numbers(self, conn: psycopg.Connection, body: str) -> None:
         """A batch whose every id is 1e131071 (8 bytes of JSON, 131 072 digits
         written out): it is judged as fast as a normal one (issue 29)."""
@@ -429,6 +492,7 @@ class Bench:
     @contextmanager
     def server(self) -> Iterator[str]:
         proc, url = start_server(self.env(), log=self.server_log)
+        self.server_pid = proc.pid
         try:
             yield url
         finally:
@@ -444,10 +508,7 @@ class Bench:
             )  # fmt: skip
 
     def report(self) -> dict:
-        figures = {
-            name: m.get("rows_per_s") or m.get("p50_ms") or m.get("value")
-            for name, m in self.measurements.items()
-        }
+        figures = {name: figure_of(m) for name, m in self.measurements.items()}
         ratios, targets = {}, {}
         for name, (top, bottom, op, target) in TARGETS.items():
             if top not in figures or (bottom and bottom not in figures):
@@ -467,12 +528,22 @@ class Bench:
         }
 
 
+def figure_of(measurement: dict) -> float:
+    """The one number a measurement is judged by."""
+    for key in ("rows_per_s", "mb_per_s", "p50_ms", "value"):
+        if key in measurement:
+            return measurement[key]
+    raise KeyError(f"no figure in {measurement}")
+
+
 def format_table(result: dict) -> str:
     lines = [f"dataarch bench: {result['rows']} rows, {result['bad_ratio']:.0%} bad", ""]
     lines.append(f"{'measurement':24s} {'figure':>14s}")
     for name, m in result["measurements"].items():
         if "rows_per_s" in m:
             figure = f"{m['rows_per_s']:,} rows/s"
+        elif "mb_per_s" in m:
+            figure = f"{m['mb_per_s']:,} MB/s"
         elif "p50_ms" in m:
             figure = f"{m['p50_ms']} ms"
         else:
@@ -498,6 +569,17 @@ def format_table(result: dict) -> str:
             ratio = dist[key] / one[key]
             lines.append(f"{name:24s} {one[key]:>11,}{unit} {dist[key]:>11,}{unit} {ratio:>10.2f}")
     return "\n".join(lines)
+
+
+def _mb_rate(path: Path, seconds: list[float], peak_mb: float) -> dict:
+    """MB/s of a file as the median of repetitions, with the peak memory."""
+    size = path.stat().st_size
+    return {
+        "mb": round(size / shapes.MB, 1),
+        "seconds": [round(s, 4) for s in seconds],
+        "mb_per_s": round(size / shapes.MB / statistics.median(seconds), 2),
+        "peak_rss_mb": round(peak_mb, 1),
+    }
 
 
 def _row_objects(csv_file: Path, columns: tuple[str, ...]) -> Iterator[dict]:

@@ -13,7 +13,7 @@ import pytest
 from conftest import PROJECT
 
 from bench import pgloader
-from bench.run import DISTRIBUTED, TARGETS
+from bench.run import DISTRIBUTED, TARGETS, figure_of
 
 
 def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
@@ -32,11 +32,12 @@ def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
         "ingest_huge_numbers", "ingest_sql_spread",
         "http_overhead", "copy_to", "copy_from", "backup", "restore", "backup_peak_rss_mb",
         "restore_peak_rss_mb", "kpi1_ms_10k", "kpi1_ms_n", "kpi2_ms_10k", "kpi2_ms_n",
+        "migrate_normal", "migrate_huge_field", "upload_normal", "upload_huge_field",
+        "gzip_bomb_refused_s", "shapes_peak_rss_mb",
     }  # fmt: skip
     assert set(result["measurements"]) == expected
     for name, m in result["measurements"].items():
-        figure = m.get("rows_per_s") or m.get("p50_ms") or m.get("value")
-        assert figure and figure > 0, name
+        assert figure_of(m) > 0, name
         if "seconds" in m:
             assert len(m["seconds"]) >= 3, name  # medians of at least three runs
     for target in result["targets"].values():
