@@ -52,12 +52,13 @@ def p50_ms(samples: list[float]) -> float:
 
 
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _tree_rss_kb(root: int) -> int:
-    """Resident memory of `root` and every process under it, in KiB."""
+def _tree(root: int) -> list[list[str]]:
+    """/proc/PID/stat fields (after the name) of `root` and every process under it."""
     children: dict[int, list[int]] = {}
-    rss_pages: dict[int, int] = {}
+    stats: dict[int, list[str]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -68,13 +69,26 @@ def _tree_rss_kb(root: int) -> int:
             continue  # it ended meanwhile
         pid = int(entry.name)
         children.setdefault(int(fields[1]), []).append(pid)
-        rss_pages[pid] = int(fields[21])
-    total, stack = 0, [root]
+        stats[pid] = fields
+    found, stack = [], [root]
     while stack:
         pid = stack.pop()
-        total += rss_pages.get(pid, 0)
+        if pid in stats:
+            found.append(stats[pid])
         stack.extend(children.get(pid, ()))
-    return total * _PAGE_KB
+    return found
+
+
+def _tree_rss_kb(root: int) -> int:
+    """Resident memory of `root` and every process under it, in KiB."""
+    return sum(int(fields[21]) for fields in _tree(root)) * _PAGE_KB
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU time (user and system) of `root` and every process under it,
+    those that ended included: a parent that reaps a child adds the child's
+    time to its own (cutime, cstime), as a postmaster does for its backends."""
+    return sum(sum(map(int, fields[11:15])) for fields in _tree(root)) / _TICKS
 
 
 def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, float]:

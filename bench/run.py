@@ -23,6 +23,7 @@ from psycopg.conninfo import make_conninfo
 from bench import pgloader, shapes
 from bench.measure import (
     Rate,
+    cpu_seconds,
     p50_ms,
     peak_rss_mb,
     repeat,
@@ -70,6 +71,8 @@ TARGETS: dict[str, tuple[str, str | None, str, float]] = {
 }
 # What --citus puts beside the single server's figures.
 DISTRIBUTED = ("migrate", "ingest_sql", "ingest_http", "kpi1_ms_n", "kpi2_ms_n")
+CITUS_WORKERS = (1, 2)  # cluster sizes --citus measures, each on a fresh cluster
+NODE_CPU = ("migrate", "ingest_sql", "ingest_http", "kpis")  # paths timed per node
 HUGE_FIELD_BYTES = 256 << 20  # the name field of the huge-field shape
 GZIP_BOMB_BYTES = 300 << 20  # what the gzip bomb expands to
 KPI1, KPI2 = "/kpis/hires-by-quarter?year=2021", "/kpis/departments-above-mean?year=2021"
@@ -92,9 +95,8 @@ class Bench:
         self.rows, self.bad_ratio, self.sample, self.reps = rows, bad_ratio, sample, reps
         self.work = Path(tempfile.mkdtemp(prefix="dataarch-bench-"))
         self.work.chmod(0o755)  # the postgres user must reach the cluster when we are root
-        self.citus: CitusCluster | None = None
-        if citus:
-            self.citus = CitusCluster(self.work / "citus", base_port=free_ports(3, start=9800))
+        self.with_citus = citus
+        self.citus: CitusCluster | None = None  # the cluster being measured
         self.cluster: Cluster | None = None
         self.measurements: dict[str, dict] = {}
         self.not_measured: dict[str, str] = {}  # measurement -> why not (a missing peer)
@@ -137,12 +139,12 @@ class Bench:
             self.dsn = self.database()
             self.measure_one_server(csv_dir)
             result = self.report()
-            if self.citus:
-                print("on a local Citus cluster (a coordinator, two workers):", file=sys.stderr)
+            if self.with_citus:
                 single, self.measurements = self.measurements, {}
-                self.citus.start()
-                self.dsn = self.citus.create_database("bench")
-                self.measure_distributed(csv_dir)
+                for workers in CITUS_WORKERS:  # the last one's figures go beside one server's
+                    self.measurements = {}
+                    self.measure_on_citus(csv_dir, workers)
+                    result[f"citus_{workers}_workers"] = self.measurements
                 result["citus"] = self.measurements
                 self.measurements = single
             return result
@@ -171,14 +173,59 @@ class Bench:
                 self.measure_ingest(conn, csv_dir / "hired_employees.csv", url)
                 self.measure_shapes(conn, csv_dir / "hired_employees.csv", url)
 
+    def measure_on_citus(self, csv_dir: Path, workers: int) -> None:
+        """The distributed figures on a fresh local cluster of `workers` workers."""
+        print(f"on a local Citus cluster (a coordinator, {workers} workers):", file=sys.stderr)
+        root = self.work / f"citus{workers}"
+        self.citus = CitusCluster(root, base_port=free_ports(workers + 1, start=9800),
+                                  workers=workers)  # fmt: skip
+        try:
+            self.citus.start()
+            self.dsn = self.citus.create_database("bench")
+            self.measure_distributed(csv_dir)
+        finally:
+            self.citus.destroy()
+            self.citus = None
+
     def measure_distributed(self, csv_dir: Path) -> None:
-        """What `--citus` compares: migrate, the two ingest paths, both KPIs."""
+        """What `--citus` compares: migrate, the two ingest paths, both KPIs;
+        and the CPU time each node spent on each (what a node of its own
+        would need: the figures this machine's shared cores cannot show)."""
+        csv_file = csv_dir / "hired_employees.csv"
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             install(conn)
-            self.measure_migrate(conn, csv_dir)
+            with self.node_cpu("migrate", self.rows * self.reps):
+                self.measure_migrate(conn, csv_dir)
             with self.server() as url:
-                self.measure_kpis_at_n(conn, url)
-                self.measure_ingest(conn, csv_dir / "hired_employees.csv", url)
+                with self.node_cpu("kpis", 2 * max(self.reps, 15), per="KPI request"):
+                    self.measure_kpis_at_n(conn, url)
+                bodies, rows = self.ingest_bodies(conn, csv_file)
+                with self.node_cpu("ingest_sql", rows * self.reps):
+                    self.measure_ingest_sql(conn, bodies, rows)
+                with self.node_cpu("ingest_http", rows * self.reps):
+                    self.measure_ingest_http(conn, url, bodies, rows)
+
+    @contextmanager
+    def node_cpu(self, path: str, units: int, per: str = "1000 rows") -> Iterator[None]:
+        """Records `cpu_<path>`: the CPU seconds each node of the cluster
+        spent meanwhile, per `per` (1000 rows, or one request), and the
+        rate a cluster of one core a node could reach: the busiest node's."""
+        nodes = {"coordinator": self.citus.coordinator} | {
+            f"worker {i}": node for i, node in enumerate(self.citus.nodes[1:], 1)
+        }
+        before = {name: cpu_seconds(node.postmaster_pid()) for name, node in nodes.items()}
+        yield
+        scale = 1000 / units if per == "1000 rows" else 1 / units
+        spent = {
+            name: round((cpu_seconds(node.postmaster_pid()) - before[name]) * scale, 4)
+            for name, node in nodes.items()
+        }
+        busiest = max(spent.values())
+        self.record(f"cpu_{path}", {
+            "per": per, "nodes": spent,
+            "value": round((1000 if per == "1000 rows" else 1) / busiest, 1) if busiest else 0,
+            "value_is": f"{'rows' if per == '1000 rows' else 'requests'}/s with one core a node",
+        })  # fmt: skip
 
     def reset(self, conn: psycopg.Connection, *, reference: bool) -> None:
         tables = "employees, ingest_errors, idempotency_keys, migrated_files, ingest_batches"
@@ -351,18 +398,34 @@ class Bench:
         truncate = lambda: conn.execute("truncate employees")  # noqa: E731
         self.record("naive_insert", repeat(len(rows), self.reps, truncate, insert))
 
-    def measure_ingest(self, conn: psycopg.Connection, csv_file: Path, url: str) -> None:
+    def ingest_bodies(self, conn: psycopg.Connection, csv_file: Path) -> tuple[list[str], int]:
+        """The sample's rows as 1000-row JSON bodies, and how many rows they hold."""
         columns = read_dictionary(conn)["employees"].columns
         sample = zip(range(self.sample), _row_objects(csv_file, columns), strict=False)
-        rows_iter = (row for _, row in sample)
-        bodies = [json.dumps(batch) for batch in batches(rows_iter)]
-        n = sum(len(json.loads(b)) for b in bodies)
+        bodies = [json.dumps(batch) for batch in batches(row for _, row in sample)]
+        return bodies, sum(len(json.loads(b)) for b in bodies)
 
+    def measure_ingest(self, conn: psycopg.Connection, csv_file: Path, url: str) -> None:
+        bodies, rows = self.ingest_bodies(conn, csv_file)
+        self.measure_ingest_sql(conn, bodies, rows)
+        self.measure_huge_numbers(conn, bodies[0])
+        self.measure_ingest_http(conn, url, bodies, rows)
+        self.measure_http_overhead(conn, url, bodies)
+
+    def measure_ingest_sql(self, conn: psycopg.Connection, bodies: list[str], rows: int) -> None:
         def direct() -> None:
             for body in bodies:
                 conn.execute("select ingest_batch_json('employees', %s)", (body,))
 
-        def over_http(clients: int = 4) -> None:
+        truncate = lambda: self.reset(conn, reference=False)  # noqa: E731
+        sql = repeat(rows, self.reps, truncate, direct)
+        self.record("ingest_sql", sql)
+        self.record("ingest_sql_spread", {"value": round(max(sql.seconds) / min(sql.seconds), 3)})
+
+    def measure_ingest_http(
+        self, conn: psycopg.Connection, url: str, bodies: list[str], rows: int, clients: int = 4
+    ) -> None:
+        def over_http() -> None:
             queue = iter(bodies)
             lock = threading.Lock()
             failures: list[BenchFailure] = []
@@ -389,12 +452,7 @@ class Bench:
                 raise failures[0]
 
         truncate = lambda: self.reset(conn, reference=False)  # noqa: E731
-        sql = repeat(n, self.reps, truncate, direct)
-        self.record("ingest_sql", sql)
-        self.record("ingest_sql_spread", {"value": round(max(sql.seconds) / min(sql.seconds), 3)})
-        self.measure_huge_numbers(conn, bodies[0])
-        self.record("ingest_http", repeat(n, self.reps, truncate, over_http))
-        self.measure_http_overhead(conn, url, bodies)
+        self.record("ingest_http", repeat(rows, self.reps, truncate, over_http))
 
     def measure_shapes(self, conn: psycopg.Connection, csv_file: Path, url: str) -> None:
         """Input shapes of issue 29 beside the normal file: the sample's lines
@@ -568,7 +626,26 @@ def format_table(result: dict) -> str:
             unit = " rows/s" if key == "rows_per_s" else " ms"
             ratio = dist[key] / one[key]
             lines.append(f"{name:24s} {one[key]:>11,}{unit} {dist[key]:>11,}{unit} {ratio:>10.2f}")
+        lines += _node_cpu_table(result)
     return "\n".join(lines)
+
+
+def _node_cpu_table(result: dict) -> list[str]:
+    """CPU seconds each node spent a path's unit (1000 rows, or one KPI
+    request), at each cluster size, and the rate one core a node would allow."""
+    lines = ["", "CPU seconds a node spent (per 1000 rows; kpis: per request)"]
+    lines.append(f"{'path, workers':20s} {'coordinator':>12s} {'worker 1':>9s} {'worker 2':>9s}"
+                 f"  {'one core a node':>18s}")  # fmt: skip
+    for path in NODE_CPU:
+        for workers in CITUS_WORKERS:
+            m = result.get(f"citus_{workers}_workers", {}).get(f"cpu_{path}")
+            if not m:
+                continue
+            widths = {"coordinator": 12, "worker 1": 9, "worker 2": 9}
+            shown = " ".join(f"{m['nodes'].get(n, '-'):>{w}}" for n, w in widths.items())
+            unit = "rows/s" if m["per"] == "1000 rows" else "req/s"
+            lines.append(f"{f'{path}, {workers}':20s} {shown}  {m['value']:>11,} {unit}")
+    return lines
 
 
 def _mb_rate(path: Path, seconds: list[float], peak_mb: float) -> dict:

@@ -271,9 +271,14 @@ class Cluster:
     def _lock_files(self) -> list[Path]:
         return [self.data_dir / "postmaster.pid", self.socket_dir / f".s.PGSQL.{self.port}.lock"]
 
-    def is_running(self) -> bool:
+    def postmaster_pid(self) -> int | None:
+        """The server's main process, as its pid file says (it may be gone)."""
         pid_file = self.data_dir / "postmaster.pid"
-        return pid_file.exists() and _alive(int(pid_file.read_text().split()[0]))
+        return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+
+    def is_running(self) -> bool:
+        pid = self.postmaster_pid()
+        return pid is not None and _alive(pid)
 
     def _clear_stale_locks(self) -> None:
         """Remove lock files of a server that died (e.g. SIGKILL). PostgreSQL itself would
@@ -307,10 +312,9 @@ class Cluster:
     def kill(self) -> None:
         """SIGKILL the server and all its processes at once, as a crash would
         (fault-injection tests); the next start runs crash recovery."""
-        pid_file = self.data_dir / "postmaster.pid"
-        if not pid_file.exists():
+        postmaster = self.postmaster_pid()
+        if postmaster is None:
             return
-        postmaster = int(pid_file.read_text().split()[0])
         children = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:

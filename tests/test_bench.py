@@ -13,7 +13,7 @@ import pytest
 from conftest import PROJECT
 
 from bench import pgloader
-from bench.run import DISTRIBUTED, TARGETS, figure_of
+from bench.run import CITUS_WORKERS, DISTRIBUTED, NODE_CPU, TARGETS, figure_of
 
 
 def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
@@ -160,6 +160,16 @@ def test_bench_citus_puts_the_distributed_figures_beside(tmp_path, citus_availab
     for name in DISTRIBUTED:
         assert (citus[name].get("rows_per_s") or citus[name]["p50_ms"]) > 0, name
     assert "Citus/one" in done.stdout
+    # the CPU each node spent on each path, at one worker and at two
+    for workers in CITUS_WORKERS:
+        measured = result[f"citus_{workers}_workers"]
+        for path in NODE_CPU:
+            nodes = measured[f"cpu_{path}"]["nodes"]
+            assert set(nodes) == {"coordinator", *(f"worker {i}" for i in range(1, workers + 1))}
+            if path != "kpis":  # every node holds rows, so every node works on them
+                assert all(seconds > 0 for seconds in nodes.values()), (workers, path, nodes)
+            assert measured[f"cpu_{path}"]["value"] > 0
+    assert "CPU seconds a node spent" in done.stdout and "migrate, 2" in done.stdout
 
 
 def test_a_failed_request_ends_the_bench_with_the_server_log_tail(
