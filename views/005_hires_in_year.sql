@@ -59,4 +59,35 @@ begin
 end;
 $$;
 
-grant execute on function hire_years(), hires_in_year(integer) to dataarch_api;
+create or replace function department_hires_in_year(p_year integer)
+returns table (department_id integer, hires bigint)
+language plpgsql stable
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: the hires of year p_year (UTC) per department, those with hires:
+-- hires_in_year summed by department, without handing over every row of it
+-- (KPI 2 needs a dozen; through hires_in_year it took 5.4 ms at 96 000
+-- employees, against 3.5 ms before this function).
+begin
+    if _hire_counts_is_table() then
+        return query
+        select c.department_id, sum(c.hires)::bigint
+        from hire_counts as c
+        where c.hire_year = p_year
+        group by c.department_id
+        having sum(c.hires) > 0;
+    else
+        return query
+        select e.department_id, count(*)
+        from employees as e
+        where
+            e.hiring_date >= make_timestamptz(p_year, 1, 1, 0, 0, 0, 'UTC')
+            and e.hiring_date < make_timestamptz(p_year + 1, 1, 1, 0, 0, 0, 'UTC')
+        group by e.department_id;
+    end if;
+end;
+$$;
+
+grant execute on function
+hire_years(), hires_in_year(integer), department_hires_in_year(integer)
+to dataarch_api;

@@ -16,7 +16,7 @@ group by y.hire_year, d.department_id;
 
 -- The mean is the year's hires over the number of departments, so the
 -- departments that hired nobody count without a row each: the year's few
--- thousand rows of hires_in_year are summed once, per department (measured at 1M
+-- thousand rows of hire_counts are summed once, per department (measured at 1M
 -- employees: 1.4 ms, against 3.2 ms through department_hires).
 create or replace view departments_above_mean as
 select
@@ -29,13 +29,12 @@ from (
     select
         y.hire_year as year,
         c.department_id as id,
-        sum(c.hires)::bigint as hired,
-        sum(sum(c.hires)) over (partition by y.hire_year)
+        c.hires as hired,
+        sum(c.hires) over (partition by y.hire_year)
         / (select count(*) from departments) as mean_hired
     -- a filter on year reaches hire_years(), so only that year is counted
     from hire_years() as y
-    cross join lateral hires_in_year(y.hire_year) as c
-    group by y.hire_year, c.department_id
+    cross join lateral department_hires_in_year(y.hire_year) as c
 ) as s
 inner join departments as d on s.id = d.department_id
 where s.hired > s.mean_hired;
