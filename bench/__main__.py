@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--citus", action="store_true",
                         help="also measure migrate, ingest, KPIs on local Citus")  # fmt: skip
+    parser.add_argument(
+        "--netns-delay-ms", type=float, metavar="MS",
+        help="with --citus: each node in a network namespace of its own (root), a proxy"
+        " adding MS milliseconds each way in front of each worker (bench/netns.py)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace, _settings: object = None) -> int:
@@ -35,9 +40,19 @@ def run(args: argparse.Namespace, _settings: object = None) -> int:
         if not citus_installed():
             print(f"bench: --citus: {INSTALL_HINT}", file=sys.stderr)
             return 2
+    if args.netns_delay_ms is not None:
+        from bench import netns
+
+        why = "it needs --citus" if not args.citus else netns.available()
+        if args.netns_delay_ms < 0:
+            why = "the delay is a number of milliseconds, 0 or more"
+        if why:
+            print(f"bench: --netns-delay-ms: {why}", file=sys.stderr)
+            return 2
     bench = Bench(
-        args.rows, args.bad_ratio, min(args.sample, args.rows), args.reps, citus=args.citus
-    )
+        args.rows, args.bad_ratio, min(args.sample, args.rows), args.reps, citus=args.citus,
+        netns_delay_ms=args.netns_delay_ms,
+    )  # fmt: skip
     kept = Path(args.json).with_suffix(".server.log") if args.json else Path("bench-server.log")
     try:
         result = bench.run(keep_server_log=kept)

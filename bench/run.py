@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from bench import pgloader, shapes
+from bench import netns, pgloader, shapes
 from bench.measure import (
     Rate,
     cpu_seconds,
@@ -90,12 +90,14 @@ class BenchFailure(RuntimeError):
 
 class Bench:
     def __init__(
-        self, rows: int, bad_ratio: float, sample: int, reps: int, citus: bool = False
-    ) -> None:
+        self, rows: int, bad_ratio: float, sample: int, reps: int, citus: bool = False,
+        netns_delay_ms: float | None = None,
+    ) -> None:  # fmt: skip
         self.rows, self.bad_ratio, self.sample, self.reps = rows, bad_ratio, sample, reps
         self.work = Path(tempfile.mkdtemp(prefix="dataarch-bench-"))
         self.work.chmod(0o755)  # the postgres user must reach the cluster when we are root
         self.with_citus = citus
+        self.netns_delay_ms = netns_delay_ms  # None: the nodes share this host's loopback
         self.citus: CitusCluster | None = None  # the cluster being measured
         self.cluster: Cluster | None = None
         self.measurements: dict[str, dict] = {}
@@ -146,6 +148,7 @@ class Bench:
                     self.measure_on_citus(csv_dir, workers)
                     result[f"citus_{workers}_workers"] = self.measurements
                 result["citus"] = self.measurements
+                result["citus_network"] = self.citus_network
                 self.measurements = single
             return result
         except BenchFailure:
@@ -174,18 +177,32 @@ class Bench:
                 self.measure_shapes(conn, csv_dir / "hired_employees.csv", url)
 
     def measure_on_citus(self, csv_dir: Path, workers: int) -> None:
-        """The distributed figures on a fresh local cluster of `workers` workers."""
-        print(f"on a local Citus cluster (a coordinator, {workers} workers):", file=sys.stderr)
-        root = self.work / f"citus{workers}"
-        self.citus = CitusCluster(root, base_port=free_ports(workers + 1, start=9800),
-                                  workers=workers)  # fmt: skip
-        try:
-            self.citus.start()
-            self.dsn = self.citus.create_database("bench")
-            self.measure_distributed(csv_dir)
-        finally:
-            self.citus.destroy()
-            self.citus = None
+        """The distributed figures on a fresh local cluster of `workers`
+        workers: on the loopback, or in the namespace model (bench/netns.py)."""
+        print(f"on a local Citus cluster (a coordinator, {workers} workers;"
+              f" {self.citus_network}):", file=sys.stderr)  # fmt: skip
+        base_port = free_ports(workers + 1, start=9800)
+        with ExitStack() as stack:
+            placements = None
+            if self.netns_delay_ms is not None:
+                placements = stack.enter_context(
+                    netns.namespace_model(workers + 1, base_port, self.netns_delay_ms)
+                )
+            self.citus = CitusCluster(self.work / f"citus{workers}", base_port, workers, placements)
+            try:
+                self.citus.start()
+                self.dsn = self.citus.create_database("bench")
+                self.measure_distributed(csv_dir)
+            finally:
+                self.citus.destroy()
+                self.citus = None
+
+    @property
+    def citus_network(self) -> str:
+        """How the Citus nodes reach each other in this run."""
+        if self.netns_delay_ms is None:
+            return "the loopback"
+        return f"network namespaces, {self.netns_delay_ms} ms each way to a worker"
 
     def measure_distributed(self, csv_dir: Path) -> None:
         """What `--citus` compares: migrate, the two ingest paths, both KPIs;
@@ -619,7 +636,8 @@ def format_table(result: dict) -> str:
                 f"{name:{width}s} not measured: {next((w for w in why if w), 'not in this run')}"
             )
     if "citus" in result:
-        lines += ["", f"{'same run':24s} {'one server':>14s} {'Citus 1+2':>14s} {'Citus/one':>10s}"]
+        lines += ["", f"Citus nodes over {result['citus_network']}"]
+        lines += [f"{'same run':24s} {'one server':>14s} {'Citus 1+2':>14s} {'Citus/one':>10s}"]
         for name in DISTRIBUTED:
             one, dist = result["measurements"][name], result["citus"][name]
             key = "rows_per_s" if "rows_per_s" in one else "p50_ms"

@@ -52,22 +52,48 @@ def _port_free(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a node runs, when not on this host's loopback: in network
+    namespace `netns`, listening on `address` (and its own loopback),
+    reached by the other nodes at `reached_at` (host, port): its address, or
+    a proxy's in front of it. `network` is trusted."""
+
+    netns: str
+    address: str
+    reached_at: tuple[str, int]
+    network: str
+
+
 @dataclass
 class CitusCluster:
-    """A coordinator (the first node) and `workers` workers under `root`."""
+    """A coordinator (the first node) and `workers` workers under `root`;
+    on 127.0.0.1, or each node as `placements` says (bench/netns.py)."""
 
     root: Path
     base_port: int
     workers: int = 2
+    placements: list[Placement] | None = None
 
     @property
     def nodes(self) -> list[Cluster]:
         return [
             Cluster(
-                self.root / f"node{i}", port=self.base_port + i, durable=False, trust_loopback=True
+                self.root / f"node{i}",
+                port=self.base_port + i,
+                durable=False,
+                trust_loopback=True,
+                netns=self.placements[i].netns if self.placements else None,
+                trusted_network=self.placements[i].network if self.placements else None,
             )
             for i in range(self.workers + 1)
         ]
+
+    def reached_at(self, node: int) -> tuple[str, int]:
+        """The host and port the other nodes connect to node `node` at."""
+        if self.placements:
+            return self.placements[node].reached_at
+        return "localhost", self.base_port + node
 
     @property
     def coordinator(self) -> Cluster:
@@ -76,10 +102,13 @@ class CitusCluster:
     def start(self) -> None:
         if not citus_installed():
             raise CitusError(INSTALL_HINT)
-        for node in self.nodes:
+        for i, node in enumerate(self.nodes):
             if not node.is_initialized():
                 node.init()
                 node._append_conf(_NODE_SETTINGS)
+                if self.placements:
+                    address = self.placements[i].address
+                    node._append_conf(f"listen_addresses = 'localhost, {address}'\n")
             node.start()
 
     def create_database(self, dbname: str) -> str:
@@ -96,9 +125,9 @@ class CitusCluster:
             with psycopg.connect(node.conninfo(dbname), autocommit=True) as conn:
                 conn.execute("create extension citus")
         with psycopg.connect(self.coordinator.conninfo(dbname), autocommit=True) as conn:
-            conn.execute("select citus_set_coordinator_host('localhost', %s)", (self.base_port,))
-            for worker in self.nodes[1:]:
-                conn.execute("select citus_add_node('localhost', %s)", (worker.port,))
+            conn.execute("select citus_set_coordinator_host(%s, %s)", self.reached_at(0))
+            for worker in range(1, self.workers + 1):
+                conn.execute("select citus_add_node(%s, %s)", self.reached_at(worker))
         return self.coordinator.url(dbname)
 
     def stop(self) -> None:

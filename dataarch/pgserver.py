@@ -116,6 +116,10 @@ class Cluster:
     # Citus nodes talk to each other over 127.0.0.1 (tests and bench only):
     # trusted there, as the loopback of a throwaway cluster
     trust_loopback: bool = False
+    # ... or over a private network of network namespaces the bench made
+    # (bench/netns.py): the server runs in `netns`, trusting `trusted_network`
+    netns: str | None = None
+    trusted_network: str | None = None
 
     def __post_init__(self) -> None:
         self.root = self.root.absolute()
@@ -148,6 +152,8 @@ class Cluster:
     def _run(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a server program, as the postgres user when we are root."""
         prefix = ["runuser", "-u", SUPERUSER, "--"] if _is_root() else []
+        if self.netns:
+            prefix = ["ip", "netns", "exec", self.netns, *prefix]
         proc = subprocess.run([*prefix, *argv], capture_output=True, text=True)
         if check and proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip()
@@ -252,6 +258,8 @@ class Cluster:
         ]
         if self.trust_loopback:
             lines += ["host all all 127.0.0.1/32 trust", "host all all ::1/128 trust"]
+        if self.trusted_network:
+            lines += [f"host all all {self.trusted_network} trust"]
         hba.write_text("\n".join(lines) + "\n")  # root may write it; ownership is unchanged
         ident = [f"{_MAP} {user} {role}" for user in self._os_users() for role in ROLES]
         (self.data_dir / "pg_ident.conf").write_text("\n".join(ident) + "\n")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import PROJECT
 
-from bench import pgloader
+from bench import netns, pgloader
 from bench.run import CITUS_WORKERS, DISTRIBUTED, NODE_CPU, TARGETS, figure_of
 
 
@@ -147,14 +147,19 @@ def test_a_failed_request_stops_the_bench_and_names_the_server_log(tmp_path) -> 
 @pytest.mark.citus
 def test_bench_citus_puts_the_distributed_figures_beside(tmp_path, citus_available) -> None:
     out = tmp_path / "bench.json"
+    # in the namespace model where it can be built (as root, as CI runs)
+    model = [] if netns.available() else ["--netns-delay-ms", "0.5"]
     done = subprocess.run(
         [sys.executable, "-m", "cli", "bench", "--rows", "2000", "--sample", "1000",
-         "--citus", "--json", str(out)],
+         "--citus", *model, "--json", str(out)],
         cwd=PROJECT, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     assert_pgloader_figure(result, done.stdout)
+    if model:
+        assert result["citus_network"].startswith("network namespaces, 0.5 ms")
+        assert "Citus nodes over network namespaces" in done.stdout
     citus = result["citus"]
     assert set(citus) >= set(DISTRIBUTED)
     for name in DISTRIBUTED:
@@ -170,6 +175,15 @@ def test_bench_citus_puts_the_distributed_figures_beside(tmp_path, citus_availab
                 assert all(seconds > 0 for seconds in nodes.values()), (workers, path, nodes)
             assert measured[f"cpu_{path}"]["value"] > 0
     assert "CPU seconds a node spent" in done.stdout and "migrate, 2" in done.stdout
+
+
+def test_the_namespace_model_needs_citus() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "bench", "--rows", "2000", "--netns-delay-ms", "0.5"],
+        cwd=PROJECT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--netns-delay-ms: it needs --citus" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_failed_request_ends_the_bench_with_the_server_log_tail(
