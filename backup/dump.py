@@ -4,12 +4,13 @@ backup are read in one REPEATABLE READ snapshot, so the files agree with
 each other (no employee points at a department the departments file lacks),
 and written as one set: every file or none (see store.py).
 
-A large table is read and encoded by one worker process per core, as
+A large table is read and encoded by as many processes as cores, as
 pg_dump -j does: each worker joins the snapshot (SET TRANSACTION SNAPSHOT),
 COPYs one range of the table's pages and encodes it into complete Avro
 blocks ending in the file's sync marker; this process writes the header and
-the blocks in page order. Encoding, not COPY, is the cost (~3 us a row in
-Python against 0.4 us in the server), so it is what the cores share.
+the blocks in page order, and encodes its share of the parts meanwhile.
+Encoding, not COPY, is the cost (~3 us a row in Python against 0.4 us in
+the server), so it is what the cores share.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -166,9 +167,12 @@ def _parts(conn: psycopg.Connection, table: str, template: Part) -> list[Part]:
 
 
 def _blocks(conn: psycopg.Connection, parts: list[Part]) -> Iterator[bytes]:
-    """Each part's blocks, in order; by worker processes when there are several parts."""
-    workers = min(len(parts), os.cpu_count() or 1)
-    if workers < 2:
+    """Each part's blocks, in order. With several parts and cores, worker
+    processes encode some in the backup's snapshot and this process the
+    others (every `workers + 1`-th), so one process fewer holds Python,
+    psycopg and fastavro in memory (a worker is ~45 MB)."""
+    workers = min(len(parts), os.cpu_count() or 1) - 1
+    if workers < 1:
         for part in parts:
             yield _encode(conn, part)
         return
@@ -181,7 +185,14 @@ def _blocks(conn: psycopg.Connection, parts: list[Part]) -> Iterator[bytes]:
         workers, context, initializer=_join_snapshot,
         initargs=(conninfo, snapshot, os.getpid(), _milliseconds(lock_ms)),
     ) as pool:  # fmt: skip
-        yield from pool.map(_encode_in_worker, parts)
+        theirs = (i for i in range(len(parts)) if i % (workers + 1))
+        pending: dict[int, Future[bytes]] = {}
+        for i, part in enumerate(parts):
+            # two parts a worker in flight at most: a worker ahead of this
+            # process would otherwise pile finished parts up in its memory
+            while len(pending) < 2 * workers and (j := next(theirs, None)) is not None:
+                pending[j] = pool.submit(_encode_in_worker, parts[j])
+            yield pending.pop(i).result() if i in pending else _encode(conn, part)
 
 
 def _milliseconds(setting: str) -> int:
