@@ -19,7 +19,7 @@ def test_the_new_table_is_distributed_as_the_rule_says(citus_cluster, tmp_path) 
         install(conn)  # today's release
         conn.execute("insert into jobs (job_id, job_name) values (1, 'Analyst')")
         applied = install(conn, changed_copy(tmp_path / "project"))
-        assert "citus: trainings: distributed by training_id" in applied
+        assert "citus: trainings: distributed by training_id, 4 shards" in applied  # 2 workers
         placed = dict(
             conn.execute(
                 "select logicalrelid::text, case when partmethod = 'n' then 'reference'"
