@@ -95,10 +95,13 @@ def test_views_are_usable_from_psql(db) -> None:
     )
 
 
-def test_a_year_without_data_is_empty(db) -> None:
-    conn, _ = db
-    assert conn.execute("select * from kpi_hires_by_quarter(1990)").fetchall() == []
-    assert conn.execute("select * from kpi_departments_above_mean(1990)").fetchall() == []
+@pytest.mark.parametrize("year", [1990, 0, -1, 10000])
+def test_a_year_without_data_is_empty(db, year) -> None:
+    conn, _ = db  # hiring dates hold the years 1 to 9999 only
+    assert conn.execute("select * from kpi_hires_by_quarter(%s)", (year,)).fetchall() == []
+    assert conn.execute("select * from kpi_departments_above_mean(%s)", (year,)).fetchall() == []
+    assert conn.execute("select * from hires_in_year(%s)", (year,)).fetchall() == []
+    assert conn.execute("select * from department_hires_in_year(%s)", (year,)).fetchall() == []
 
 
 RECOUNT = """

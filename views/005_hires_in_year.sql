@@ -36,8 +36,12 @@ returns table (department_id integer, job_id integer, hire_quarter smallint, hir
 language plpgsql stable
 set search_path = pg_catalog, public, pg_temp
 as $$
--- Promise: the rows of hire_counts of year p_year (UTC), those with hires.
+-- Promise: the rows of hire_counts of year p_year (UTC), those with hires;
+-- none for a year no hiring date can have (outside 1-9999).
 begin
+    if p_year not between 1 and 9999 then
+        return;  -- and make_timestamptz would refuse year 0
+    end if;
     if _hire_counts_is_table() then
         return query
         select c.department_id, c.job_id, c.hire_quarter, c.hires
@@ -67,8 +71,11 @@ as $$
 -- Promise: the hires of year p_year (UTC) per department, those with hires:
 -- hires_in_year summed by department, without handing over every row of it
 -- (KPI 2 needs a dozen; through hires_in_year it took 5.4 ms at 96 000
--- employees, against 3.5 ms before this function).
+-- employees, against 3.5 ms before this function). None for a year outside 1-9999.
 begin
+    if p_year not between 1 and 9999 then
+        return;
+    end if;
     if _hire_counts_is_table() then
         return query
         select c.department_id, sum(c.hires)::bigint
