@@ -232,16 +232,16 @@ class Bench:
         }
         before = {name: cpu_seconds(node.postmaster_pid()) for name, node in nodes.items()}
         yield
-        scale = 1000 / units if per == "1000 rows" else 1 / units
+        size, counted = (1000, "rows") if per == "1000 rows" else (1, "requests")
         spent = {
-            name: round((cpu_seconds(node.postmaster_pid()) - before[name]) * scale, 4)
+            name: round((cpu_seconds(node.postmaster_pid()) - before[name]) * size / units, 4)
             for name, node in nodes.items()
         }
         busiest = max(spent.values())
         self.record(f"cpu_{path}", {
             "per": per, "nodes": spent,
-            "value": round((1000 if per == "1000 rows" else 1) / busiest, 1) if busiest else 0,
-            "value_is": f"{'rows' if per == '1000 rows' else 'requests'}/s with one core a node",
+            "value": round(size / busiest, 1) if busiest else 0,
+            "value_is": f"{counted}/s with one core a node",
         })  # fmt: skip
 
     def reset(self, conn: psycopg.Connection, *, reference: bool) -> None:
@@ -608,26 +608,28 @@ class Bench:
         }
 
 
+# The keys a measurement may hold its figure under, in the order looked
+# for, and how the table shows each.
+FIGURES = {"rows_per_s": "{:,} rows/s", "mb_per_s": "{:,} MB/s", "p50_ms": "{} ms", "value": "{}"}
+
+
+def _figure_key(measurement: dict) -> str:
+    for key in FIGURES:
+        if key in measurement:
+            return key
+    raise KeyError(f"no figure in {measurement}")
+
+
 def figure_of(measurement: dict) -> float:
     """The one number a measurement is judged by."""
-    for key in ("rows_per_s", "mb_per_s", "p50_ms", "value"):
-        if key in measurement:
-            return measurement[key]
-    raise KeyError(f"no figure in {measurement}")
+    return measurement[_figure_key(measurement)]
 
 
 def format_table(result: dict) -> str:
     lines = [f"dataarch bench: {result['rows']} rows, {result['bad_ratio']:.0%} bad", ""]
     lines.append(f"{'measurement':24s} {'figure':>14s}")
     for name, m in result["measurements"].items():
-        if "rows_per_s" in m:
-            figure = f"{m['rows_per_s']:,} rows/s"
-        elif "mb_per_s" in m:
-            figure = f"{m['mb_per_s']:,} MB/s"
-        elif "p50_ms" in m:
-            figure = f"{m['p50_ms']} ms"
-        else:
-            figure = str(m["value"])
+        figure = FIGURES[_figure_key(m)].format(figure_of(m))
         lines.append(f"{name:24s} {figure:>14s}")
     width = max(map(len, TARGETS))
     lines += ["", f"{'target':{width}s} {'value':>9s} {'goal':>8s}  met"]
