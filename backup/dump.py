@@ -5,7 +5,8 @@ each other (no employee points at a department the departments file lacks),
 and written as one set: every file or none (see store.py).
 
 A large table is read and encoded by as many processes as cores, as
-pg_dump -j does: each worker joins the snapshot (SET TRANSACTION SNAPSHOT),
+pg_dump -j does: each worker (backup/worker.py, a process of its own on
+two pipes) joins the snapshot (SET TRANSACTION SNAPSHOT),
 COPYs one range of the table's pages and encodes it into complete Avro
 blocks ending in the file's sync marker; this process writes the header and
 the blocks in page order, and encodes its share of the parts meanwhile.
@@ -15,14 +16,14 @@ the server), so it is what the cores share.
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import io
 import json
-import multiprocessing
 import os
-import signal
+import pickle
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -109,7 +110,7 @@ def _writer_args(part: Part) -> dict:
     }
 
 
-def _encode(conn: psycopg.Connection, part: Part) -> bytes:
+def encode(conn: psycopg.Connection, part: Part) -> bytes:
     """The part's rows as Avro blocks, without the header a file starts with."""
     args = _writer_args(part)
     header, out = io.BytesIO(), io.BytesIO()
@@ -120,38 +121,50 @@ def _encode(conn: psycopg.Connection, part: Part) -> bytes:
 
 # -- worker processes ------------------------------------------------------------------
 
-_worker_conn: psycopg.Connection | None = None
-# A worker's session ends by itself if it sits in its transaction this long
-# (its parent gone, say): it holds the backup's snapshot and table locks.
-WORKER_IDLE_MS = 60_000
-_PR_SET_PDEATHSIG = 1
 
+class _Worker:
+    """One `python -m backup.worker` process in the backup's snapshot, fed
+    parts and read back in the same order (see worker.py)."""
 
-def _die_with(parent: int) -> None:
-    """Have the kernel kill this process when its parent dies (kill -9
-    included): an orphaned worker would hold its session, locks and snapshot
-    until its task ended, or forever while it waits for the next one."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before the line above
-        os._exit(1)
+    def __init__(self, orders: tuple[str, str, int, int]) -> None:
+        # the project's folder first, so the worker runs the code this process does
+        paths = [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "backup.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env=env,
+        )  # fmt: skip
+        self.send(orders)
 
+    def send(self, message: object) -> None:
+        assert self.process.stdin is not None
+        try:
+            pickle.dump(message, self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # it ended: the next answer read says why
 
-def _join_snapshot(conninfo: str, snapshot: str, parent: int, lock_ms: int) -> None:
-    global _worker_conn
-    _die_with(parent)
-    idle = f"-c idle_in_transaction_session_timeout={WORKER_IDLE_MS}"
-    _worker_conn = psycopg.connect(
-        conninfo, application_name="dataarch backup worker",
-        options=f"-c lock_timeout={lock_ms} {idle}",
-    )  # fmt: skip
-    _worker_conn.execute("set transaction isolation level repeatable read, read only")
-    _worker_conn.execute(sql.SQL("set transaction snapshot {}").format(snapshot))
+    def answer(self) -> bytes:
+        assert self.process.stdout is not None
+        try:
+            blocks, error = pickle.load(self.process.stdout)
+        except (EOFError, pickle.UnpicklingError):
+            status = self.process.wait()
+            raise store.BackupError(
+                f"a backup worker process ended (exit status {status}) before its part"
+                " was encoded; nothing was written"
+            ) from None
+        if error is not None:
+            raise error
+        return blocks
 
-
-def _encode_in_worker(part: Part) -> bytes:
-    assert _worker_conn is not None
-    return _encode(_worker_conn, part)
+    def stop(self, at_once: bool) -> None:
+        if at_once:
+            self.process.kill()
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.close()  # type: ignore[union-attr]
+        self.process.stdout.close()  # type: ignore[union-attr]
+        self.process.wait()
 
 
 def _parts(conn: psycopg.Connection, table: str, template: Part) -> list[Part]:
@@ -174,25 +187,30 @@ def _blocks(conn: psycopg.Connection, parts: list[Part]) -> Iterator[bytes]:
     workers = min(len(parts), os.cpu_count() or 1) - 1
     if workers < 1:
         for part in parts:
-            yield _encode(conn, part)
+            yield encode(conn, part)
         return
     snapshot = conn.execute("select pg_export_snapshot()").fetchone()[0]
     lock_ms = conn.execute("select current_setting('lock_timeout')").fetchone()[0]
     conninfo = make_conninfo(conn.info.dsn, password=conn.info.password or None)
-    # spawn, not fork: a forked child would share this process's connection socket
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        workers, context, initializer=_join_snapshot,
-        initargs=(conninfo, snapshot, os.getpid(), _milliseconds(lock_ms)),
-    ) as pool:  # fmt: skip
+    orders = (conninfo, snapshot, os.getpid(), _milliseconds(lock_ms))
+    pool: list[_Worker] = []
+    finished = False
+    try:
+        pool.extend(_Worker(orders) for _ in range(workers))
+        # part i is the worker i % (workers + 1) - 1's, or this process's at 0
         theirs = (i for i in range(len(parts)) if i % (workers + 1))
-        pending: dict[int, Future[bytes]] = {}
+        pending: dict[int, _Worker] = {}
         for i, part in enumerate(parts):
-            # two parts a worker in flight at most: a worker ahead of this
-            # process would otherwise pile finished parts up in its memory
+            # two parts a worker in flight at most: one it encodes, one
+            # waiting; a finished part waits in its pipe until read
             while len(pending) < 2 * workers and (j := next(theirs, None)) is not None:
-                pending[j] = pool.submit(_encode_in_worker, parts[j])
-            yield pending.pop(i).result() if i in pending else _encode(conn, part)
+                pending[j] = pool[j % (workers + 1) - 1]
+                pending[j].send(parts[j])
+            yield pending.pop(i).answer() if i in pending else encode(conn, part)
+        finished = True
+    finally:
+        for worker in pool:
+            worker.stop(at_once=not finished)
 
 
 def _milliseconds(setting: str) -> int:

@@ -74,6 +74,54 @@ def test_worker_processes_write_one_file_in_page_order(db, tmp_path, monkeypatch
     assert snapshot(db, "employees") == before
 
 
+def _children() -> set[int]:
+    tasks = Path(f"/proc/{os.getpid()}/task")
+    return {int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()}
+
+
+def _encoding(db: psycopg.Connection, monkeypatch):
+    """The blocks of employees, one page a part, three cores: two workers."""
+    from backup.columns import table_columns
+    from backup.dump import Part, _blocks, _parts
+
+    monkeypatch.setattr("backup.dump.PAGES_PER_PART", 1)
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    columns = tuple(table_columns(db, "employees"))
+    template = Part("employees", columns, "null", os.urandom(16), 0, None)
+    return _blocks(db, _parts(db, "employees", template))
+
+
+def test_a_backup_starts_its_workers_and_nothing_else(db, monkeypatch) -> None:
+    """A worker a core but one, each `python -m backup.worker` on two pipes:
+    no multiprocessing helper beside them (its resource tracker was 12 MB of
+    a backup's 100), and none left once the table is read."""
+    db.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    before = _children()
+    with db.transaction():
+        blocks = _encoding(db, monkeypatch)
+        next(blocks)
+        started = _children() - before
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in started]
+        assert len(started) == 2, commands
+        assert all(c[1:3] == [b"-m", b"backup.worker"] for c in commands), commands
+        list(blocks)
+    assert not started & _children()
+
+
+def test_a_worker_killed_fails_the_backup_with_a_clear_error(db, monkeypatch) -> None:
+    from backup.store import BackupError
+
+    db.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    before = _children()
+    with pytest.raises(BackupError, match="backup worker .* ended"), db.transaction():
+        blocks = _encoding(db, monkeypatch)
+        next(blocks)
+        for pid in _children() - before:
+            os.kill(pid, signal.SIGKILL)
+        list(blocks)
+    assert not _children() - before
+
+
 @pytest.mark.parametrize("codec", ["deflate", "snappy", "null"])
 def test_round_trip_every_table(db, tmp_path, codec) -> None:
     before = {t: snapshot(db, t) for t in ("departments", "jobs", "employees")}
