@@ -100,8 +100,26 @@ def test_a_year_without_data_is_empty(db, year) -> None:
     conn, _ = db  # hiring dates hold the years 1 to 9999 only
     assert conn.execute("select * from kpi_hires_by_quarter(%s)", (year,)).fetchall() == []
     assert conn.execute("select * from kpi_departments_above_mean(%s)", (year,)).fetchall() == []
-    assert conn.execute("select * from hires_in_year(%s)", (year,)).fetchall() == []
+    assert conn.execute("select * from job_hires_in_year(%s)", (year,)).fetchall() == []
     assert conn.execute("select * from department_hires_in_year(%s)", (year,)).fetchall() == []
+
+
+def _join_rows(plan: dict) -> list[int]:
+    below = [n for child in plan.get("Plans", []) for n in _join_rows(child)]
+    joins = plan["Node Type"] in ("Hash Join", "Merge Join", "Nested Loop")
+    return [plan["Actual Rows"], *below] if joins else below
+
+
+def test_kpi1_names_each_department_and_job_once(db) -> None:
+    """The year's counts are pivoted into a row per department and job before
+    the names are joined: joining every count row (one a quarter) first made
+    KPI 1 14.2 ms at a million employees, against 8.9 (2026-12-04)."""
+    conn, _ = db
+    query = "select * from hires_by_quarter where year = 2021"
+    plan = conn.execute(f"explain (analyze, format json) {query}").fetchone()[0][0]["Plan"]
+    pairs = len(conn.execute(query).fetchall())
+    assert pairs > 0
+    assert _join_rows(plan) and max(_join_rows(plan)) <= pairs
 
 
 RECOUNT = """
