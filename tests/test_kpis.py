@@ -122,6 +122,30 @@ def test_kpi1_names_each_department_and_job_once(db) -> None:
     assert _join_rows(plan) and max(_join_rows(plan)) <= pairs
 
 
+@pytest.mark.parametrize("function", ["job_hires_in_year", "department_hires_in_year"])
+def test_a_year_is_read_through_the_index(conn, function) -> None:
+    """Two full years of counts: a KPI reads its year through hire_counts'
+    primary key, not by scanning every year (which the default
+    random_page_cost chose: KPI 2 took 2.4 ms at a million employees against
+    1.6 through the index, 2026-12-04)."""
+    conn.execute("""
+        insert into hire_counts (department_id, job_id, hire_year, hire_quarter, hires)
+        select d, j, y, q, 1 from generate_series(1, 12) as d, generate_series(1, 183) as j,
+            generate_series(2021, 2022) as y, generate_series(1, 4) as q
+    """)  # the shape of a million employees' counts
+    conn.execute("analyze hire_counts")
+    plans: list[str] = []
+    conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    conn.execute("load 'auto_explain'")
+    conn.execute("set auto_explain.log_min_duration = 0")
+    conn.execute("set auto_explain.log_nested_statements = on")
+    conn.execute("set auto_explain.log_level = notice")
+    conn.execute(f"select * from {function}(2021)").fetchall()
+    read = [p for p in plans if " on hire_counts " in p]
+    assert read and all("Index Scan using hire_counts_pkey" in p for p in read), plans
+    assert not any("Seq Scan on hire_counts" in p for p in read), read
+
+
 RECOUNT = """
     select department_id, job_id, extract(year from hiring_date at time zone 'UTC')::int,
         extract(quarter from hiring_date at time zone 'UTC')::int, count(*)
