@@ -16,13 +16,9 @@ the server), so it is what the cores share.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import pickle
-import subprocess
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +33,7 @@ from psycopg.conninfo import make_conninfo
 import dataarch
 from backup import store
 from backup.columns import TIMESTAMP, Column, avro_schema, table_columns
+from backup.pipes import WorkerFailed, WorkerProcess
 from dataarch.db import operation
 from dataarch.installer import schema_version
 
@@ -122,51 +119,6 @@ def encode(conn: psycopg.Connection, part: Part) -> bytes:
 # -- worker processes ------------------------------------------------------------------
 
 
-class _Worker:
-    """One `python -m backup.worker` process in the backup's snapshot, fed
-    parts and read back in the same order (see worker.py)."""
-
-    def __init__(self, orders: tuple[str, str, int, int]) -> None:
-        # the project's folder first, so the worker runs the code this process does
-        paths = [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "backup.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env=env,
-        )  # fmt: skip
-        self.send(orders)
-
-    def send(self, message: object) -> None:
-        assert self.process.stdin is not None
-        try:
-            pickle.dump(message, self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self.process.stdin.flush()
-        except BrokenPipeError:
-            pass  # it ended: the next answer read says why
-
-    def answer(self) -> bytes:
-        assert self.process.stdout is not None
-        try:
-            blocks, error = pickle.load(self.process.stdout)
-        except (EOFError, pickle.UnpicklingError):
-            status = self.process.wait()
-            raise store.BackupError(
-                f"a backup worker process ended (exit status {status}) before its part"
-                " was encoded; nothing was written"
-            ) from None
-        if error is not None:
-            raise error
-        return blocks
-
-    def stop(self, at_once: bool) -> None:
-        if at_once:
-            self.process.kill()
-        with contextlib.suppress(BrokenPipeError):
-            self.process.stdin.close()  # type: ignore[union-attr]
-        self.process.stdout.close()  # type: ignore[union-attr]
-        self.process.wait()
-
-
 def _parts(conn: psycopg.Connection, table: str, template: Part) -> list[Part]:
     pages = conn.execute(
         "select pg_relation_size(%s) / current_setting('block_size')::int", (table,)
@@ -192,14 +144,14 @@ def _blocks(conn: psycopg.Connection, parts: list[Part]) -> Iterator[bytes]:
     snapshot = conn.execute("select pg_export_snapshot()").fetchone()[0]
     lock_ms = conn.execute("select current_setting('lock_timeout')").fetchone()[0]
     conninfo = make_conninfo(conn.info.dsn, password=conn.info.password or None)
-    orders = (conninfo, snapshot, os.getpid(), _milliseconds(lock_ms))
-    pool: list[_Worker] = []
+    orders = (conninfo, snapshot, _milliseconds(lock_ms))
+    pool: list[WorkerProcess] = []
     finished = False
     try:
-        pool.extend(_Worker(orders) for _ in range(workers))
+        pool.extend(WorkerProcess("encode", *orders) for _ in range(workers))
         # part i is the worker i % (workers + 1) - 1's, or this process's at 0
         theirs = (i for i in range(len(parts)) if i % (workers + 1))
-        pending: dict[int, _Worker] = {}
+        pending: dict[int, WorkerProcess] = {}
         for i, part in enumerate(parts):
             # two parts a worker in flight at most: one it encodes, one
             # waiting; a finished part waits in its pipe until read
@@ -208,6 +160,11 @@ def _blocks(conn: psycopg.Connection, parts: list[Part]) -> Iterator[bytes]:
                 pending[j].send(parts[j])
             yield pending.pop(i).answer() if i in pending else encode(conn, part)
         finished = True
+    except WorkerFailed as exc:
+        raise store.BackupError(
+            f"a backup worker process ended ({exc}) before its part was encoded;"
+            " nothing was written"
+        ) from None
     finally:
         for worker in pool:
             worker.stop(at_once=not finished)

@@ -1,13 +1,21 @@
-"""A backup worker: joins the backup's snapshot and encodes each part of a
-table it is sent into Avro blocks (see dump._blocks, which starts it).
+"""A backup or restore worker: a process of its own that shares a table's
+Python work with the one that started it (pipes.WorkerProcess). Nothing in
+the package imports this module: it runs as
 
     python -m backup.worker   (stdin and stdout are its parent's pipes)
 
-On stdin, pickled: (conninfo, snapshot, parent pid, lock_timeout in ms),
-then one Part a task; on stdout, pickled, (blocks, None) or (None, error) a
-task, in the order the tasks came. Two pipes, not multiprocessing: nothing
-is shared but them, and no helper process runs beside the workers (the
-resource tracker a spawned pool needs held 12 MB of a 100 MB backup).
+On stdin, pickled: (job, parent pid, *the job's arguments), then, for an
+encode job, one Part a task; on stdout, pickled, (result, None) or (None,
+error) a task, in the order the tasks came.
+
+- encode (dump._blocks): joins the backup's snapshot and encodes each Part
+  it is sent into Avro blocks.
+- decode (restore._staged_rows): reads a backup file and decodes its share
+  of the chunks of blocks into row tuples, sent unasked, in file order.
+
+Two pipes, not multiprocessing: nothing is shared but them, and no helper
+process runs beside the workers (the resource tracker a spawned pool needs
+held 12 MB of a 100 MB backup).
 """
 
 from __future__ import annotations
@@ -17,17 +25,13 @@ import os
 import pickle
 import signal
 import sys
+from pathlib import Path
 from typing import BinaryIO
 
-import psycopg
-from psycopg import sql
-
-from backup.dump import Part, encode
-
+APPLICATION_NAME = "dataarch backup worker"
 # A worker's session ends by itself if it sits in its transaction this long
 # (its parent gone, say): it holds the backup's snapshot and table locks.
 IDLE_MS = 60_000
-APPLICATION_NAME = "dataarch backup worker"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -41,39 +45,34 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _join_snapshot(conninfo: str, snapshot: str, lock_ms: int) -> psycopg.Connection:
-    idle = f"-c idle_in_transaction_session_timeout={IDLE_MS}"
-    conn = psycopg.connect(
-        conninfo, application_name=APPLICATION_NAME, options=f"-c lock_timeout={lock_ms} {idle}"
-    )
-    conn.execute("set transaction isolation level repeatable read, read only")
-    conn.execute(sql.SQL("set transaction snapshot {}").format(snapshot))
-    return conn
-
-
-def _answer(out: BinaryIO, blocks: bytes | None, error: BaseException | None) -> None:
+def _answer(out: BinaryIO, result: object, error: BaseException | None) -> None:
     try:
-        pickle.dump((blocks, error), out, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump((result, error), out, protocol=pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError):  # an error pickle refuses
         pickle.dump((None, RuntimeError(f"{type(error).__name__}: {error}")), out)
     out.flush()
 
 
-def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    tasks = sys.stdin.buffer
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # a stray print must not land in the answers
-    conninfo, snapshot, parent, lock_ms = pickle.load(tasks)
-    _die_with(parent)
+def _encode(tasks: BinaryIO, out: BinaryIO, conninfo: str, snapshot: str, lock_ms: int) -> None:
+    import psycopg
+    from psycopg import sql
+
+    from backup.dump import encode
+
+    idle = f"-c idle_in_transaction_session_timeout={IDLE_MS}"
     try:
-        conn = _join_snapshot(conninfo, snapshot, lock_ms)
+        conn = psycopg.connect(
+            conninfo, application_name=APPLICATION_NAME,
+            options=f"-c lock_timeout={lock_ms} {idle}",
+        )  # fmt: skip
+        conn.execute("set transaction isolation level repeatable read, read only")
+        conn.execute(sql.SQL("set transaction snapshot {}").format(snapshot))
     except psycopg.Error as exc:
         _answer(out, None, exc)
         return
     while True:
         try:
-            part: Part = pickle.load(tasks)
+            part = pickle.load(tasks)
         except EOFError:  # no more parts: the parent closed the pipe
             return
         try:
@@ -81,6 +80,30 @@ def main() -> None:
         except Exception as exc:
             _answer(out, None, exc)
             return
+
+
+def _decode(out: BinaryIO, path: str, names: list[str], size: int, every: int, mine: int) -> None:
+    from backup.restore import chunk_rows
+
+    try:
+        for _, rows in chunk_rows(Path(path), names, size, every, mine):
+            if rows is not None:
+                _answer(out, rows, None)
+    except Exception as exc:  # fastavro raises many types on damaged data
+        _answer(out, None, exc)
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    tasks = sys.stdin.buffer
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print must not land in the answers
+    job, parent, *args = pickle.load(tasks)
+    _die_with(parent)
+    if job == "encode":
+        _encode(tasks, out, *args)
+    elif job == "decode":
+        _decode(out, *args)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import itertools
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from litestar.testing import TestClient
 
 from app import create_app
 from backup import RestoreError, backup_tables, list_backups, restore_table
+from backup.pipes import WorkerProcess
 from backup.store import LOCK, backup_files
 
 NAMES = ["Smith, John", 'Say "hi"', "Zoë Núñez-Dvořák", "😀 Emoji", "tab\tinside", "a\\b"]
@@ -119,6 +121,79 @@ def test_a_worker_killed_fails_the_backup_with_a_clear_error(db, monkeypatch) ->
         for pid in _children() - before:
             os.kill(pid, signal.SIGKILL)
         list(blocks)
+    assert not _children() - before
+
+
+def _decoded_by_workers(db, tmp_path, monkeypatch, rows: int, codec: str = "deflate") -> Path:
+    """A backup of `rows` more employees, many blocks, restored with two
+    decoding workers (three cores) a block a chunk."""
+    db.execute(
+        "insert into employees (employee_id, employee_name, hiring_date, department_id, job_id)"
+        " select 1000 + i, 'Person ' || i, '2021-01-01'::timestamptz + i * interval '1 minute',"
+        " 1 + i %% 6, 1 + i %% 6 from generate_series(1, %s) as i",
+        (rows,),
+    )
+    monkeypatch.setattr("backup.dump.PAGES_PER_PART", 1)  # a part, so a block or more, a page
+    path = write_backup(db, tmp_path, "employees", codec=codec)["employees"]
+    monkeypatch.setattr("backup.restore.PARALLEL_FROM_BYTES", 0)
+    monkeypatch.setattr("backup.restore.CHUNK_BLOCKS", 1)
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    return path
+
+
+def test_restore_workers_decode_a_file_in_its_order(db, tmp_path, monkeypatch) -> None:
+    """Each chunk is decoded by the parent or one of two workers, and the rows
+    go in in the file's order (page order: the BRIN on batch_id stays good)."""
+    path = _decoded_by_workers(db, tmp_path, monkeypatch, 3000)
+    before = snapshot(db, "employees")
+    started = []
+    real = WorkerProcess.__init__
+
+    def spy(self, job, *args):
+        started.append(job)
+        real(self, job, *args)
+
+    monkeypatch.setattr(WorkerProcess, "__init__", spy)
+    with path.open("rb") as f:
+        in_file_order = [r["employee_id"] for r in fastavro.reader(f)]
+    db.execute("update employees set employee_name = 'changed' where employee_id % 2 = 0")
+    assert restore_table(db, "employees", path).changed == len(before) // 2
+    db.autocommit = True
+    assert started == ["decode", "decode"]
+    assert snapshot(db, "employees") == before
+    physical = [r[0] for r in db.execute("select employee_id from employees order by ctid")]
+    assert physical == in_file_order
+
+
+def test_a_record_damaged_in_a_workers_chunk_is_named(db, tmp_path, monkeypatch) -> None:
+    """No codec: the parent reads past a worker's blocks without decoding them,
+    so only the worker meets the damage; the restore names it and changes nothing."""
+    path = _decoded_by_workers(db, tmp_path, monkeypatch, 3000, codec="null")
+    before = snapshot(db, "employees")
+    with path.open("rb") as f:  # block 1 is chunk 1: the first worker's
+        name = next(iter(list(itertools.islice(fastavro.block_reader(f), 2))[1]))["employee_name"]
+    data = bytearray(path.read_bytes())
+    at = data.index(bytes([2 * len(name)]) + name.encode())  # the name, after its length
+    data[at] = 0x7E  # the length now runs past the end of the block
+    path.write_bytes(bytes(data))
+    with pytest.raises(RestoreError, match=r"is damaged after record \d+"):
+        restore_table(db, "employees", path)
+    db.autocommit = True
+    assert snapshot(db, "employees") == before
+
+
+def test_a_killed_restore_worker_fails_the_restore(db, tmp_path, monkeypatch) -> None:
+    from backup.columns import table_columns
+    from backup.restore import _staged_rows
+
+    path = _decoded_by_workers(db, tmp_path, monkeypatch, 20_000)
+    before = _children()
+    rows = _staged_rows(path, table_columns(db, "employees"))
+    next(rows)  # the workers run ahead until their pipes are full
+    for pid in _children() - before:
+        os.kill(pid, signal.SIGKILL)
+    with pytest.raises(RestoreError, match="restore worker process ended"):
+        list(rows)
     assert not _children() - before
 
 

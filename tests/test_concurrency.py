@@ -323,6 +323,12 @@ def test_a_killed_backup_leaves_no_session_and_no_partial_file(conn, dsn, tmp_pa
     assert status == 0, err
     assert not list((tmp_path / "employees").glob(".*.partial"))
     assert "left by a backup that did not finish" in err
+    assert "Warning" not in err and "Traceback" not in err  # workers answer on their pipes only
+    restore = _start(dsn, env, "restore", "employees")  # a file decoded with workers
+    status, err = _finish(restore, 120)
+    assert status == 0, err
+    assert conn.execute("select count(*) from employees").fetchone()[0] == 300_000
+    assert "Warning" not in err and "Traceback" not in err
 
 
 def test_a_stalled_upload_is_cut_off_and_holds_nothing(conn, dsn, tmp_path) -> None:
