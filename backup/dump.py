@@ -33,7 +33,7 @@ from psycopg.conninfo import make_conninfo
 import dataarch
 from backup import store
 from backup.columns import TIMESTAMP, Column, avro_schema, table_columns
-from backup.pipes import WorkerFailed, WorkerProcess
+from backup.pipes import WorkerFailed, WorkerProcess, worker_processes
 from dataarch.db import operation
 from dataarch.installer import schema_version
 
@@ -144,30 +144,24 @@ def _blocks(conn: psycopg.Connection, parts: list[Part]) -> Iterator[bytes]:
     snapshot = conn.execute("select pg_export_snapshot()").fetchone()[0]
     lock_ms = conn.execute("select current_setting('lock_timeout')").fetchone()[0]
     conninfo = make_conninfo(conn.info.dsn, password=conn.info.password or None)
-    orders = (conninfo, snapshot, _milliseconds(lock_ms))
-    pool: list[WorkerProcess] = []
-    finished = False
+    orders = ("encode", conninfo, snapshot, _milliseconds(lock_ms))
     try:
-        pool.extend(WorkerProcess("encode", *orders) for _ in range(workers))
-        # part i is the worker i % (workers + 1) - 1's, or this process's at 0
-        theirs = (i for i in range(len(parts)) if i % (workers + 1))
-        pending: dict[int, WorkerProcess] = {}
-        for i, part in enumerate(parts):
-            # two parts a worker in flight at most: one it encodes, one
-            # waiting; a finished part waits in its pipe until read
-            while len(pending) < 2 * workers and (j := next(theirs, None)) is not None:
-                pending[j] = pool[j % (workers + 1) - 1]
-                pending[j].send(parts[j])
-            yield pending.pop(i).answer() if i in pending else encode(conn, part)
-        finished = True
+        with worker_processes([orders] * workers) as pool:
+            # part i is the worker i % (workers + 1) - 1's, or this process's at 0
+            theirs = (i for i in range(len(parts)) if i % (workers + 1))
+            pending: dict[int, WorkerProcess] = {}
+            for i, part in enumerate(parts):
+                # two parts a worker in flight at most: one it encodes, one
+                # waiting; a finished part waits in its pipe until read
+                while len(pending) < 2 * workers and (j := next(theirs, None)) is not None:
+                    pending[j] = pool[j % (workers + 1) - 1]
+                    pending[j].send(parts[j])
+                yield pending.pop(i).answer() if i in pending else encode(conn, part)
     except WorkerFailed as exc:
         raise store.BackupError(
             f"a backup worker process ended ({exc}) before its part was encoded;"
             " nothing was written"
         ) from None
-    finally:
-        for worker in pool:
-            worker.stop(at_once=not finished)
 
 
 def _milliseconds(setting: str) -> int:

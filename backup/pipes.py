@@ -8,6 +8,8 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +58,20 @@ class WorkerProcess:
             self.process.stdin.close()  # type: ignore[union-attr]
         self.process.stdout.close()  # type: ignore[union-attr]
         self.process.wait()
+
+
+@contextmanager
+def worker_processes(orders: Iterable[tuple[Any, ...]]) -> Iterator[list[WorkerProcess]]:
+    """A worker a (job, *args) of `orders`, each stopped when the block ends:
+    let finish when it ends normally, killed when it ends by an exception
+    (its parent's generator closed early included)."""
+    pool: list[WorkerProcess] = []
+    try:
+        pool.extend(WorkerProcess(*order) for order in orders)
+        yield pool
+    except BaseException:
+        for worker in pool:
+            worker.stop(at_once=True)
+        raise
+    for worker in pool:
+        worker.stop(at_once=False)

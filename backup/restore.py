@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 
 from backup import store
 from backup.columns import Column, avro_schema, table_columns
-from backup.pipes import WorkerFailed, WorkerProcess
+from backup.pipes import WorkerFailed, worker_processes
 from dataarch import errors, installer
 from dataarch.db import operation
 from dataarch.dictionary import read as read_dictionary
@@ -162,20 +162,16 @@ def _staged_rows(path: Path, columns: list[Column]) -> Iterator[tuple]:
     decoded here alone or, from PARALLEL_FROM_BYTES, with workers."""
     names, wrap = [c.name for c in columns], _jsonb_wrapper(columns)
     workers = (os.cpu_count() or 1) - 1 if path.stat().st_size >= PARALLEL_FROM_BYTES else 0
-    pool: list[WorkerProcess] = []
+    every = workers + 1  # chunk c is this process's when c % every == 0, else a worker's
+    orders = [("decode", str(path), names, CHUNK_BLOCKS, every, k) for k in range(1, every)]
     done = 0
-    finished = False
     try:
-        pool.extend(
-            WorkerProcess("decode", str(path), names, CHUNK_BLOCKS, workers + 1, k + 1)
-            for k in range(workers)
-        )
-        for c, mine in chunk_rows(path, names, CHUNK_BLOCKS, workers + 1, 0):
-            rows = mine if mine is not None else pool[c % (workers + 1) - 1].answer()
-            for row in rows:
-                yield wrap(row)
-            done += len(rows)
-        finished = True
+        with worker_processes(orders) as pool:
+            for c, mine in chunk_rows(path, names, CHUNK_BLOCKS, every, 0):
+                rows = mine if mine is not None else pool[c % every - 1].answer()
+                for row in rows:
+                    yield wrap(row)
+                done += len(rows)
     except WorkerFailed as exc:
         raise RestoreError(
             f"a restore worker process ended ({exc}) before it read its part of {path.name};"
@@ -183,9 +179,6 @@ def _staged_rows(path: Path, columns: list[Column]) -> Iterator[tuple]:
         ) from None
     except Exception as exc:  # fastavro raises many types on damaged data
         raise RestoreError(f"{path.name} is damaged after record {done}: {exc}") from exc
-    finally:
-        for worker in pool:
-            worker.stop(at_once=not finished)
 
 
 def _stage(conn: psycopg.Connection, table: str, path: Path, files: ExitStack) -> _Staged:
