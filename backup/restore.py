@@ -129,18 +129,6 @@ def _jsonb_wrapper(columns: list[Column]) -> Callable[[tuple], tuple]:
     )
 
 
-def record_rows(reader: fastavro.reader, path: Path, columns: list[Column]) -> Iterator[tuple]:
-    """The file's records as tuples in the order of `columns`."""
-    pick, wrap = _picker([c.name for c in columns]), _jsonb_wrapper(columns)
-    done = 0
-    try:
-        for record in reader:
-            yield wrap(pick(record))
-            done += 1
-    except Exception as exc:  # fastavro raises many types on damaged data
-        raise RestoreError(f"{path.name} is damaged after record {done}: {exc}") from exc
-
-
 def chunk_rows(
     path: Path, names: list[str], size: int, every: int, mine: int
 ) -> Iterator[tuple[int, list[tuple] | None]]:
@@ -157,9 +145,10 @@ def chunk_rows(
             yield c, [pick(r) for block in chunk for r in block] if c % every == mine else None
 
 
-def _staged_rows(path: Path, columns: list[Column]) -> Iterator[tuple]:
+def record_rows(path: Path, columns: list[Column]) -> Iterator[tuple]:
     """The file's records as tuples in the order of `columns`, in file order,
-    decoded here alone or, from PARALLEL_FROM_BYTES, with workers."""
+    decoded here alone or, from PARALLEL_FROM_BYTES, with workers. What a
+    restore stages and a verify sums."""
     names, wrap = [c.name for c in columns], _jsonb_wrapper(columns)
     workers = (os.cpu_count() or 1) - 1 if path.stat().st_size >= PARALLEL_FROM_BYTES else 0
     every = workers + 1  # chunk c is this process's when c % every == 0, else a worker's
@@ -192,7 +181,7 @@ def _stage(conn: psycopg.Connection, table: str, path: Path, files: ExitStack) -
     )
     with conn.cursor().copy(query) as copy:
         copy.set_types([c.copy_type for c in columns])
-        for row in _staged_rows(path, columns):
+        for row in record_rows(path, columns):
             copy.write_row(row)
     meta = reader.metadata
     return _Staged(

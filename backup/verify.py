@@ -70,9 +70,9 @@ def verify_file(
                 return Verified(path, -1, "not a dataarch backup (no row count or checksum)")
             columns = _header_columns(conn, meta, meta.get(f"{store.META}table", ""))
             if conn is None:
-                rows, checksum = sum(1 for _ in record_rows(reader, path, columns)), None
+                rows, checksum = sum(1 for _ in record_rows(path, columns)), None
             else:
-                rows, checksum = _load_and_sum(conn, reader, path, columns)
+                rows, checksum = _load_and_sum(conn, path, columns)
     except RestoreError as exc:
         return Verified(path, -1, str(exc))
     except OSError as exc:
@@ -89,9 +89,7 @@ def verify_file(
     return Verified(path, rows)
 
 
-def _load_and_sum(
-    conn: psycopg.Connection, reader: object, path: Path, columns: list[Column]
-) -> tuple[int, str]:
+def _load_and_sum(conn: psycopg.Connection, path: Path, columns: list[Column]) -> tuple[int, str]:
     definition = sql.SQL(", ").join(
         sql.SQL("{} {}{}").format(
             sql.Identifier(c.name), sql.SQL(c.pg_type), sql.SQL("" if c.nullable else " not null")
@@ -101,7 +99,7 @@ def _load_and_sum(
     conn.execute(sql.SQL("create temp table verify_rows ({}) on commit drop").format(definition))
     with conn.cursor().copy("copy verify_rows from stdin (format binary)") as copy:
         copy.set_types([c.copy_type for c in columns])
-        for row in record_rows(reader, path, columns):
+        for row in record_rows(path, columns):
             copy.write_row(row)
     return conn.execute("select * from relation_checksum('pg_temp.verify_rows')").fetchone()
 

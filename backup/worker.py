@@ -10,7 +10,7 @@ error) a task, in the order the tasks came.
 
 - encode (dump._blocks): joins the backup's snapshot and encodes each Part
   it is sent into Avro blocks.
-- decode (restore._staged_rows): reads a backup file and decodes its share
+- decode (restore.record_rows): reads a backup file and decodes its share
   of the chunks of blocks into row tuples, sent unasked, in file order.
 
 Two pipes, not multiprocessing: nothing is shared but them, and no helper

@@ -184,11 +184,11 @@ def test_a_record_damaged_in_a_workers_chunk_is_named(db, tmp_path, monkeypatch)
 
 def test_a_killed_restore_worker_fails_the_restore(db, tmp_path, monkeypatch) -> None:
     from backup.columns import table_columns
-    from backup.restore import _staged_rows
+    from backup.restore import record_rows
 
     path = _decoded_by_workers(db, tmp_path, monkeypatch, 20_000)
     before = _children()
-    rows = _staged_rows(path, table_columns(db, "employees"))
+    rows = record_rows(path, table_columns(db, "employees"))
     next(rows)  # the workers run ahead until their pipes are full
     for pid in _children() - before:
         os.kill(pid, signal.SIGKILL)
