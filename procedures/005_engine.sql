@@ -237,11 +237,14 @@ begin
             e.department_id,
             e.job_id,
             extract(year from e.hiring_date at time zone 'UTC')::integer as hire_year,
-            extract(quarter from e.hiring_date at time zone 'UTC')::smallint as hire_quarter,
+            count(*) filter (where extract(quarter from e.hiring_date at time zone 'UTC') = 1) as q1,
+            count(*) filter (where extract(quarter from e.hiring_date at time zone 'UTC') = 2) as q2,
+            count(*) filter (where extract(quarter from e.hiring_date at time zone 'UTC') = 3) as q3,
+            count(*) filter (where extract(quarter from e.hiring_date at time zone 'UTC') = 4) as q4,
             count(*) as hires,
             now() as updated_at  -- a view is current whenever it is read
         from employees as e
-        group by 1, 2, 3, 4;
+        group by 1, 2, 3;  -- the table's columns (schema/019_hire_counts_by_year.sql)
         grant select on hire_counts to dataarch_api;
         v_done := v_done || 'hire_counts: a view over employees'::text;
     end if;

@@ -63,19 +63,20 @@ begin
         return query
         select 'hire counts differ from a recount', format('%s', coalesce(c, r))
         from (
-            select
-                department_id, job_id, hire_year, hire_quarter, hires
-            from hire_counts where hires <> 0
+            select department_id, job_id, hire_year, q1, q2, q3, q4
+            from hire_counts where (q1, q2, q3, q4) <> (0, 0, 0, 0)
         ) as c
         full join (
             select
                 department_id, job_id,
                 extract(year from hiring_date at time zone 'UTC')::integer as hire_year,
-                extract(quarter from hiring_date at time zone 'UTC')::smallint as hire_quarter,
-                count(*) as hires
-            from employees group by 1, 2, 3, 4
-        ) as r using (department_id, job_id, hire_year, hire_quarter)
-        where c.hires is distinct from r.hires;
+                count(*) filter (where extract(quarter from hiring_date at time zone 'UTC') = 1) as q1,
+                count(*) filter (where extract(quarter from hiring_date at time zone 'UTC') = 2) as q2,
+                count(*) filter (where extract(quarter from hiring_date at time zone 'UTC') = 3) as q3,
+                count(*) filter (where extract(quarter from hiring_date at time zone 'UTC') = 4) as q4
+            from employees group by 1, 2, 3
+        ) as r using (department_id, job_id, hire_year)
+        where (c.q1, c.q2, c.q3, c.q4) is distinct from (r.q1, r.q2, r.q3, r.q4);
     end if;
 end;
 $$;
