@@ -542,6 +542,7 @@ declare
     v_table text;
     v_result jsonb := '{}';
     v_suspended jsonb := '[]';
+    v_replace text[];
     v_found record;
 begin
     perform _one_connection_per_node();  -- before any read: the keys are dropped below
@@ -581,8 +582,16 @@ begin
             -- a data table nobody references (employees, the largest): its
             -- indexes are built once, not row by row
             v_suspended := _suspend_indexes(v_table::regclass) || v_suspended;
-            execute format('truncate %I', v_table);
-            execute format('insert into %I select * from pg_temp.%I', v_table, 'restore_' || v_table);
+            v_replace := array[
+                format('truncate %I', v_table),
+                format('insert into %I select * from pg_temp.%I', v_table, 'restore_' || v_table)
+            ];
+            if _counts_hires(v_table::regclass) then  -- the counts that change, not all
+                perform _replace_counting_hires(v_replace);
+            else
+                execute v_replace[1];
+                execute v_replace[2];
+            end if;
         else
             execute format('truncate %I', v_table);
             execute format('insert into %I overriding system value select * from pg_temp.%I',

@@ -207,6 +207,36 @@ def test_counts_always_equal_a_recount(db, tmp_path) -> None:
     assert conn.execute(COUNTS).fetchall() == conn.execute(RECOUNT).fetchall()
 
 
+ROW_VERSIONS = "select hire_year, department_id, job_id, xmin::text, ctid::text from hire_counts"
+
+
+def test_a_restore_rewrites_only_the_counts_it_changes(db, tmp_path) -> None:
+    """A restore replaces every employee, but it writes only the count rows
+    that differ from the restored table's: deleting and adding them all left
+    three dead rows a live one in hire_counts after three restores, and KPI 2
+    took 3.3 ms instead of 0.8 until a vacuum (2026-12-04)."""
+    from backup import backup_tables, restore_table
+
+    conn, _ = db
+    (info,) = backup_tables(conn, ["employees"], tmp_path).files
+    conn.autocommit = True
+    versions = dict(((y, d, j), v) for y, d, j, *v in conn.execute(ROW_VERSIONS).fetchall())
+    restore_table(conn, "employees", tmp_path / "employees" / info.file)
+    assert dict(((y, d, j), v) for y, d, j, *v in conn.execute(ROW_VERSIONS).fetchall()) == versions
+    moved = conn.execute(
+        "update employees set department_id = 6 where employee_id = (select min(employee_id)"
+        " from employees where department_id <> 6) returning department_id, job_id"
+    ).fetchall()
+    assert len(moved) == 1
+    after_update = dict(((y, d, j), v) for y, d, j, *v in conn.execute(ROW_VERSIONS).fetchall())
+    restore_table(conn, "employees", tmp_path / "employees" / info.file)
+    restored = dict(((y, d, j), v) for y, d, j, *v in conn.execute(ROW_VERSIONS).fetchall())
+    rewritten = {k for k in after_update.keys() | restored.keys()
+                 if after_update.get(k) != restored.get(k)}  # fmt: skip
+    assert 1 <= len(rewritten) <= 2  # the moved hire's old key and its new one
+    assert conn.execute(COUNTS).fetchall() == conn.execute(RECOUNT).fetchall()
+
+
 def test_http_json_and_csv(db, dsn) -> None:
     conn, rows = db
     kpi1, kpi2 = expected_kpis(rows, 2021)
