@@ -199,13 +199,13 @@ begin
 end;
 $$;
 
--- Only while hire_counts is a table and employees a local one: on Citus
--- hire_counts is a view and employees takes no triggers
--- (procedures/005_engine.sql); a migration that remakes the table there
--- leaves the view to the installer's distribute step.
+-- Only while hire_counts is a table, and never with Citus: there
+-- hire_counts is a view and employees takes no triggers (the install
+-- distributes the tables after this file: procedures/005_engine.sql); a
+-- migration that remakes the table there leaves the view to that step.
 do $$
 begin
-    if not _hire_counts_is_table() or _citus_kind('employees') is not null then
+    if not _hire_counts_is_table() or _citus_installed() then
         return;
     end if;
     drop trigger if exists employees_hire_counts_insert on employees;
