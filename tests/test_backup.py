@@ -310,6 +310,11 @@ def test_a_bad_file_changes_nothing(db, tmp_path, make_bad, message) -> None:
     with pytest.raises(RestoreError, match=message):
         restore_table(db, "employees", make_bad(path, tmp_path))
     assert snapshot(db, "employees") == before
+    # the count triggers a restore turns off for its load are on again:
+    # a row ingested now is counted, and the counts equal a recount
+    db.autocommit = True
+    assert ingest(db, "employees", [employee(5000, department_id=1, job_id=1)])["inserted"] == 1
+    assert db.execute("select * from bookkeeping_problems()").fetchall() == []
 
 
 def test_a_file_of_another_table_is_refused(db, tmp_path) -> None:
