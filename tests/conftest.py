@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import os
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -182,6 +184,22 @@ def requires_seed_data() -> pytest.MarkDecorator:
         not SEED_DATA.is_dir() and not IN_CI,
         reason=f"{SEED_DATA} is absent: the real challenge data is only beside the repository",
     )
+
+
+def release_tree(commit: str, target: Path) -> Path:
+    """The project as it was at `commit`, read from git history into target;
+    skipped without that history, except under CI=true, where it fails."""
+    archive = subprocess.run(
+        ["git", "-C", str(PROJECT), "archive", "--format=tar", commit], capture_output=True
+    )
+    if archive.returncode != 0:
+        reason = f"git history with {commit} is needed: {archive.stderr.decode()}"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(target, filter="data")
+    return target
 
 
 @pytest.fixture

@@ -6,13 +6,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tarfile
-from io import BytesIO
 from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import IN_CI, PROJECT, employee, ingest
+from conftest import PROJECT, employee, ingest, release_tree
 
 from backup import restore_table
 from backup.store import backup_files
@@ -82,19 +80,7 @@ def test_changed_code_is_applied_again(conn, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def previous_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The previous release's tree, read from git history."""
-    archive = subprocess.run(
-        ["git", "-C", str(PROJECT), "archive", "--format=tar", PREVIOUS_RELEASE],
-        capture_output=True,
-    )
-    if archive.returncode != 0:
-        reason = f"git history with {PREVIOUS_RELEASE} is needed: {archive.stderr.decode()}"
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    tree = tmp_path_factory.mktemp("previous-release")
-    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
-        tar.extractall(tree, filter="data")
-    return tree
+    return release_tree(PREVIOUS_RELEASE, tmp_path_factory.mktemp("previous-release"))
 
 
 def _run_release(tree: Path, dsn: str, backups: Path, *args: str) -> str:

@@ -2,13 +2,9 @@
 boundaries, and each KPI one aggregate the shards compute (no intermediate
 result through the coordinator)."""
 
-import io
-import subprocess
-import tarfile
-
 import psycopg
 import pytest
-from conftest import PROJECT, citus_postgresql, employee, ingest
+from conftest import citus_postgresql, employee, ingest, release_tree
 from test_kpis import (  # noqa: F401 - collected again, here, with their `db` fixture
     db,
     expected_kpis,
@@ -45,14 +41,7 @@ def test_a_citus_database_keeps_its_kpis_across_the_hire_counts_grain_change(
     """schema/019 remakes hire_counts a row a year, department and job; on
     Citus, where it is a view over employees, the upgrade drops the view and
     the install's distribute step makes it again in the new shape."""
-    release = tmp_path / "release"
-    release.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(PROJECT), "archive", BEFORE_HIRE_COUNTS_BY_YEAR, "schema",
-         "procedures", "views"], capture_output=True, check=True,
-    ).stdout  # fmt: skip
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(release, filter="data")
+    release = release_tree(BEFORE_HIRE_COUNTS_BY_YEAR, tmp_path)
     url = citus_cluster.create_database("hire_counts_grain")
     with psycopg.connect(url, autocommit=True) as conn:
         install(conn, release)
