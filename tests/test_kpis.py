@@ -207,7 +207,11 @@ def test_counts_always_equal_a_recount(db, tmp_path) -> None:
     assert conn.execute(COUNTS).fetchall() == conn.execute(RECOUNT).fetchall()
 
 
-ROW_VERSIONS = "select hire_year, department_id, job_id, xmin::text, ctid::text from hire_counts"
+def _row_versions(conn: psycopg.Connection) -> dict[tuple, tuple]:
+    """Each count row's key -> its version (xmin, ctid): changed when it is written."""
+    rows = conn.execute("select hire_year, department_id, job_id, xmin::text, ctid::text"
+                        " from hire_counts").fetchall()  # fmt: skip
+    return {(y, d, j): tuple(version) for y, d, j, *version in rows}
 
 
 def test_a_restore_rewrites_only_the_counts_it_changes(db, tmp_path) -> None:
@@ -220,9 +224,9 @@ def test_a_restore_rewrites_only_the_counts_it_changes(db, tmp_path) -> None:
     conn, _ = db
     (info,) = backup_tables(conn, ["employees"], tmp_path).files
     conn.autocommit = True
-    versions = dict(((y, d, j), v) for y, d, j, *v in conn.execute(ROW_VERSIONS).fetchall())
+    versions = _row_versions(conn)
     restore_table(conn, "employees", tmp_path / "employees" / info.file)
-    assert dict(((y, d, j), v) for y, d, j, *v in conn.execute(ROW_VERSIONS).fetchall()) == versions
+    assert _row_versions(conn) == versions
     year = "extract(year from hiring_date at time zone 'UTC')::int"
     (moved, old_key) = conn.execute(
         f"select employee_id, ({year}, department_id, job_id) from employees"
@@ -236,9 +240,9 @@ def test_a_restore_rewrites_only_the_counts_it_changes(db, tmp_path) -> None:
     hire = employee(9000, hiring_date="2021-05-05T00:00:00Z", department_id=1, job_id=1)
     assert ingest(conn, "employees", [hire])["inserted"] == 1
     assert conn.execute(COUNTS).fetchall() == conn.execute(RECOUNT).fetchall()
-    after_update = dict(((y, d, j), v) for y, d, j, *v in conn.execute(ROW_VERSIONS).fetchall())
+    after_update = _row_versions(conn)
     restore_table(conn, "employees", tmp_path / "employees" / info.file)
-    restored = dict(((y, d, j), v) for y, d, j, *v in conn.execute(ROW_VERSIONS).fetchall())
+    restored = _row_versions(conn)
     rewritten = {k for k in after_update.keys() | restored.keys()
                  if after_update.get(k) != restored.get(k)}  # fmt: skip
     # the moved hire's two keys and the new hire's: nothing else is written
