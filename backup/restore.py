@@ -170,19 +170,26 @@ def record_rows(path: Path, columns: list[Column]) -> Iterator[tuple]:
         raise RestoreError(f"{path.name} is damaged after record {done}: {exc}") from exc
 
 
+def copy_file_rows(
+    conn: psycopg.Connection, table: sql.Composable, path: Path, columns: list[Column]
+) -> None:
+    """COPY the records of the file at path into those columns of table."""
+    query = sql.SQL("copy {} ({}) from stdin (format binary)").format(
+        table, sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+    )
+    with conn.cursor().copy(query) as copy:
+        copy.set_types([c.copy_type for c in columns])
+        for row in record_rows(path, columns):
+            copy.write_row(row)
+
+
 def _stage(conn: psycopg.Connection, table: str, path: Path, files: ExitStack) -> _Staged:
     """Lock `table`, check the file is a backup of it, and COPY its rows into staging."""
     table_has = table_columns(conn, table)
     reader = open_reader(path, files)
     columns = _check_file(reader, path, table, table_has)
     staging = conn.execute("select restore_begin(%s)", (table,)).fetchone()[0]
-    query = sql.SQL("copy {} ({}) from stdin (format binary)").format(
-        sql.Identifier(staging), sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
-    )
-    with conn.cursor().copy(query) as copy:
-        copy.set_types([c.copy_type for c in columns])
-        for row in record_rows(path, columns):
-            copy.write_row(row)
+    copy_file_rows(conn, sql.Identifier(staging), path, columns)
     meta = reader.metadata
     return _Staged(
         table, path, int(meta[f"{store.META}row_count"]), meta[f"{store.META}checksum"],

@@ -19,7 +19,13 @@ from psycopg import sql
 
 from backup import store
 from backup.columns import TYPES, Column, table_columns
-from backup.restore import RestoreError, open_reader, record_rows, require_schema
+from backup.restore import (
+    RestoreError,
+    copy_file_rows,
+    open_reader,
+    record_rows,
+    require_schema,
+)
 
 
 @dataclass(frozen=True)
@@ -97,10 +103,7 @@ def _load_and_sum(conn: psycopg.Connection, path: Path, columns: list[Column]) -
         for c in columns
     )
     conn.execute(sql.SQL("create temp table verify_rows ({}) on commit drop").format(definition))
-    with conn.cursor().copy("copy verify_rows from stdin (format binary)") as copy:
-        copy.set_types([c.copy_type for c in columns])
-        for row in record_rows(path, columns):
-            copy.write_row(row)
+    copy_file_rows(conn, sql.Identifier("verify_rows"), path, columns)
     return conn.execute("select * from relation_checksum('pg_temp.verify_rows')").fetchone()
 
 
