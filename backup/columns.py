@@ -6,19 +6,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
 TIMESTAMP = "timestamp with time zone"
-# PostgreSQL type -> (Avro type, psycopg binary COPY type). Timestamps leave
-# the database as epoch microseconds and jsonb as its text (see dump.py).
-TYPES: dict[str, tuple[object, str]] = {
-    "smallint": ("int", "int2"),
-    "integer": ("int", "int4"),
-    "bigint": ("long", "int8"),
-    "text": ("string", "text"),
-    "character(5)": ("string", "text"),  # bpchar's binary form is text's
-    "jsonb": ("string", "jsonb"),
-    "boolean": ("boolean", "bool"),
-    TIMESTAMP: ({"type": "long", "logicalType": "timestamp-micros"}, "timestamptz"),
+
+
+@dataclass(frozen=True)
+class AvroMapping:
+    """How a PostgreSQL type is written to and read from a backup."""
+
+    avro: object  # the Avro type of the file's schema
+    copy_type: str  # psycopg's binary COPY type, for restore's staging
+    value: str  # SQL giving the encoder the column `{}` as Avro stores it
+    encoder: str  # the function of procedures/055 writing that value's bytes
+
+
+TYPES: dict[str, AvroMapping] = {
+    "smallint": AvroMapping("int", "int2", "{}", "avro_long"),
+    "integer": AvroMapping("int", "int4", "{}", "avro_long"),
+    "bigint": AvroMapping("long", "int8", "{}", "avro_long"),
+    "text": AvroMapping("string", "text", "convert_to({}, 'UTF8')", "avro_bytes"),
+    # bpchar's binary form is text's; a cast to text drops the padding rpad restores
+    "character(5)": AvroMapping("string", "text", "convert_to(rpad({}, 5), 'UTF8')", "avro_bytes"),
+    "jsonb": AvroMapping("string", "jsonb", "convert_to({}::text, 'UTF8')", "avro_bytes"),
+    "boolean": AvroMapping("boolean", "bool", "{}", "avro_boolean"),
+    TIMESTAMP: AvroMapping(
+        {"type": "long", "logicalType": "timestamp-micros"},
+        "timestamptz",
+        "(extract(epoch from {}) * 1000000)::int8",
+        "avro_long",
+    ),  # fmt: skip
 }
 
 
@@ -31,12 +48,23 @@ class Column:
 
     @property
     def avro_type(self) -> object:
-        avro = TYPES[self.pg_type][0]
+        avro = TYPES[self.pg_type].avro
         return ["null", avro] if self.nullable else avro
 
     @property
     def copy_type(self) -> str:
-        return TYPES[self.pg_type][1]
+        return TYPES[self.pg_type].copy_type
+
+    def avro_value(self) -> sql.Composable:
+        """The column as its Avro value (epoch microseconds, UTF-8 bytes)."""
+        return sql.SQL(TYPES[self.pg_type].value).format(sql.Identifier(self.name))
+
+    def avro_encoded(self) -> sql.Composable:
+        """The Avro bytes of avro_value() named as the column: its field of a record."""
+        encoded = sql.SQL("{}({})").format(
+            sql.Identifier(TYPES[self.pg_type].encoder), sql.Identifier(self.name)
+        )
+        return sql.SQL("avro_optional({})").format(encoded) if self.nullable else encoded
 
     def as_list(self) -> list[object]:
         """How the file's header records it (dataarch.columns)."""

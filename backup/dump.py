@@ -1,30 +1,34 @@
-"""Backup: rows stream from COPY ... TO STDOUT into fastavro, one block at a
-time, so memory stays flat however large the table is. The tables of one
+"""Backup: rows stream from COPY ... TO STDOUT as Avro blocks, a few pages'
+rows at a time, so memory stays flat however large the table is. The tables of one
 backup are read in one REPEATABLE READ snapshot, so the files agree with
 each other (no employee points at a department the departments file lacks),
 and written as one set: every file or none (see store.py).
 
-A large table is read and encoded by as many processes as cores, as
-pg_dump -j does: each worker (backup/worker.py, a process of its own on
-two pipes) joins the snapshot (SET TRANSACTION SNAPSHOT),
-COPYs one range of the table's pages and encodes it into complete Avro
-blocks ending in the file's sync marker; this process writes the header and
-the blocks in page order, and encodes its share of the parts meanwhile.
-Encoding, not COPY, is the cost (~3 us a row in Python against 0.4 us in
-the server), so it is what the cores share.
+The database writes the Avro records (procedures/055): a backup's COPY
+returns each block's records already encoded, and Python only compresses
+them and frames the blocks. A large table is read by as many sessions as
+cores, as pg_dump -j does: each worker (backup/worker.py, a process of its
+own on two pipes) joins the snapshot (SET TRANSACTION SNAPSHOT) and COPYs
+one range of the table's pages as Avro blocks ending in the file's sync
+marker; this process writes the header and the blocks in page order, and
+reads its share of the parts meanwhile. Encoding is the cost (~2.4 us a
+row in the server against 0.7 for the plain COPY), so it is what the cores
+share.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
+import struct
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import cramjam
 import fastavro
 import psycopg
 from psycopg import sql
@@ -32,12 +36,11 @@ from psycopg.conninfo import make_conninfo
 
 import dataarch
 from backup import store
-from backup.columns import TIMESTAMP, Column, avro_schema, table_columns
+from backup.columns import Column, avro_schema, table_columns
 from backup.pipes import WorkerFailed, WorkerProcess, worker_processes
 from dataarch.db import operation
 from dataarch.installer import schema_version
 
-CODECS = ("deflate", "snappy", "null")
 PAGES_PER_PART = 512  # ~4 MB of table, ~50k employee rows: one worker task
 
 
@@ -49,7 +52,9 @@ class Part:
     columns: tuple[Column, ...]
     codec: str
     sync_marker: bytes
-    first_page: int
+    # None: the whole table, read by rows: it has no pages here (Citus keeps
+    # a distributed or reference table's rows on the workers), or no rows
+    first_page: int | None
     end_page: int | None  # None: to the end of the table
 
 
@@ -62,58 +67,121 @@ class BackupSet:
     pruned: list[Path] = field(default_factory=list)
 
 
-def _select_list(columns: Iterable[Column]) -> sql.Composable:
-    """Timestamps leave the database as epoch microseconds (what Avro stores),
-    jsonb as its text."""
-    parts = []
-    for c in columns:
-        ident = sql.Identifier(c.name)
-        if c.pg_type == TIMESTAMP:
-            parts.append(sql.SQL("(extract(epoch from {}) * 1000000)::int8").format(ident))
-        elif c.pg_type == "jsonb":
-            parts.append(sql.SQL("{}::text").format(ident))
-        else:
-            parts.append(ident)
-    return sql.SQL(", ").join(parts)
+BLOCK_PAGES = 4  # an Avro block: the rows of 4 table pages (~400 employees, ~14 kB)
+BLOCK_BYTES = 16_000  # a block read by rows: records up to this size, as fastavro writes
 
 
-def _out_type(column: Column) -> str:
-    return {TIMESTAMP: "int8", "jsonb": "text"}.get(column.pg_type, column.copy_type)
-
-
-def _records(conn: psycopg.Connection, part: Part) -> Iterator[dict]:
-    pages = sql.SQL("ctid >= {}::tid").format(f"({part.first_page},0)")
-    if part.end_page is not None:
-        pages += sql.SQL(" and ctid < {}::tid").format(f"({part.end_page},0)")
-    query = sql.SQL("copy (select {} from {} where {}) to stdout (format binary)").format(
-        _select_list(part.columns), sql.Identifier(part.table), pages
+def _values(part: Part) -> sql.Composable:
+    return sql.SQL(", ").join(
+        sql.SQL("{} as {}").format(c.avro_value(), sql.Identifier(c.name)) for c in part.columns
     )
-    names = [c.name for c in part.columns]
-    with conn.cursor().copy(query) as copy:
-        copy.set_types([_out_type(c) for c in part.columns])
-        for row in copy.rows():
-            yield dict(zip(names, row, strict=True))
+
+
+def _record(part: Part) -> sql.Composable:
+    return sql.SQL(" || ").join(c.avro_encoded() for c in part.columns)
+
+
+def _block_query(part: Part) -> sql.Composed:
+    """COPY of the part's rows as Avro blocks, encoded in the database
+    (procedures/055): a row (records, their bytes) for each BLOCK_PAGES
+    pages that hold any, read by TID range."""
+    end = (
+        sql.SQL("(select pg_relation_size({}) / current_setting('block_size')::int)").format(
+            sql.Literal(part.table)
+        )
+        if part.end_page is None
+        else sql.Literal(part.end_page)
+    )
+    # the fence (offset 0) computes each value once: the inlined encoders
+    # name their argument several times
+    return sql.SQL(
+        "copy (select b.records, b.data"
+        " from generate_series({first}, {end} - 1, {step}) as p (page)"
+        " cross join lateral (select count(*) as records, string_agg({record}, ''::bytea) as data"
+        "  from (select {values} from {table}"
+        "   where ctid >= ('(' || p.page || ',0)')::tid"
+        "    and ctid < ('(' || least(p.page + {step}, {end}) || ',0)')::tid offset 0) as r"
+        " ) as b where b.records > 0) to stdout (format binary)"
+    ).format(
+        first=sql.Literal(part.first_page), end=end, step=sql.Literal(BLOCK_PAGES),
+        record=_record(part), values=_values(part), table=sql.Identifier(part.table),
+    )  # fmt: skip
+
+
+def _row_query(part: Part) -> sql.Composed:
+    """COPY of the whole table's rows, each as its Avro record."""
+    return sql.SQL(
+        "copy (select {record} from (select {values} from {table} offset 0) as r)"
+        " to stdout (format binary)"
+    ).format(record=_record(part), values=_values(part), table=sql.Identifier(part.table))
+
+
+def _encoded_blocks(conn: psycopg.Connection, part: Part) -> Iterator[tuple[int, bytes]]:
+    """The part's blocks as (record count, records), encoded by the database."""
+    # a plan's JIT compilation of the encoders costs more than running them
+    conn.execute("set local jit = off")
+    by_pages = part.first_page is not None
+    with conn.cursor().copy(_block_query(part) if by_pages else _row_query(part)) as copy:
+        if by_pages:
+            copy.set_types(["int8", "bytea"])
+            yield from copy.rows()
+            return
+        copy.set_types(["bytea"])
+        block: list[bytes] = []
+        size = 0
+        for (record,) in copy.rows():
+            block.append(record)
+            size += len(record)
+            if size >= BLOCK_BYTES:
+                yield len(block), b"".join(block)
+                block, size = [], 0
+        if block:
+            yield len(block), b"".join(block)
+
+
+def _avro_long(n: int) -> bytes:
+    """n as Avro writes a long (a block's record count and size)."""
+    z, out = (n << 1) ^ (n >> 63), bytearray()
+    while z > 127:
+        out.append(z & 127 | 128)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def _snappy(data: bytes) -> bytes:
+    """Avro's snappy block: the raw compressed bytes, then the CRC-32 of the data."""
+    return bytes(cramjam.snappy.compress_raw(data)) + struct.pack(">I", zlib.crc32(data))
+
+
+COMPRESS: dict[str, Callable[[bytes], bytes]] = {
+    # deflate at level 1: 20% faster than the default level, and no larger here
+    "deflate": lambda data: zlib.compress(data, 1, wbits=-15),
+    "snappy": _snappy,
+    "null": bytes,
+}
+CODECS = tuple(COMPRESS)
 
 
 def _writer_args(part: Part) -> dict:
+    """fastavro's arguments for a file's header."""
     schema = fastavro.parse_schema(avro_schema(part.table, list(part.columns)))
-    # deflate at level 1: 20% faster than the default level, and no larger here
-    level = 1 if part.codec == "deflate" else None
-    return {
-        "schema": schema,
-        "codec": part.codec,
-        "codec_compression_level": level,
-        "sync_marker": part.sync_marker,
-    }
+    return {"schema": schema, "codec": part.codec, "sync_marker": part.sync_marker}
+
+
+def _framed_blocks(conn: psycopg.Connection, part: Part) -> Iterator[bytes]:
+    """The part's Avro blocks as the file holds them: each its record count,
+    its size, its records compressed by the file's codec, and the file's
+    sync marker."""
+    compress = COMPRESS[part.codec]
+    for records, data in _encoded_blocks(conn, part):
+        packed = compress(data)
+        yield b"".join((_avro_long(records), _avro_long(len(packed)), packed, part.sync_marker))
 
 
 def encode(conn: psycopg.Connection, part: Part) -> bytes:
-    """The part's rows as Avro blocks, without the header a file starts with."""
-    args = _writer_args(part)
-    header, out = io.BytesIO(), io.BytesIO()
-    fastavro.writer(header, records=[], **args)
-    fastavro.writer(out, records=_records(conn, part), **args)
-    return out.getvalue()[header.tell() :]
+    """The part's blocks, without the header a file starts with (a worker's task)."""
+    return b"".join(_framed_blocks(conn, part))
 
 
 # -- worker processes ------------------------------------------------------------------
@@ -123,7 +191,7 @@ def _parts(conn: psycopg.Connection, table: str, template: Part) -> list[Part]:
     pages = conn.execute(
         "select pg_relation_size(%s) / current_setting('block_size')::int", (table,)
     ).fetchone()[0]
-    starts = list(range(0, max(pages, 1), PAGES_PER_PART))
+    starts: list[int | None] = list(range(0, pages, PAGES_PER_PART)) or [None]
     ends: list[int | None] = [*starts[1:], None]  # the last part reads to the end
     return [
         Part(template.table, template.columns, template.codec, template.sync_marker, s, e)
@@ -139,7 +207,7 @@ def _blocks(conn: psycopg.Connection, parts: list[Part]) -> Iterator[bytes]:
     workers = min(len(parts), os.cpu_count() or 1) - 1
     if workers < 1:
         for part in parts:
-            yield encode(conn, part)
+            yield from _framed_blocks(conn, part)
         return
     snapshot = conn.execute("select pg_export_snapshot()").fetchone()[0]
     lock_ms = conn.execute("select current_setting('lock_timeout')").fetchone()[0]
