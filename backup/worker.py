@@ -8,8 +8,9 @@ On stdin, pickled: (job, parent pid, *the job's arguments), then, for an
 encode job, one Part a task; on stdout, pickled, (result, None) or (None,
 error) a task, in the order the tasks came.
 
-- encode (dump._blocks): joins the backup's snapshot and encodes each Part
-  it is sent into Avro blocks.
+- encode (dump._blocks): joins the backup's snapshot (dump.join_snapshot) and
+  reads each Part
+  it is sent as framed Avro blocks (the database encodes the records).
 - decode (restore.record_rows): reads a backup file and decodes its share
   of the chunks of blocks into row tuples, sent unasked, in file order.
 
@@ -28,10 +29,6 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-APPLICATION_NAME = "dataarch backup worker"
-# A worker's session ends by itself if it sits in its transaction this long
-# (its parent gone, say): it holds the backup's snapshot and table locks.
-IDLE_MS = 60_000
 _PR_SET_PDEATHSIG = 1
 
 
@@ -55,18 +52,11 @@ def _answer(out: BinaryIO, result: object, error: BaseException | None) -> None:
 
 def _encode(tasks: BinaryIO, out: BinaryIO, conninfo: str, snapshot: str, lock_ms: int) -> None:
     import psycopg
-    from psycopg import sql
 
-    from backup.dump import encode
+    from backup.dump import encode, join_snapshot
 
-    idle = f"-c idle_in_transaction_session_timeout={IDLE_MS}"
     try:
-        conn = psycopg.connect(
-            conninfo, application_name=APPLICATION_NAME,
-            options=f"-c lock_timeout={lock_ms} {idle}",
-        )  # fmt: skip
-        conn.execute("set transaction isolation level repeatable read, read only")
-        conn.execute(sql.SQL("set transaction snapshot {}").format(snapshot))
+        conn = join_snapshot(conninfo, snapshot, lock_ms)
     except psycopg.Error as exc:
         _answer(out, None, exc)
         return

@@ -85,6 +85,54 @@ def test_worker_processes_write_one_file_in_page_order(db, tmp_path, monkeypatch
     assert snapshot(db, "employees") == before
 
 
+class _Checksum:
+    """Stands in for the checksum's thread (ThreadPoolExecutor(1)): its
+    figures are there before the first block (at_once), or only once the
+    last block is read, so every block waits in the spool first (late)."""
+
+    def __init__(self, at_once: bool) -> None:
+        self.at_once, self.job = at_once, None
+
+    def __call__(self, *args: object, **kwargs: object) -> _Checksum:
+        return self
+
+    def __enter__(self) -> _Checksum:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, job):  # noqa: ANN001, ANN201
+        self.job, self.figures = job, job() if self.at_once else None
+        return self
+
+    def done(self) -> bool:
+        return self.at_once
+
+    def result(self) -> tuple[int, str]:
+        return self.figures or self.job()
+
+
+@pytest.mark.parametrize("at_once", [True, False])
+def test_the_header_comes_first_whenever_the_checksum_ends(db, tmp_path, monkeypatch, at_once):
+    """Blocks encoded before the checksum is known wait in a spool file
+    and follow the header: the file holds every row once, in page order,
+    and the header's count and checksum are the table's."""
+    monkeypatch.setattr("backup.dump.PAGES_PER_PART", 1)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("backup.dump.ThreadPoolExecutor", _Checksum(at_once))
+    db.autocommit = True
+    in_page_order = [r[0] for r in db.execute("select employee_id from employees order by ctid")]
+    rows, checksum = db.execute("select * from table_checksum('employees')").fetchone()
+    files = write_backup(db, tmp_path, "employees")
+    with files["employees"].open("rb") as f:
+        reader = fastavro.reader(f)
+        assert [r["employee_id"] for r in reader] == in_page_order
+    assert reader.metadata["dataarch.row_count"] == str(rows)
+    assert reader.metadata["dataarch.checksum"] == checksum
+    assert list(tmp_path.glob("employees/*")) == [files["employees"]]  # no spool left
+
+
 def _children() -> set[int]:
     tasks = Path(f"/proc/{os.getpid()}/task")
     return {int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()}
