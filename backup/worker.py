@@ -8,9 +8,9 @@ On stdin, pickled: (job, parent pid, *the job's arguments), then, for an
 encode job, one Part a task; on stdout, pickled, (result, None) or (None,
 error) a task, in the order the tasks came.
 
-- encode (dump._blocks): joins the backup's snapshot (dump.join_snapshot) and
-  reads each Part
-  it is sent as framed Avro blocks (the database encodes the records).
+- encode (dump._blocks): joins the backup's snapshot (dump.join_snapshot)
+  and reads each Part it is sent as framed Avro blocks (the database
+  encodes the records).
 - decode (restore.record_rows): reads a backup file and decodes its share
   of the chunks of blocks into row tuples, sent unasked, in file order.
 
