@@ -106,7 +106,7 @@ def database_problem(exc: psycopg.Error) -> ProblemDetailsException:
     fields = {"sqlstate": exc.sqlstate, "message": exc.diag.message_primary, "status": entry.status}
     log.error("database error", exc_info=exc if entry.status == 500 else None,
               extra={"fields": fields})  # fmt: skip
-    advice = "retry later" if entry.retry else "it has been logged"
+    advice = entry.hint or ("retry later" if entry.retry else "it has been logged")
     headers = RETRY_SOON if entry.retry else None
     return _problem(entry.status, entry.title, f"{entry.title}; {advice}", entry.type,
                     headers=headers)  # fmt: skip

@@ -181,7 +181,8 @@ def explain(exc: BaseException) -> tuple[int, str]:
             return entry.exit, f"{said}; nothing changed: try again when it has finished"
         if entry.exit == NOT_RUNNING:
             return entry.exit, f"cannot reach the database: {said}"
-        return entry.exit, f"the database refused it: {said}"
+        hint = f"; {entry.hint}" if entry.hint else ""
+        return entry.exit, f"the database refused it: {said}{hint}"
     if isinstance(exc, OSError):
         return FAILED, f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
     return FAILED, f"unexpected error ({type(exc).__name__}: {exc}); DATAARCH_DEBUG=1 shows where"

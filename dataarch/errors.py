@@ -34,6 +34,10 @@ class NotRunning(Failure):
 # read it from here; nothing else maps an SQLSTATE.
 
 FAILED, USAGE, NOT_RUNNING, BUSY = 1, 2, 3, 4  # the exit statuses an error may have
+OLDER_SQL = (
+    "the database's SQL may be older than this release: `dataarch db init` applies it"
+    " (`dataarch db status` lists the code to apply)"
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class SqlState:
     busy: bool = False
     usage: bool = False  # the caller's mistake (a name, a value): fix the command
     down: bool = False  # the server is not there to serve (not running, not reachable)
+    hint: str | None = None  # what to do, said after the database's message
 
     @property
     def exit(self) -> int:
@@ -94,6 +99,12 @@ CATALOGUE: tuple[SqlState, ...] = (
     SqlState("40P01", 503, "Deadlock with another operation", retry=True, busy=True),
     SqlState("40", 503, "Concurrent update conflict", retry=True, busy=True),
     SqlState("42501", 500, "Database role lacks a privilege"),
+    # a function, table or column this release's SQL defines is not there:
+    # the code was upgraded and the database not yet (dataarch db init)
+    *(
+        SqlState(code, 500, "Database object missing", hint=OLDER_SQL)
+        for code in ("42883", "42P01", "42703")
+    ),
     SqlState("53", 503, "Database out of resources", retry=True),
     SqlState("54", 400, "Request too large or too deeply nested", usage=True),
     SqlState("55P03", 503, "Table busy (another operation holds it)", retry=True, busy=True),

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, cli_env
+from conftest import PROJECT, cli_env, dataarch
 
 DOWN_URL = "http://127.0.0.1:9"  # the discard port: nothing listens there
 
@@ -193,3 +193,21 @@ def test_a_listing_into_a_closed_pipe_ends_quietly(conn, dsn) -> None:
     )  # fmt: skip
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert done.stdout == "{"
+
+
+def test_a_database_behind_the_code_says_to_install_and_then_works(conn, dsn, tmp_path) -> None:
+    """The code upgraded, the database not yet (as if installed before
+    procedures/055 existed): the command says to run `dataarch db init`, in
+    one line and with no traceback, and does what was asked once it has run."""
+    conn.execute("drop function avro_bytes(bytea)")
+    conn.execute("delete from installed_sql where file_name like '%055_avro_encoding.sql'")
+    conn.commit()
+    assert "code to apply: procedures/055_avro_encoding.sql" in dataarch(dsn, "db", "status").stdout
+    backups = {"DATAARCH_BACKUP_DIR": str(tmp_path)}
+    refused = dataarch(dsn, "backup", "jobs", **backups)
+    assert refused.returncode == 1, refused.stderr
+    assert "avro_bytes" in refused.stderr and "`dataarch db init`" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+    assert dataarch(dsn, "db", "init").returncode == 0
+    done = dataarch(dsn, "backup", "jobs", **backups)
+    assert done.returncode == 0, done.stderr
