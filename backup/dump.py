@@ -236,19 +236,15 @@ def join_snapshot(conninfo: str, snapshot: str, lock_ms: int) -> psycopg.Connect
 
 
 def _blocks(
-    conn: psycopg.Connection, parts: list[Part], orders: tuple[str, str, int] | None = None
+    conn: psycopg.Connection, parts: list[Part], orders: tuple[str, str, int]
 ) -> Iterator[bytes]:
-    """Each part's blocks, in order. With several parts and cores, worker
-    processes encode some in the backup's snapshot (`orders`) and this
+    """Each part's blocks, in order, for a table of several parts (_workers):
+    worker processes read some in the backup's snapshot (`orders`) and this
     process the others on `conn` (every `workers + 1`-th), so one process
     fewer holds Python and psycopg in memory (a worker is ~45 MB)."""
     workers = _workers(parts)
-    if workers < 1:
-        for part in parts:
-            yield from _framed_blocks(conn, part)
-        return
     try:
-        with worker_processes([("encode", *(orders or _snapshot_orders(conn)))] * workers) as pool:
+        with worker_processes([("encode", *orders)] * workers) as pool:
             # part i is the worker i % (workers + 1) - 1's, or this process's at 0
             theirs = (i for i in range(len(parts)) if i % (workers + 1))
             pending: dict[int, WorkerProcess] = {}
@@ -323,8 +319,9 @@ def _dump_table(
     with store.partial_file(path) as f:
         if _workers(parts) < 1:
             f.write(header(*recorded()))
-            for block in _blocks(conn, parts):
-                f.write(block)
+            for part in parts:
+                for block in _framed_blocks(conn, part):
+                    f.write(block)
         else:
             _write_while_recording(conn, parts, f, path.parent, recorded, header)
 

@@ -141,13 +141,13 @@ def _children() -> set[int]:
 def _encoding(db: psycopg.Connection, monkeypatch):
     """The blocks of employees, one page a part, three cores: two workers."""
     from backup.columns import table_columns
-    from backup.dump import Part, _blocks, _parts
+    from backup.dump import Part, _blocks, _parts, _snapshot_orders
 
     monkeypatch.setattr("backup.dump.PAGES_PER_PART", 1)
     monkeypatch.setattr("os.cpu_count", lambda: 3)
     columns = tuple(table_columns(db, "employees"))
     template = Part("employees", columns, "null", os.urandom(16), 0, None)
-    return _blocks(db, _parts(db, "employees", template))
+    return _blocks(db, _parts(db, "employees", template), _snapshot_orders(db))
 
 
 def test_a_backup_starts_its_workers_and_nothing_else(db, monkeypatch) -> None:
