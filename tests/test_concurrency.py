@@ -21,6 +21,7 @@ from conftest import (
     employee,
     ingest,
     load_reference_rows,
+    problems,
     start_server,
     wait_until,
 )
@@ -67,6 +68,35 @@ def test_overlapping_batches_in_parallel(conn, dsn) -> None:
         " where table_name = 'employees'"
     ).fetchone()
     assert sums == (12000, inserted, losers[1])
+
+
+@pytest.mark.parametrize("other", ["commits", "rolls back"])
+def test_a_batch_waits_for_the_batch_holding_one_of_its_ids(conn, dsn, other) -> None:
+    """A batch finds the ids committed rows hold before it inserts; one that a
+    concurrent batch holds, not yet committed, only the insert meets, and it
+    waits: the row is duplicate_id once the other commits, inserted once the
+    other rolls back, and the rest of the batch goes in either way."""
+    load_reference_rows(conn)
+    with psycopg.connect(dsn) as holder, psycopg.connect(dsn, autocommit=True) as batch:
+        assert ingest(holder, "employees", [employee(2)])["inserted"] == 1  # not committed
+        pid = batch.info.backend_pid
+        rows = [employee(1), employee(2), employee(3)]
+        thread, outcome = _in_thread(lambda: ingest(batch, "employees", rows))
+        assert _waits_for_a_lock(conn, pid), "the batch should wait for the other's id 2"
+        holder.commit() if other == "commits" else holder.rollback()
+        thread.join(timeout=30)
+    result = outcome[0]
+    assert not isinstance(result, BaseException), result
+    if other == "commits":
+        assert (result["inserted"], result["rejected"]) == (2, 1)
+        assert [(r["index"], r["reason_code"], r["field"]) for r in result["rejections"]] == [
+            (1, "duplicate_id", "employee_id")
+        ]
+    else:
+        assert (result["inserted"], result["rejected"]) == (3, 0)
+    assert conn.execute("select array_agg(employee_id order by employee_id) from employees"
+                        ).fetchone()[0] == [1, 2, 3]  # fmt: skip
+    assert problems(conn) == []
 
 
 # -- references under concurrent deletes -------------------------------------------------
