@@ -144,22 +144,26 @@ as $$
 -- reason; record_id is the row's id, when it has a usable one. Each row
 -- records p_batch_id and its position in the batch (lineage). Never an
 -- orphan: references were checked when the rows were judged; where
--- _skips_row_triggers allows (procedures/005_engine.sql), they are locked
--- and checked again and the foreign keys' per-row triggers are skipped.
--- Elsewhere the triggers check each row, and a parent deleted between the
+-- _skips_row_triggers allows (procedures/005_engine.sql) and the batch has
+-- enough valid rows for it to pay (_skipping_row_triggers_pays), they are
+-- locked and checked again and the foreign keys' per-row triggers are
+-- skipped. Elsewhere the triggers check each row, and a parent deleted between the
 -- judging and the insert (23503) has the references checked again, up to
 -- three tries in all. p_alone: the caller holds p_table exclusively and
 -- its referenced tables in SHARE mode, with the foreign keys suspended
 -- (an initial load): references are checked again, without row locks.
 declare
     v_references constant boolean := _has_references(p_table);
-    v_lock_references constant boolean :=
+    v_lock_references boolean :=
         v_references and not p_alone and _skips_row_triggers(p_table::regclass);
     v_role constant text := current_setting('session_replication_role');
     v_attempt integer := 1;
 begin
     perform _require_table(p_table);
     perform _gather_verdicts(p_table);
+    v_lock_references := v_lock_references and _skipping_row_triggers_pays((
+        select count(*) from pg_temp.judged_rows as r where r.reason_code is null
+    ));
     loop
         begin
             if v_references and (p_alone or v_lock_references or v_attempt > 1) then

@@ -1,6 +1,7 @@
 """dataarch installs and runs as a database owner that is not a superuser
 (as on managed PostgreSQL), and the per-batch reference check skips the
-foreign keys' per-row triggers only where that loses nothing."""
+foreign keys' per-row triggers only where that loses nothing, and only for
+a batch large enough for it to pay."""
 
 from __future__ import annotations
 
@@ -84,3 +85,40 @@ def test_replica_mode_never_skips_a_trigger_of_our_own(conn: psycopg.Connection)
     assert conn.execute("select _skips_row_triggers('employees')").fetchone()[0] is False
     assert ingest(conn, "employees", [employee(1), employee(2)])["inserted"] == 2
     assert conn.execute("select count(*) from audit").fetchone()[0] == 2
+
+
+def _row_trigger_checks(conn: psycopg.Connection, rows: list[dict]) -> int:
+    """How many per-row foreign key checks on departments ran while `rows`
+    were ingested: auto_explain logs every statement, the triggers' own
+    (`SELECT 1 FROM ONLY "public"."departments" x ...`) among them."""
+    logged: list[str] = []
+    conn.add_notice_handler(lambda notice: logged.append(notice.message_primary or ""))
+    conn.execute("load 'auto_explain'")
+    for setting in (
+        "auto_explain.log_min_duration = 0",
+        "auto_explain.log_nested_statements = on",
+        "client_min_messages = log",
+    ):
+        conn.execute(f"set {setting}")
+    ingest(conn, "employees", rows)
+    conn.execute("reset client_min_messages")
+    conn.execute("reset auto_explain.log_min_duration")
+    return sum('FROM ONLY "public"."departments" x' in text for text in logged)
+
+
+def test_only_a_large_batch_skips_the_row_triggers(conn: psycopg.Connection) -> None:
+    """Skipping the foreign keys' per-row triggers (session_replication_role)
+    empties the session's plan cache, which costs more than the triggers
+    below the batch size _skipping_row_triggers_pays names: a smaller batch
+    lets them check each row, a larger one checks its references once."""
+    load_reference_rows(conn)
+    assert conn.execute("select _skips_row_triggers('employees')").fetchone()[0]
+    pays_from = conn.execute(
+        "select min(n) from generate_series(1, 1000) as n where _skipping_row_triggers_pays(n)"
+    ).fetchone()[0]
+    assert 1 < pays_from < 1000
+    small = [employee(i) for i in range(1, pays_from)]
+    large = [employee(i) for i in range(10_001, 10_001 + pays_from)]
+    assert _row_trigger_checks(conn, small) == len(small)
+    assert _row_trigger_checks(conn, large) == 0
+    assert conn.execute("select count(*) from employees").fetchone()[0] == len(small) + len(large)
