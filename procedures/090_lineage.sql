@@ -337,8 +337,10 @@ returns jsonb
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
 as $$
--- Promise: the rows batch p_batch_id inserted into p_table are gone, the
--- rejections it resolved are open again, its own rejections are closed
+-- Promise: the rows batch p_batch_id inserted into p_table are gone, every
+-- rejection of p_table resolved by a row that is gone is open again (those
+-- its rows resolved, whichever batch is recorded as resolving them), its
+-- own rejections are closed
 -- (their load was undone), its file may load again and its stored answer
 -- is forgotten; the revert is a batch of its own, naming it. Returns
 -- {"batch_id" (the revert's), "reverts", "table", "removed", "reopened"}.
@@ -353,9 +355,9 @@ begin
     values (p_table, 'revert', p_batch_id, v_removed, clock_timestamp())
     returning batch_id into v_revert;
     update ingest_batches set reverted_by = v_revert where batch_id = p_batch_id;
-    update ingest_errors set resolved_by_batch = null, resolved_at = null
-    where resolved_by_batch = p_batch_id;
-    get diagnostics v_reopened = row_count;
+    -- by the rows gone, not by the batch recorded as resolving: a restore
+    -- may have put this batch's row back where another's had resolved it
+    v_reopened := _reopen_resolved_by_gone_rows(p_table);
     update ingest_errors
     set closed_at = now(), closed_by = 'revert',
         close_note = format('batch %s was reverted by batch %s', p_batch_id, v_revert)

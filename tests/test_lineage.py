@@ -223,6 +223,31 @@ def test_a_revert_reopens_what_it_resolved_and_forgets_its_file(conn, tmp_path) 
     assert migrate_file(conn, "employees", path)["status"] == "migrated"  # loads again
 
 
+def test_a_revert_reopens_what_its_rows_resolved_after_a_restore(conn, dsn, tmp_path) -> None:
+    """A restore can put a batch's row back where a later batch's row with the
+    same id had resolved a rejection. Reverting the restored batch then takes
+    that row out, and the rejection is open again, whichever batch is
+    recorded as resolving it (found by the soak test)."""
+    load_reference_rows(conn)
+    first = ingest(conn, "employees", [employee(5)])
+    env = {"DATAARCH_BACKUP_DIR": str(tmp_path)}
+    assert dataarch(dsn, "backup", "employees", **env).returncode == 0
+    repeated = ingest(conn, "employees", [employee(5)])
+    assert repeated["rejections"][0]["reason_code"] == "duplicate_id"
+    revert(conn, first["batch_id"])  # 5 is gone; the repeat's rejection stays open
+    assert ingest(conn, "employees", [employee(5)])["resolved"] == 1
+    assert dataarch(dsn, "restore", "employees", **env).returncode == 0  # 5 is first's again
+    assert lineage(conn, "employees", 5)["batch"]["batch_id"] == first["batch_id"]
+    assert problems(conn) == []
+    assert revert(conn, first["batch_id"])["reverted"][0]["removed"] == 1
+    assert problems(conn) == []
+    status = conn.execute(
+        "select _rejection_status(e) from ingest_errors e where e.batch_id = %s",
+        (repeated["batch_id"],),
+    ).fetchone()[0]
+    assert status == "open"
+
+
 def test_the_right_file_sent_before_the_revert_says_how_to_load_it(conn, dsn, tmp_path) -> None:
     """Walked as a user: the right file was sent while the wrong one still
     held its ids (rejected: duplicate_id), then the wrong one was reverted.
