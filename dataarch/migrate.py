@@ -190,35 +190,49 @@ def load(
         for helper in helpers:
             stack.enter_context(helper)  # closing it rolls back whatever it still holds
         stack.enter_context(conn.transaction())
-        conn.execute("select csv_begin(%s)", (table,))  # waits while another load runs
-        if digest is not None and (done := already_migrated(conn, table, name, digest)):
-            return done  # the load it waited for was this same file
-        reader = Reader(source, dialect, table_columns(conn, table))
-        first = (lambda _: None) if force else _header_check(conn, table, name)
-        _send_pieces(reader, [conn, *helpers], report, size, first)
-        if helpers:
-            report(f"judging {reader.lines:,} lines in {len(helpers) + 1} sessions")
-            _judge_in_sessions(conn, helpers, table, dialect)
-            report(f"inserting and logging {reader.lines:,} lines")
-        else:
-            report(f"judging, inserting and logging {reader.lines:,} lines")
-        if hashing is not None:
-            digest = hashing.hexdigest()
-        try:
-            row = conn.execute(
-                "select ingest_csv_lines(%s, %s, %s, %s, %s, %s)",
-                (table, name, digest, dialect.delimiter, reader.lines, reader.header is not None),
-            ).fetchone()
+        try:  # any wait that runs out, in any session, says who holds what
+            conn.execute("select csv_begin(%s)", (table,))  # waits while another load runs
+            if digest is not None and (done := already_migrated(conn, table, name, digest)):
+                return done  # the load it waited for was this same file
+            reader = Reader(source, dialect, table_columns(conn, table))
+            first = (lambda _: None) if force else _header_check(conn, table, name)
+            _send_pieces(reader, [conn, *helpers], report, size, first)
+            if helpers:
+                report(f"judging {reader.lines:,} lines in {len(helpers) + 1} sessions")
+                _judge_in_sessions(conn, helpers, table, dialect)
+                report(f"inserting and logging {reader.lines:,} lines")
+            else:
+                report(f"judging, inserting and logging {reader.lines:,} lines")
+            if hashing is not None:
+                digest = hashing.hexdigest()
+            row = _ingest_lines(conn, table, name, digest, dialect, reader)
         except psycopg.errors.LockNotAvailable as exc:
             raise _busy(conn, table, exc) from exc
-        except psycopg.Error as exc:
-            if errors.of_error(exc).refusal:  # the file, refused whole: say why
-                raise MigrationError(f"{exc.diag.message_primary}; nothing was loaded") from exc
-            raise
     summary = row[0]
     if reader.header is not None:
         summary["header_line"] = reader.header
     return summary
+
+
+def _ingest_lines(
+    conn: psycopg.Connection,
+    table: str,
+    name: str,
+    digest: str | None,
+    dialect: Dialect,
+    reader: Reader,
+) -> tuple:
+    """ingest_csv_lines over what the sessions staged and judged; a file the
+    database refuses whole is a MigrationError saying why."""
+    try:
+        return conn.execute(
+            "select ingest_csv_lines(%s, %s, %s, %s, %s, %s)",
+            (table, name, digest, dialect.delimiter, reader.lines, reader.header is not None),
+        ).fetchone()
+    except psycopg.Error as exc:
+        if errors.of_error(exc).refusal:  # the file, refused whole: say why
+            raise MigrationError(f"{exc.diag.message_primary}; nothing was loaded") from exc
+        raise
 
 
 def _busy(conn: psycopg.Connection, table: str, exc: psycopg.Error) -> Busy:

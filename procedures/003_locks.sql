@@ -147,6 +147,28 @@ exception
 end;
 $$;
 
+create or replace function _lock_referenced_tables(p_table text)
+returns void
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: the tables p_table's columns reference (_referenced_tables,
+-- generated in procedures/004) are locked in ACCESS SHARE mode, the lock
+-- reading them takes, through _lock_tables: in the one order, all or none,
+-- or 55P03 names the busy one and who holds it. Judging calls it before
+-- its rules read them, so a load or a batch that waits for a table a
+-- restore holds says so, as a wait for the table it writes does.
+declare
+    v_modes constant jsonb := (
+        select jsonb_object_agg(t, 'access share') from unnest(_referenced_tables(p_table)) as t
+    );
+begin
+    if v_modes is not null then
+        perform _lock_tables(v_modes);
+    end if;
+end;
+$$;
+
 create or replace function _referencing_tables(p_table regclass)
 returns text[]
 language sql stable
@@ -162,4 +184,5 @@ revoke all on function lock_holders(regclass, bigint) from public;
 revoke all on function _lock_tables(jsonb) from public;
 revoke all on function _try_lock_tables(jsonb) from public;
 revoke all on function _wait_for_table(text, text, boolean, text) from public;
+revoke all on function _lock_referenced_tables(text) from public;
 grant execute on function lock_holders(regclass, bigint) to dataarch_api;

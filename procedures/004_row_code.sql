@@ -474,6 +474,7 @@ declare
     v_recheck text := '';
     v_rules text;
     v_referencing text[];  -- the tables with a column that references another
+    v_referenced text;     -- when <table> then <the tables it references>
     v_missing text;
 begin
     select string_agg(format('when p_table = %L and p_column = %L then %L',
@@ -495,6 +496,15 @@ begin
     select coalesce(array_agg(distinct t.table_name), '{}') into v_referencing
     from dictionary_tables as t cross join lateral _dictionary_columns(t.table_name) as c
     where c.referenced_table is not null;
+
+    select coalesce(string_agg(format('when %L then %L::text[]', r.table_name, r.tables), ' '), '')
+    into v_referenced
+    from (
+        select t.table_name, array_agg(distinct c.referenced_table) as tables
+        from dictionary_tables as t cross join lateral _dictionary_columns(t.table_name) as c
+        where c.referenced_table is not null
+        group by t.table_name
+    ) as r;
 
     select
         string_agg(format('if p_table = %L then %s; ', t.table_name, _code_judge(t.table_name)),
@@ -518,6 +528,9 @@ begin
         declare
             v_judged bigint;
         begin
+            -- the rules read the referenced tables: locked first, so that a
+            -- wait for one says who holds it (procedures/003)
+            perform _lock_referenced_tables(p_table);
             %s end if;
             get diagnostics v_judged = row_count;
             return v_judged;
@@ -546,6 +559,15 @@ begin
     $f$, v_referencing);
     comment on function _has_references(text) is
     'Generated from the catalogue: whether p_table has a column that references another table.';
+
+    execute format($f$
+        create or replace function _referenced_tables(p_table text)
+        returns text[]
+        language sql immutable parallel safe
+        as $body$ select case p_table %s else '{}'::text[] end $body$
+    $f$, v_referenced);
+    comment on function _referenced_tables(text) is
+    'Generated from the catalogue: the tables p_table''s columns reference (judging reads them).';
 
     execute format($f$
         create or replace function _column_rule(p_table text, p_column text)
@@ -585,3 +607,4 @@ revoke all on function _stage_csv_lines(text, integer, integer) from public;
 revoke all on function _judge_rows(text) from public;
 revoke all on function _recheck_references(text, boolean) from public;
 revoke all on function _has_references(text) from public;
+revoke all on function _referenced_tables(text) from public;

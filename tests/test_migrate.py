@@ -6,7 +6,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import SEED_DATA, requires_seed_data
+from conftest import SEED_DATA, dataarch, load_reference_rows, requires_seed_data
 
 from dataarch import migrate
 from dataarch.csvrecords import Dialect
@@ -449,3 +449,24 @@ def test_a_helper_that_cannot_judge_there_judges_here(db, monkeypatch) -> None:
         assert session.execute(migrate.JUDGE_EXISTS).fetchone()[0]  # and it may judge
     finally:
         session.close()
+
+
+@pytest.mark.parametrize("lines", [50, 60_000])  # one session judges; several (over 2 MiB)
+def test_a_load_waiting_for_a_table_it_reads_names_it(conn, dsn, tmp_path, lines) -> None:
+    """Judging reads the tables a file's rows reference. A load that waits
+    for one of them (a restore holds it) says which, and who holds it, as a
+    wait for the table it writes does, however many sessions judge the file
+    (found by the soak test: several sessions said only "lock timeout")."""
+    load_reference_rows(conn)
+    rows = "".join(f"{i},Person {i},2021-01-01T00:00:00Z,1,1\n" for i in range(1, lines + 1))
+    write(tmp_path, "hired_employees.csv", rows.encode())
+    with psycopg.connect(dsn) as holder:
+        holder.execute("set application_name = 'dataarch restore'")
+        holder.execute("lock table departments in access exclusive mode")
+        said = dataarch(dsn, "migrate", "--csv-dir", str(tmp_path), DATAARCH_LOCK_TIMEOUT="1")
+    assert said.returncode == 4, said.stderr
+    assert "departments is busy: dataarch restore (pid" in said.stderr, said.stderr
+    assert "nothing was loaded" in said.stderr, said.stderr
+    assert conn.execute("select count(*) from employees").fetchone() == (0,)
+    assert dataarch(dsn, "migrate", "--csv-dir", str(tmp_path)).returncode == 0
+    assert conn.execute("select count(*) from employees").fetchone() == (lines,)
