@@ -246,7 +246,10 @@ def _busy(conn: psycopg.Connection, table: str, exc: psycopg.Error) -> Busy:
                 said = (
                     f"{table} is busy: "
                     + asking.execute(
-                        "select string_agg(distinct lock_holders(t::regclass), '; ') from unnest("
+                        # lock_holders says 'another session' of a table nobody holds now
+                        "select coalesce(string_agg(distinct"
+                        " nullif(lock_holders(t::regclass), 'another session'), '; '),"
+                        " 'another session') from unnest("
                         "array[%s, 'ingest_batches', 'ingest_errors', 'migrated_files']) as t",
                         (table,),
                     ).fetchone()[0]

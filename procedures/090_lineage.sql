@@ -292,6 +292,34 @@ begin
 end;
 $$;
 
+create or replace function _batch_busy(p_batch_id bigint, p_table text, p_message text)
+returns void
+language plpgsql stable
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: raises 55P03 for a revert of batch p_batch_id (or its plan) whose
+-- wait ran out: p_message as it is when it names the holder already
+-- (_lock_tables), else 'batch N is busy: ... holds it', naming who holds
+-- p_table (NULL: not known yet), the ingest log or the tables that
+-- reference p_table. Nothing changed.
+begin
+    if p_message like '% is busy: % holds it' then
+        raise exception '%', p_message
+            using errcode = '55P03', hint = 'Nothing changed: revert it again when that has finished.';
+    end if;
+    raise exception 'batch % is busy: % holds it', p_batch_id, coalesce((
+        -- lock_holders says 'another session' of a table nobody holds now
+        select string_agg(distinct nullif(lock_holders(t::regclass), 'another session'), '; ')
+        from unnest(
+            array['ingest_batches', 'ingest_errors']
+            || case when p_table is null then '{}'::text[]
+                else p_table || _referencing_tables(p_table::regclass) end
+        ) as t
+    ), 'another session')
+        using errcode = '55P03', hint = 'Nothing changed: revert it again when that has finished.';
+end;
+$$;
+
 create or replace function revert_plan(p_batch_id bigint, p_cascade boolean default false)
 returns jsonb
 language plpgsql stable
@@ -304,6 +332,7 @@ declare
     v_batch ingest_batches;
     v_dependants jsonb;
     v_rows bigint;
+    v_message text;
 begin
     select b.* into v_batch from ingest_batches as b where b.batch_id = p_batch_id;
     perform _revertible(v_batch, p_batch_id);
@@ -329,6 +358,9 @@ begin
         ),
         'dependants', v_dependants, 'refused', null
     );
+exception when lock_not_available then  -- a table it reads is held (a restore)
+    get stacked diagnostics v_message = message_text;
+    perform _batch_busy(p_batch_id, v_batch.table_name, v_message);
 end;
 $$;
 
@@ -422,16 +454,7 @@ begin
     return jsonb_build_object('reverted', v_done);
 exception when lock_not_available then
     get stacked diagnostics v_message = message_text;
-    if v_message like '% is busy: % holds it' then
-        raise;  -- _lock_tables named the holder
-    end if;
-    raise exception 'batch % is busy: % holds it', p_batch_id, coalesce((
-        select string_agg(distinct lock_holders(t::regclass), '; ')
-        from unnest(
-            array[v_table, 'ingest_batches', 'ingest_errors'] || _referencing_tables(v_table::regclass)
-        ) as t
-    ), 'another session')
-        using errcode = '55P03', hint = 'Nothing changed: revert it again when that has finished.';
+    perform _batch_busy(p_batch_id, v_table, v_message);
 end;
 $$;
 

@@ -321,6 +321,23 @@ def test_a_dry_run_of_a_revert_changes_nothing(conn, dsn) -> None:
         assert twice.status_code == 409 and "reverted already" in twice.json()["detail"]
 
 
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_revert_that_waits_for_its_table_names_who_holds_it(conn, dsn, dry_run) -> None:
+    """A revert, or its dry run, that waits for the table a restore holds
+    says so, naming the restore (found by the soak test: a dry run said
+    only "canceling statement due to lock timeout")."""
+    load_reference_rows(conn)
+    batch = ingest(conn, "employees", [employee(1)])["batch_id"]
+    with psycopg.connect(dsn) as holder:
+        holder.execute("set application_name = 'dataarch restore'")
+        holder.execute("lock table employees in access exclusive mode")
+        said = dataarch(dsn, "batches", "revert", str(batch),
+                        *(["--dry-run"] if dry_run else []), DATAARCH_LOCK_TIMEOUT="1")  # fmt: skip
+    assert said.returncode == 4, said.stderr
+    assert "is busy: dataarch restore (pid" in said.stderr, said.stderr
+    assert conn.execute("select count(*) from employees").fetchone() == (1,)
+
+
 def test_a_revert_that_waits_for_a_row_names_who_holds_it(conn, dsn) -> None:
     """The soak's finding: a revert whose DELETE waited for a row another
     transaction held (here a parent row locked FOR KEY SHARE, as an ingest
