@@ -292,21 +292,17 @@ begin
 end;
 $$;
 
-create or replace function _batch_busy(p_batch_id bigint, p_table text, p_message text)
+create or replace function _batch_busy(p_batch_id bigint, p_table text)
 returns void
 language plpgsql stable
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: raises 55P03 for a revert of batch p_batch_id (or its plan) whose
--- wait ran out: p_message as it is when it names the holder already
--- (_lock_tables), else 'batch N is busy: ... holds it', naming who holds
--- p_table (NULL: not known yet), the ingest log or the tables that
--- reference p_table. Nothing changed.
+-- wait ran out where nothing named the holder (a lock wait _lock_tables
+-- did not take): 'batch N is busy: ... holds it', naming who holds p_table
+-- (NULL: not known yet), the ingest log or the tables that reference
+-- p_table. Nothing changed.
 begin
-    if p_message like '% is busy: % holds it' then
-        raise exception '%', p_message
-            using errcode = '55P03', hint = 'Nothing changed: revert it again when that has finished.';
-    end if;
     raise exception 'batch % is busy: % holds it', p_batch_id, coalesce((
         -- lock_holders says 'another session' of a table nobody holds now
         select string_agg(distinct nullif(lock_holders(t::regclass), 'another session'), '; ')
@@ -360,7 +356,10 @@ begin
     );
 exception when lock_not_available then  -- a table it reads is held (a restore)
     get stacked diagnostics v_message = message_text;
-    perform _batch_busy(p_batch_id, v_batch.table_name, v_message);
+    if v_message like '% is busy: % holds it' then
+        raise;  -- named already (a plan inside a revert: _lock_tables)
+    end if;
+    perform _batch_busy(p_batch_id, v_batch.table_name);
 end;
 $$;
 
@@ -454,7 +453,10 @@ begin
     return jsonb_build_object('reverted', v_done);
 exception when lock_not_available then
     get stacked diagnostics v_message = message_text;
-    perform _batch_busy(p_batch_id, v_table, v_message);
+    if v_message like '% is busy: % holds it' then
+        raise;  -- _lock_tables, or the plan, named the holder
+    end if;
+    perform _batch_busy(p_batch_id, v_table);
 end;
 $$;
 
