@@ -473,7 +473,6 @@ declare
     v_judge text := '';  -- if p_table = ... then <that table's INSERT>
     v_recheck text := '';
     v_rules text;
-    v_referencing text[];  -- the tables with a column that references another
     v_referenced text;     -- when <table> then <the tables it references>
     v_missing text;
 begin
@@ -492,10 +491,6 @@ begin
         raise exception 'reason_codes has no %: a migration that adds a reference adds its reason',
             v_missing;
     end if;
-
-    select coalesce(array_agg(distinct t.table_name), '{}') into v_referencing
-    from dictionary_tables as t cross join lateral _dictionary_columns(t.table_name) as c
-    where c.referenced_table is not null;
 
     select coalesce(string_agg(format('when %L then %L::text[]', r.table_name, r.tables), ' '), '')
     into v_referenced
@@ -552,15 +547,6 @@ begin
     $f$, v_recheck);
 
     execute format($f$
-        create or replace function _has_references(p_table text)
-        returns boolean
-        language sql immutable parallel safe
-        as $body$ select p_table = any(%L::text[]) $body$
-    $f$, v_referencing);
-    comment on function _has_references(text) is
-    'Generated from the catalogue: whether p_table has a column that references another table.';
-
-    execute format($f$
         create or replace function _referenced_tables(p_table text)
         returns text[]
         language sql immutable parallel safe
@@ -568,6 +554,13 @@ begin
     $f$, v_referenced);
     comment on function _referenced_tables(text) is
     'Generated from the catalogue: the tables p_table''s columns reference (judging reads them).';
+
+    create or replace function _has_references(p_table text)
+    returns boolean
+    language sql immutable parallel safe
+    as $body$ select cardinality(_referenced_tables(p_table)) > 0 $body$;
+    comment on function _has_references(text) is
+    'Whether p_table has a column that references another table (_referenced_tables).';
 
     execute format($f$
         create or replace function _column_rule(p_table text, p_column text)
