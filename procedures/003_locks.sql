@@ -147,25 +147,41 @@ exception
 end;
 $$;
 
+create or replace function _lock_tables_to_read(p_tables text[])
+returns void
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: p_tables are locked in ACCESS SHARE mode, the lock reading
+-- them takes, through _lock_tables: in the one order, all or none, or
+-- 55P03 names the busy one and who holds it. A reader calls it before it
+-- reads, and reads in later statements of a VOLATILE function, each of
+-- which takes its snapshot after the wait. A STABLE function reads with
+-- the snapshot its caller took before it: a table a restore truncated
+-- meanwhile read as empty (tests/test_operations_meet.py).
+declare
+    v_modes constant jsonb := (
+        select jsonb_object_agg(t, 'access share') from unnest(p_tables) as t
+    );
+begin
+    if v_modes is not null then
+        perform _lock_tables(v_modes);
+    end if;
+end;
+$$;
+
 create or replace function _lock_referenced_tables(p_table text)
 returns void
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: the tables p_table's columns reference (_referenced_tables,
--- generated in procedures/004) are locked in ACCESS SHARE mode, the lock
--- reading them takes, through _lock_tables: in the one order, all or none,
--- or 55P03 names the busy one and who holds it. Judging calls it before
--- its rules read them, so a load or a batch that waits for a table a
--- restore holds says so, as a wait for the table it writes does.
-declare
-    v_modes constant jsonb := (
-        select jsonb_object_agg(t, 'access share') from unnest(_referenced_tables(p_table)) as t
-    );
+-- generated in procedures/004) are locked for reading them
+-- (_lock_tables_to_read). Judging calls it before its rules read them, so
+-- a load or a batch that waits for a table a restore holds says so, as a
+-- wait for the table it writes does.
 begin
-    if v_modes is not null then
-        perform _lock_tables(v_modes);
-    end if;
+    perform _lock_tables_to_read(_referenced_tables(p_table));
 end;
 $$;
 
@@ -185,4 +201,11 @@ revoke all on function _lock_tables(jsonb) from public;
 revoke all on function _try_lock_tables(jsonb) from public;
 revoke all on function _wait_for_table(text, text, boolean, text) from public;
 revoke all on function _lock_referenced_tables(text) from public;
+revoke all on function _lock_tables_to_read(text[]) from public;
 grant execute on function lock_holders(regclass, bigint) to dataarch_api;
+-- The API's reads lock what they read first. Not SECURITY DEFINER: they
+-- lock only what the caller may read anyway, so they grant nothing.
+grant execute on function
+_lock_tables_to_read(text[]), _lock_tables(jsonb), _try_lock_tables(jsonb),
+_wait_for_table(text, text, boolean, text)
+to dataarch_api;

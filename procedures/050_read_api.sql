@@ -2,7 +2,7 @@
 
 create or replace function table_row(p_table text, p_id integer)
 returns jsonb
-language plpgsql stable
+language plpgsql volatile  -- reads after its wait: _lock_tables_to_read
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: one row of p_table by its id (its data dictionary's columns;
@@ -10,6 +10,8 @@ as $$
 declare
     v_row jsonb;
 begin
+    perform _require_table(p_table);
+    perform _lock_tables_to_read(array[p_table]);
     execute format(
         'select to_jsonb(t) - %L - %L from %I as t where t.%I = $1',
         'batch_id', 'batch_position', p_table, (_require_table(p_table))[1]
@@ -57,36 +59,41 @@ create or replace function table_rejections(
     p_offset integer default 0
 )
 returns jsonb
-language sql stable
+language plpgsql volatile  -- reads after its wait: _lock_tables_to_read
 set search_path = pg_catalog, public, pg_temp
 as $$
-    -- A page of p_table's logged rejections, newest first, filtered by
-    -- batch, status (open, resolved, closed), reason and time received:
-    -- {"total", "limit", "offset", "items": [...]}.
-    with matching as (
-        select m.*, _rejection_status(m) as status
-        from _matching_rejections(p_table, p_batch_id, p_status, p_reason, p_since) as m
-    )
+-- Promise: a page of p_table's logged rejections, newest first, filtered
+-- by batch, status (open, resolved, closed), reason and time received:
+-- {"total", "limit", "offset", "items": [...]}.
+begin
+    perform _lock_tables_to_read(array['ingest_errors']);
+    return (
+        with matching as (
+            select m.*, _rejection_status(m) as status
+            from _matching_rejections(p_table, p_batch_id, p_status, p_reason, p_since) as m
+        )
 
-    select jsonb_build_object(
-        'total', (select count(*) from matching),
-        'limit', p_limit,
-        'offset', p_offset,
-        'items', coalesce((
-            select jsonb_agg(to_jsonb(page) order by page.error_id desc)
-            from (
-                select
-                    m.error_id, m.batch_id, m.row_index, m.source_file, m.line_number,
-                    m.raw_row, m.raw_line, m.reason_code, m.field, m.message,
-                    m.constraint_name, m.sqlstate, m.source, m.received_at, m.record_id,
-                    m.status, m.resolved_by_batch, m.resolved_at, m.closed_at, m.closed_by,
-                    m.close_note
-                from matching as m
-                order by m.error_id desc
-                limit p_limit offset p_offset
-            ) as page
-        ), '[]'::jsonb)
-    )
+        select jsonb_build_object(
+            'total', (select count(*) from matching),
+            'limit', p_limit,
+            'offset', p_offset,
+            'items', coalesce((
+                select jsonb_agg(to_jsonb(page) order by page.error_id desc)
+                from (
+                    select
+                        m.error_id, m.batch_id, m.row_index, m.source_file, m.line_number,
+                        m.raw_row, m.raw_line, m.reason_code, m.field, m.message,
+                        m.constraint_name, m.sqlstate, m.source, m.received_at, m.record_id,
+                        m.status, m.resolved_by_batch, m.resolved_at, m.closed_at, m.closed_by,
+                        m.close_note
+                    from matching as m
+                    order by m.error_id desc
+                    limit p_limit offset p_offset
+                ) as page
+            ), '[]'::jsonb)
+        )
+    );
+end;
 $$;
 
 create or replace function close_rejections(
@@ -139,17 +146,21 @@ returns table (
     error_id bigint, batch_id bigint, source text, place bigint,
     raw_line text, raw_row jsonb, reason_code text, field text, message text
 )
-language sql stable
+language plpgsql volatile  -- reads after its wait: _lock_tables_to_read
 set search_path = pg_catalog, public, pg_temp
 as $$
-    -- p_table's rejections, oldest first, as reject files need them: the
-    -- record as it came (raw_line for a CSV record, raw_row for an API row)
-    -- and where it was (line number, or index in its batch).
+-- Promise: p_table's rejections, oldest first, as reject files need them:
+-- the record as it came (raw_line for a CSV record, raw_row for an API
+-- row) and where it was (line number, or index in its batch).
+begin
+    perform _lock_tables_to_read(array['ingest_errors']);
+    return query
     select
         m.error_id, m.batch_id, m.source, coalesce(m.line_number, m.row_index),
         m.raw_line, m.raw_row, m.reason_code, m.field, m.message
     from _matching_rejections(p_table, p_batch_id, p_status, p_reason, p_since) as m
-    order by m.error_id
+    order by m.error_id;
+end;
 $$;
 
 grant execute on function table_row(text, integer) to dataarch_api;

@@ -106,7 +106,7 @@ $$;
 
 create or replace function row_lineage(p_table text, p_id integer)
 returns jsonb
-language plpgsql stable
+language plpgsql volatile  -- reads after its wait: _lock_tables_to_read
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: where the row of p_table with id p_id came from, or NULL when
@@ -121,6 +121,8 @@ declare
     v_position bigint;
     v_batch ingest_batches;
 begin
+    perform _require_table(p_table);
+    perform _lock_tables_to_read(array[p_table, 'ingest_batches', 'ingest_errors']);
     execute format(
         'select to_jsonb(t) - %L - %L, t.batch_id, t.batch_position from %I as t where t.%I = $1',
         'batch_id', 'batch_position', p_table, (_require_table(p_table))[1]
@@ -163,13 +165,14 @@ create or replace function batches(
     p_limit integer default 50, p_offset integer default 0
 )
 returns jsonb
-language plpgsql stable
+language plpgsql volatile  -- reads after its wait: _lock_tables_to_read
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: a page of the batches, newest first, of p_table and of the kind
 -- p_kind (api, psql, csv, retry, restore, revert) when given:
 -- {"total", "limit", "offset", "items": [...]}.
 begin
+    perform _lock_tables_to_read(array['ingest_batches']);
     if p_table is not null then
         perform _require_table(p_table);
     end if;
@@ -195,7 +198,7 @@ $$;
 
 create or replace function batch_detail(p_batch_id bigint, p_rejections integer default 100)
 returns jsonb
-language plpgsql stable
+language plpgsql volatile  -- reads after its wait: _lock_tables_to_read
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: one batch as batches() lists it, with how many of the rows it
@@ -205,6 +208,8 @@ declare
     v_batch ingest_batches;
     v_present bigint;
 begin
+    -- every data table: which one the batch loaded is known only once read
+    perform _lock_tables_to_read(_data_tables() || array['ingest_batches', 'ingest_errors']);
     select b.* into v_batch from ingest_batches as b where b.batch_id = p_batch_id;
     if v_batch.batch_id is null then
         return null;

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -389,3 +390,97 @@ def test_a_load_that_waits_for_a_row_names_who_holds_it(conn, dsn, tmp_path) -> 
             migrate_file(conn, "employees", path)
     conn.rollback()
     assert conn.execute("select count(*) from employees").fetchone()[0] == 0
+
+
+# -- reads that meet a restore --------------------------------------------------------
+
+# What the API and the CLI read, each with the table a restore of which it
+# waits for (a restore holds the tables it restores exclusively).
+READS = {
+    "table_row": ("employees", "select table_row('employees', 3)"),
+    "row_lineage": ("employees", "select row_lineage('employees', 3)"),
+    "batch_detail": ("employees", "select batch_detail(3)"),  # the employees batch
+    "kpi_hires_by_quarter": ("jobs", "select json_agg(k) from kpi_hires_by_quarter(2021) as k"),
+    "kpi_departments_above_mean": (
+        "departments",
+        "select json_agg(k) from kpi_departments_above_mean(2021) as k",
+    ),
+    "batches": ("ingest_batches", "select batches()"),
+    "table_rejections": ("ingest_errors", "select table_rejections('employees')"),
+    "rejected_records": (
+        "ingest_errors",
+        "select json_agg(r) from rejected_records('employees') as r",
+    ),
+    "data_quality": ("ingest_errors", "select data_quality() - 'as_of'"),
+}
+
+
+def _replaced_uncommitted(dsn: str, table: str) -> psycopg.Connection:
+    """A session named as a restore that holds `table` exclusively and, as
+    a restore does where nothing references the table, has truncated it and
+    put the same rows back, not committed yet (where something references
+    it, a restore deletes instead, which a stale snapshot reads as before)."""
+    holder = psycopg.connect(dsn, application_name="dataarch restore")
+    holder.execute(f"lock table {table} in access exclusive mode")
+    referenced = holder.execute(
+        "select cardinality(_referencing_tables(%s::regclass)) > 0", (table,)
+    ).fetchone()[0]
+    if not referenced:
+        holder.execute(f"create temp table kept as select * from {table}")
+        holder.execute(f"truncate {table}")
+        holder.execute(f"insert into {table} overriding system value select * from kept")
+    return holder
+
+
+@pytest.mark.parametrize("read", list(READS))
+def test_a_read_that_waits_for_a_restore_reads_what_it_committed(conn, dsn, read) -> None:
+    """A read (as the API's role) that waits for a table a restore holds
+    answers from the table as the restore left it. A STABLE function read
+    with the snapshot its caller took before the wait: employees, which a
+    restore truncates, read as empty, and `dataarch get employees 3`
+    answered "no such row" for a row that was there all along."""
+    table, query = READS[read]
+    load_reference_rows(conn)
+    ingest(conn, "employees", [employee(i) for i in range(1, 6)] + [employee(1)])
+    api_dsn = dsn.replace("user=postgres", "user=dataarch_api")
+    with psycopg.connect(api_dsn, autocommit=True) as api:
+        before = api.execute(query).fetchone()[0]
+        assert before, f"{read} answers something to compare"
+        reader_pid = api.info.backend_pid
+        holder = _replaced_uncommitted(dsn, table)
+        try:
+            answer: list = []
+            reader = threading.Thread(
+                target=lambda: answer.append(api.execute(query).fetchone()[0])
+            )
+            reader.start()
+            wait_until(lambda: conn.execute(
+                "select true from pg_locks where pid = %s and not granted", (reader_pid,)
+            ).fetchone(), f"{read} waiting for {table}")  # fmt: skip
+            holder.commit()
+            reader.join(timeout=60)
+            assert not reader.is_alive(), f"{read} still waits after the restore committed"
+        finally:
+            holder.close()
+    assert answer == [before]
+
+
+@pytest.mark.parametrize("read", list(READS))
+def test_a_read_that_waits_too_long_for_a_restore_names_it(conn, dsn, read) -> None:
+    """Past lock_timeout, a read says which table is busy and who holds it,
+    not PostgreSQL's bare "canceling statement due to lock timeout"."""
+    table, query = READS[read]
+    load_reference_rows(conn)
+    ingest(conn, "employees", [employee(i) for i in range(1, 6)])
+    api_dsn = dsn.replace("user=postgres", "user=dataarch_api")
+    holder = _replaced_uncommitted(dsn, table)
+    try:
+        with (
+            psycopg.connect(api_dsn, autocommit=True, options="-c lock_timeout=200") as api,
+            pytest.raises(psycopg.errors.LockNotAvailable) as waited,
+        ):
+            api.execute(query)
+    finally:
+        holder.close()
+    said = waited.value.diag.message_primary
+    assert f"{table} is busy: dataarch restore (pid" in said, said

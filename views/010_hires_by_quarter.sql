@@ -27,13 +27,14 @@ returns table (
     department_id integer, department text, job_id integer, job text,
     q1 bigint, q2 bigint, q3 bigint, q4 bigint
 )
-language plpgsql stable
+language plpgsql volatile  -- reads after its wait: _lock_tables_to_read
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: KPI 1 for one year, ordered byte-wise (COLLATE "C") by
 -- department, then job, as the published results are; ids break ties
 -- between equal names and tell them apart.
 begin
+    perform _lock_tables_to_read(array['departments', 'jobs']);
     return query
     select
         h.department_id, h.department, h.job_id, h.job,

@@ -41,11 +41,12 @@ where s.hired > s.mean_hired;
 
 create or replace function kpi_departments_above_mean(p_year integer)
 returns table (id integer, department text, hired bigint)
-language plpgsql stable
+language plpgsql volatile  -- reads after its wait: _lock_tables_to_read
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: KPI 2 for one year: hires descending, ties by id.
 begin
+    perform _lock_tables_to_read(array['departments']);
     return query
     select a.id, a.department, a.hired
     from departments_above_mean as a
