@@ -323,7 +323,7 @@ $$;
 
 create or replace function revert_plan(p_batch_id bigint, p_cascade boolean default false)
 returns jsonb
-language plpgsql stable
+language plpgsql volatile  -- reads after its wait: _lock_tables_to_read
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: what revert_batch(p_batch_id, p_cascade) would do, changing
@@ -335,6 +335,9 @@ declare
     v_rows bigint;
     v_message text;
 begin
+    -- every data table: which ones the batch and its dependants are in is
+    -- known only once read (inside revert_batch, it holds them already)
+    perform _lock_tables_to_read(_data_tables() || array['ingest_batches', 'ingest_errors']);
     select b.* into v_batch from ingest_batches as b where b.batch_id = p_batch_id;
     perform _revertible(v_batch, p_batch_id);
     select coalesce(jsonb_agg(jsonb_build_object(

@@ -400,6 +400,7 @@ READS = {
     "table_row": ("employees", "select table_row('employees', 3)"),
     "row_lineage": ("employees", "select row_lineage('employees', 3)"),
     "batch_detail": ("employees", "select batch_detail(3)"),  # the employees batch
+    "revert_plan": ("employees", "select revert_plan(3)"),  # a revert's dry run
     "kpi_hires_by_quarter": ("jobs", "select json_agg(k) from kpi_hires_by_quarter(2021) as k"),
     "kpi_departments_above_mean": (
         "departments",
