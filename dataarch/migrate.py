@@ -243,18 +243,12 @@ def _busy(conn: psycopg.Connection, table: str, exc: psycopg.Error) -> Busy:
     if " is busy: " not in said:  # PostgreSQL's bare "lock timeout": name them
         try:
             with psycopg.connect(_own_conninfo(conn), connect_timeout=3, autocommit=True) as asking:
-                said = (
-                    f"{table} is busy: "
-                    + asking.execute(
-                        # lock_holders says 'another session' of a table nobody holds now
-                        "select coalesce(string_agg(distinct"
-                        " nullif(lock_holders(t::regclass), 'another session'), '; '),"
-                        " 'another session') from unnest("
-                        "array[%s, 'ingest_batches', 'ingest_errors', 'migrated_files']) as t",
-                        (table,),
-                    ).fetchone()[0]
-                    + " holds it"
-                )
+                holders = asking.execute(
+                    "select lock_holders_of(array[%s, 'ingest_batches', 'ingest_errors',"
+                    " 'migrated_files'])",
+                    (table,),
+                ).fetchone()[0]
+                said = f"{table} is busy: {holders} holds it"
         except psycopg.Error:
             pass  # the bare message it is
     return Busy(f"{said}; nothing was loaded: try again when it has finished")

@@ -66,6 +66,20 @@ begin
 end;
 $$;
 
+create or replace function lock_holders_of(p_tables text[])
+returns text
+language sql stable
+set search_path = pg_catalog, public, pg_temp
+as $$
+    -- who holds any of p_tables (lock_holders), for a wait that ran out
+    -- where nothing named the holder; 'another session' when nobody does now
+    select coalesce(
+        string_agg(distinct nullif(lock_holders(t::regclass), 'another session'), '; '),
+        'another session'
+    )
+    from unnest(p_tables) as t
+$$;
+
 create or replace function _try_lock_tables(p_modes jsonb)
 returns text
 language plpgsql

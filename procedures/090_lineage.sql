@@ -308,15 +308,11 @@ as $$
 -- (NULL: not known yet), the ingest log or the tables that reference
 -- p_table. Nothing changed.
 begin
-    raise exception 'batch % is busy: % holds it', p_batch_id, coalesce((
-        -- lock_holders says 'another session' of a table nobody holds now
-        select string_agg(distinct nullif(lock_holders(t::regclass), 'another session'), '; ')
-        from unnest(
-            array['ingest_batches', 'ingest_errors']
-            || case when p_table is null then '{}'::text[]
-                else p_table || _referencing_tables(p_table::regclass) end
-        ) as t
-    ), 'another session')
+    raise exception 'batch % is busy: % holds it', p_batch_id, lock_holders_of(
+        array['ingest_batches', 'ingest_errors']
+        || case when p_table is null then '{}'::text[]
+            else p_table || _referencing_tables(p_table::regclass) end
+    )
         using errcode = '55P03', hint = 'Nothing changed: revert it again when that has finished.';
 end;
 $$;

@@ -1,12 +1,14 @@
 """Operations together, for a bounded time: backups (whole and of one
 table, with retention), restores (real and dry, of a table and of a whole
 set), initial-load migrations, API batches, CSV uploads, rejection
-closes and reverts, three at a time in random order, while a killer sends
+closes and reverts, and reads (a row, its lineage, the KPIs, rejections,
+batches), three at a time in random order, while a killer sends
 SIGKILL to any running command, and now and then to the API server, at a
 random moment. Afterwards it proves:
 
 - every outcome was one the operation may have (done, busy naming who held
-  the table, a refusal it explains, or killed), and no wait passed its bound;
+  the table, a refusal it explains, or killed; a row a restore or a revert
+  took out is not found), and no wait passed its bound;
 - `backup verify` passes on every set left, and no session or lock remains;
 - inserted + rejected = submitted for every batch, and bookkeeping_problems()
   finds nothing: every record that says "these rows are in the table" is true.
@@ -33,7 +35,17 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from conftest import IN_CI, JSON_AUTH, PROJECT, TOKEN, cli_env, employee, start_server, wait_until
+from conftest import (
+    AUTH,
+    IN_CI,
+    JSON_AUTH,
+    PROJECT,
+    TOKEN,
+    cli_env,
+    employee,
+    start_server,
+    wait_until,
+)
 
 from dataarch.generate import generate
 
@@ -155,6 +167,16 @@ class Soak:
         self.http("upload", "POST", f"/tables/jobs/csv?file=soak-{first}.csv",
                   content=body.encode(), headers=headers)  # fmt: skip
 
+    def read(self) -> None:
+        """What people read meanwhile, over HTTP."""
+        row = self.rng.randrange(1, 3001)  # an id of the sample, unless taken out since
+        path = self.rng.choice([
+            f"/tables/employees/rows/{row}", f"/tables/employees/rows/{row}/lineage",
+            "/kpis/hires-by-quarter?year=2021", "/kpis/departments-above-mean?year=2021",
+            "/tables/employees/rejections?limit=5", "/batches?limit=5",
+        ])  # fmt: skip
+        self.http("read", "GET", path, headers=AUTH)
+
     def close(self) -> None:
         with psycopg.connect(self.dsn) as conn:
             ids = [i for (i,) in conn.execute(
@@ -205,7 +227,11 @@ def _explained(outcome: Outcome) -> bool:
             return True  # the server was killed under it: the killer's doing
         if outcome.status in (200, 201):
             return True
-        return outcome.status in (409, 503) and "busy" in outcome.said.lower()
+        if outcome.operation == "read" and outcome.status == 404:
+            return True  # a row a restore or a revert took out
+        return outcome.status in (409, 503) and bool(
+            re.search(r"is busy: .+ holds it", outcome.said)
+        )
     if outcome.status in (0, KILLED):
         return True
     return any(outcome.status == code and re.search(pattern, outcome.said)
@@ -232,7 +258,7 @@ def soak(conn, dsn, tmp_path) -> Soak:
 
 def test_operations_together_keep_every_promise(soak: Soak, conn) -> None:
     operations = [soak.backup, soak.restore, soak.migrate, soak.ingest, soak.ingest,
-                  soak.upload, soak.close, soak.revert]  # fmt: skip
+                  soak.upload, soak.close, soak.revert, soak.read]  # fmt: skip
     deadline = time.monotonic() + SECONDS
     rounds = [0]
 
