@@ -107,13 +107,17 @@ as $$
 -- Promise: the open rejections among p_error_ids are closed, now, by p_by
 -- (default: the session's user) with p_note, which must say something
 -- (DAT02); returns {"closed": [ids], "not_open": [ids], "unknown": [ids]}.
+-- A wait past lock_timeout (for the table, or for a rejection a batch is
+-- resolving) says who holds ingest_errors; nothing is closed.
 declare
     v_closed bigint[];
+    v_message text;
 begin
     if coalesce(btrim(p_note), '') = '' then
         raise exception 'closing a rejection needs a note saying why'
             using errcode = 'DAT02', hint = 'e.g. --note "sent again by hand in ticket 42"';
     end if;
+    perform _lock_tables('{"ingest_errors": "row exclusive"}');
     with closed as (
         update ingest_errors as e
         set closed_at = now(), closed_by = coalesce(p_by, session_user), close_note = p_note
@@ -132,6 +136,13 @@ begin
             where not exists (select from ingest_errors as e where e.error_id = i)
         ), '[]')
     );
+exception when lock_not_available then
+    get stacked diagnostics v_message = message_text;
+    if v_message like '% is busy: % holds it' then
+        raise;  -- named already (_lock_tables)
+    end if;
+    raise exception 'ingest_errors is busy: % holds it', lock_holders_of(array['ingest_errors'])
+        using errcode = '55P03', hint = 'Nothing was closed: close them again when it has finished.';
 end;
 $$;
 

@@ -392,6 +392,30 @@ def test_a_load_that_waits_for_a_row_names_who_holds_it(conn, dsn, tmp_path) -> 
     assert conn.execute("select count(*) from employees").fetchone()[0] == 0
 
 
+@pytest.mark.parametrize(
+    "holding",
+    ["lock table ingest_errors in access exclusive mode", "select from ingest_errors for update"],
+    ids=["the table (a restore of the log)", "the rejection (a batch resolving it)"],
+)
+def test_closing_a_rejection_that_waits_too_long_names_who_holds_it(conn, dsn, holding) -> None:
+    """Found by the soak test: POST /rejections/close that waited past
+    lock_timeout answered 503 "canceling statement due to lock timeout"."""
+    load_reference_rows(conn)
+    ingest(conn, "employees", [{**employee(5), "employee_name": " "}])
+    error_id = conn.execute("select max(error_id) from ingest_errors").fetchone()[0]
+    api_dsn = dsn.replace("user=postgres", "user=dataarch_api")
+    with psycopg.connect(dsn, application_name="dataarch holder") as holder:
+        holder.execute(holding)
+        with (
+            psycopg.connect(api_dsn, autocommit=True, options="-c lock_timeout=200") as api,
+            pytest.raises(psycopg.errors.LockNotAvailable) as waited,
+        ):
+            api.execute("select close_rejections(%s, 'sent again by hand')", ([error_id],))
+    said = waited.value.diag.message_primary
+    assert "ingest_errors is busy: dataarch holder (pid" in said, said
+    assert conn.execute("select closed_at from ingest_errors").fetchall() == [(None,)]
+
+
 # -- reads that meet a restore --------------------------------------------------------
 
 # What the API and the CLI read, each with the table a restore of which it
