@@ -80,6 +80,21 @@ as $$
     from unnest(p_tables) as t
 $$;
 
+create or replace function _table_busy(p_table text, p_held text[], p_hint text)
+returns void
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: raises 55P03 '<p_table> is busy: <who holds any of p_held>
+-- holds it' with p_hint. For a wait that ran out where nothing named the
+-- holder: a wait for a row, or for a key a concurrent transaction has not
+-- committed, instead of a table _lock_tables asked for.
+begin
+    raise exception '% is busy: % holds it', p_table, lock_holders_of(p_held)
+        using errcode = '55P03', hint = p_hint;
+end;
+$$;
+
 create or replace function _try_lock_tables(p_modes jsonb)
 returns text
 language plpgsql
@@ -216,6 +231,7 @@ revoke all on function _try_lock_tables(jsonb) from public;
 revoke all on function _wait_for_table(text, text, boolean, text) from public;
 revoke all on function _lock_referenced_tables(text) from public;
 revoke all on function _lock_tables_to_read(text[]) from public;
+revoke all on function _table_busy(text, text[], text) from public;
 grant execute on function lock_holders(regclass, bigint) to dataarch_api;
 -- The API's reads lock what they read first. Not SECURITY DEFINER: they
 -- lock only what the caller may read anyway, so they grant nothing.

@@ -25,7 +25,11 @@ as $$
 -- whose ids it inserted; returns {batch_id, table, mode, submitted,
 -- inserted, rejected, resolved, rejections: [{index, reason_code, field,
 -- message}]} with inserted + rejected = submitted (ingest_batches checks it).
+-- A wait past lock_timeout names who holds the tables it writes or reads,
+-- whether it waited for a table or for a row (a rejection being closed, an
+-- id a concurrent batch has not committed); nothing is written.
 declare
+    v_message text;
     v_submitted integer;
     v_batch_id bigint;
     v_inserted integer;
@@ -98,6 +102,15 @@ begin
         'resolved', v_resolved,
         'rejections', v_rejections
     );
+exception when lock_not_available then
+    get stacked diagnostics v_message = message_text;
+    if v_message like '% is busy: % holds it' then
+        raise;  -- named already (_lock_tables)
+    end if;
+    perform _table_busy(p_table,
+        array[p_table, 'ingest_batches', 'ingest_errors', 'hire_counts']
+        || _referenced_tables(p_table),
+        'Nothing was written: send the batch again when it has finished.');
 end;
 $$;
 
@@ -152,8 +165,10 @@ as $$
 -- response, marked "replayed": true, and writes nothing; the key with a different request is refused
 -- (DAT05). After 24 hours a key is forgotten and may be used again. A
 -- body without a number in exponent notation is staged the fast way
--- (_stage_json_rows).
+-- (_stage_json_rows). A wait past lock_timeout for a key a concurrent
+-- request has not committed names who holds it.
 declare
+    v_message text;
     v_rows jsonb;
     v_hash text;
     v_seen record;
@@ -205,6 +220,13 @@ begin
         where idempotency_key = p_idempotency_key;
     end if;
     return v_result;
+exception when lock_not_available then
+    get stacked diagnostics v_message = message_text;
+    if v_message like '% is busy: % holds it' then
+        raise;  -- named already (ingest_batch)
+    end if;
+    perform _table_busy(p_table, array['idempotency_keys'],
+        'Nothing was written: send the batch again when it has finished.');
 end;
 $$;
 

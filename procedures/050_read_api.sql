@@ -141,8 +141,8 @@ exception when lock_not_available then
     if v_message like '% is busy: % holds it' then
         raise;  -- named already (_lock_tables)
     end if;
-    raise exception 'ingest_errors is busy: % holds it', lock_holders_of(array['ingest_errors'])
-        using errcode = '55P03', hint = 'Nothing was closed: close them again when it has finished.';
+    perform _table_busy('ingest_errors', array['ingest_errors'],
+        'Nothing was closed: close them again when it has finished.');
 end;
 $$;
 

@@ -416,6 +416,37 @@ def test_closing_a_rejection_that_waits_too_long_names_who_holds_it(conn, dsn, h
     assert conn.execute("select closed_at from ingest_errors").fetchall() == [(None,)]
 
 
+@pytest.mark.parametrize(
+    "holding",
+    [
+        "select ingest_batch_json('employees', '[{}]', 'per_row', 'api', 'key-1')",
+        "select from ingest_errors for update",
+    ],
+    ids=["its Idempotency-Key (the same request, sent twice)", "the rejection it resolves"],
+)
+def test_a_batch_that_waits_too_long_names_who_holds_it(conn, dsn, holding) -> None:
+    """Found by the soak test: POST /tables/employees/rows that waited past
+    lock_timeout for a row (not a table) answered 503 "canceling statement
+    due to lock timeout"."""
+    load_reference_rows(conn)
+    ingest(conn, "employees", [{**employee(5), "employee_name": " "}])
+    api_dsn = dsn.replace("user=postgres", "user=dataarch_api")
+    with psycopg.connect(dsn, application_name="dataarch holder") as holder:
+        holder.execute(holding)
+        with (
+            psycopg.connect(api_dsn, autocommit=True, options="-c lock_timeout=200") as api,
+            pytest.raises(psycopg.errors.LockNotAvailable) as waited,
+        ):
+            api.execute(
+                "select ingest_batch_json('employees', %s, 'per_row', 'api', 'key-1')",
+                ('[{"employee_id": 5, "employee_name": "Fixed", "hiring_date":'
+                 ' "2021-07-27T16:02:08Z", "department_id": 1, "job_id": 1}]',),
+            )  # fmt: skip
+    said = waited.value.diag.message_primary
+    assert "employees is busy: dataarch holder (pid" in said, said
+    assert conn.execute("select count(*) from employees").fetchone() == (0,)
+
+
 # -- reads that meet a restore --------------------------------------------------------
 
 # What the API and the CLI read, each with the table a restore of which it
