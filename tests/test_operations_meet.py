@@ -392,6 +392,18 @@ def test_a_load_that_waits_for_a_row_names_who_holds_it(conn, dsn, tmp_path) -> 
     assert conn.execute("select count(*) from employees").fetchone()[0] == 0
 
 
+def _said_waiting_too_long(dsn: str, query: str, params: tuple = ()) -> str:
+    """What `query` says, run as the API's role, when its wait for a lock
+    runs out (lock_timeout 200 ms)."""
+    api_dsn = dsn.replace("user=postgres", "user=dataarch_api")
+    with (
+        psycopg.connect(api_dsn, autocommit=True, options="-c lock_timeout=200") as api,
+        pytest.raises(psycopg.errors.LockNotAvailable) as waited,
+    ):
+        api.execute(query, params)
+    return waited.value.diag.message_primary
+
+
 @pytest.mark.parametrize(
     "holding",
     ["lock table ingest_errors in access exclusive mode", "select from ingest_errors for update"],
@@ -403,15 +415,11 @@ def test_closing_a_rejection_that_waits_too_long_names_who_holds_it(conn, dsn, h
     load_reference_rows(conn)
     ingest(conn, "employees", [{**employee(5), "employee_name": " "}])
     error_id = conn.execute("select max(error_id) from ingest_errors").fetchone()[0]
-    api_dsn = dsn.replace("user=postgres", "user=dataarch_api")
     with psycopg.connect(dsn, application_name="dataarch holder") as holder:
         holder.execute(holding)
-        with (
-            psycopg.connect(api_dsn, autocommit=True, options="-c lock_timeout=200") as api,
-            pytest.raises(psycopg.errors.LockNotAvailable) as waited,
-        ):
-            api.execute("select close_rejections(%s, 'sent again by hand')", ([error_id],))
-    said = waited.value.diag.message_primary
+        said = _said_waiting_too_long(
+            dsn, "select close_rejections(%s, 'sent again by hand')", ([error_id],)
+        )
     assert "ingest_errors is busy: dataarch holder (pid" in said, said
     assert conn.execute("select closed_at from ingest_errors").fetchall() == [(None,)]
 
@@ -430,19 +438,13 @@ def test_a_batch_that_waits_too_long_names_who_holds_it(conn, dsn, holding) -> N
     due to lock timeout"."""
     load_reference_rows(conn)
     ingest(conn, "employees", [{**employee(5), "employee_name": " "}])
-    api_dsn = dsn.replace("user=postgres", "user=dataarch_api")
     with psycopg.connect(dsn, application_name="dataarch holder") as holder:
         holder.execute(holding)
-        with (
-            psycopg.connect(api_dsn, autocommit=True, options="-c lock_timeout=200") as api,
-            pytest.raises(psycopg.errors.LockNotAvailable) as waited,
-        ):
-            api.execute(
-                "select ingest_batch_json('employees', %s, 'per_row', 'api', 'key-1')",
-                ('[{"employee_id": 5, "employee_name": "Fixed", "hiring_date":'
-                 ' "2021-07-27T16:02:08Z", "department_id": 1, "job_id": 1}]',),
-            )  # fmt: skip
-    said = waited.value.diag.message_primary
+        said = _said_waiting_too_long(
+            dsn, "select ingest_batch_json('employees', %s, 'per_row', 'api', 'key-1')",
+            ('[{"employee_id": 5, "employee_name": "Fixed", "hiring_date":'
+             ' "2021-07-27T16:02:08Z", "department_id": 1, "job_id": 1}]',),
+        )  # fmt: skip
     assert "employees is busy: dataarch holder (pid" in said, said
     assert conn.execute("select count(*) from employees").fetchone() == (0,)
 
@@ -528,15 +530,9 @@ def test_a_read_that_waits_too_long_for_a_restore_names_it(conn, dsn, read) -> N
     table, query = READS[read]
     load_reference_rows(conn)
     ingest(conn, "employees", [employee(i) for i in range(1, 6)])
-    api_dsn = dsn.replace("user=postgres", "user=dataarch_api")
     holder = _replaced_uncommitted(dsn, table)
     try:
-        with (
-            psycopg.connect(api_dsn, autocommit=True, options="-c lock_timeout=200") as api,
-            pytest.raises(psycopg.errors.LockNotAvailable) as waited,
-        ):
-            api.execute(query)
+        said = _said_waiting_too_long(dsn, query)
     finally:
         holder.close()
-    said = waited.value.diag.message_primary
     assert f"{table} is busy: dataarch restore (pid" in said, said
