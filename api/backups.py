@@ -48,6 +48,7 @@ class BackupMade:
     set: str
     files: list[BackupInfo]
     pruned: list[str]
+    pruning_deferred: bool  # another backup was writing: the next one with keep prunes
 
 
 def _backup(blocking: BlockingPool, settings: Settings, tables: list[str] | None, codec: str,
@@ -55,8 +56,8 @@ def _backup(blocking: BlockingPool, settings: Settings, tables: list[str] | None
     with blocking.connection() as conn:
         made = backup_tables(conn, tables, settings.backup_dir, codec, keep, keep_days)
     event(log, "backup", set=made.name, tables=[f.table for f in made.files],
-          pruned=[p.name for p in made.pruned])  # fmt: skip
-    return BackupMade(made.name, made.files, [p.name for p in made.pruned])
+          pruned=[p.name for p in made.pruned], pruning_deferred=made.pruning_deferred)  # fmt: skip
+    return BackupMade(made.name, made.files, [p.name for p in made.pruned], made.pruning_deferred)
 
 
 class BackupsController(Controller):
@@ -67,7 +68,9 @@ class BackupsController(Controller):
         "/tables/{table:str}/backups", status_code=201, sync_to_thread=True,
         operation_id="backUpTable", summary="Write an Avro backup of a table (a set of one file)",
         description="Retention (keep, keep_days) removes whole sets, in the order they were"
-        " made, never the set just written; `pruned` names what it removed.",
+        " made, never the set just written; `pruned` names what it removed. While another"
+        " backup is writing, nothing is removed (`pruning_deferred`): the next backup with"
+        " retention removes it.",
         responses=problem_responses(400, 401, 403, 404, 406, 503, 507),
     )  # fmt: skip
     def back_up_table(

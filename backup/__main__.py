@@ -40,6 +40,9 @@ def dump(args: argparse.Namespace, settings: Settings) -> int:
                    file=info.file, bytes=info.bytes, codec=info.codec, **took)  # fmt: skip
     for path in written.pruned:
         print(f"  pruned {path}")
+    if written.pruning_deferred:
+        print("  nothing pruned: another backup is writing (the next backup with --keep prunes)")
+        logs.event(log, "pruning deferred", set=written.name)
     if written.pruned:
         logs.event(log, "pruned", files=[p.name for p in written.pruned])
     return 0

@@ -75,6 +75,7 @@ class BackupSet:
     name: str
     files: list[store.BackupInfo]
     pruned: list[Path] = field(default_factory=list)
+    pruning_deferred: bool = False  # another backup was writing: the next one prunes
 
 
 BLOCK_PAGES = 4  # an Avro block: the rows of 4 table pages (~400 employees, ~14 kB)
@@ -416,14 +417,17 @@ def backup_tables(
         name = store.set_name()
         paths = [store.file_path(backup_dir, t, name) for t in ordered]
         with (
-            store.writing(backup_dir),
+            store.writing(backup_dir) as directory,
             operation(conn, "dataarch backup"),
             _no_restore_meanwhile(conn, ordered, waiting),
         ):
             _write_set(conn, ordered, paths, name, backup_dir, codec)
             written = BackupSet(name, [store.read_info(p) for p in paths])
             if keep is not None or keep_days is not None:
-                written.pruned = store.prune(backup_dir, keep, keep_days, protect=name)
+                if directory.alone():
+                    written.pruned = store.prune(backup_dir, keep, keep_days, protect=name)
+                else:
+                    written.pruning_deferred = True
     finally:
         conn.autocommit = previous
     return written

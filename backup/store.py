@@ -219,8 +219,26 @@ def write_manifest(backup_dir: Path, info: SetInfo) -> Path:
     return path
 
 
+@dataclass
+class Writing:
+    """A backup's hold on the directory's lock (shared while it writes)."""
+
+    fd: int
+
+    def alone(self) -> bool:
+        """Whether no other backup is writing here now; if so, the lock is
+        this one's alone until it ends, and no other backup starts. Only
+        then may retention run: another backup's files, renamed into place
+        before its manifest lists them, would look like files no set lists."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
 @contextmanager
-def writing(backup_dir: Path) -> Iterator[None]:
+def writing(backup_dir: Path) -> Iterator[Writing]:
     """Hold the directory's lock shared while a backup writes there; first,
     when no other backup is running, remove the partial files of runs that
     died (a crash, kill -9) before they could."""
@@ -238,7 +256,7 @@ def writing(backup_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             pass  # another backup is writing: its partial files are its own
         fcntl.flock(fd, fcntl.LOCK_SH)
-        yield
+        yield Writing(fd)
     finally:
         os.close(fd)  # releases the lock
 

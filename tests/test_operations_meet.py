@@ -115,6 +115,31 @@ def test_retention_killed_half_way_leaves_no_broken_set(conn, dsn, env, monkeypa
     assert not [p for p in backups.rglob("*") if old.name in p.name]
 
 
+def test_retention_runs_only_while_no_other_backup_writes(conn, dsn, env) -> None:
+    """Found by the soak test: of two backups with --keep at once, one's
+    retention took the other's files, renamed into place but not yet listed
+    by its manifest, for files no set lists, and removed them (the other
+    failed: "No such file or directory"); or both removed the same set.
+    Retention now runs only while no other backup writes; the next one
+    with --keep catches up."""
+    load_reference_rows(conn)
+    backups = Path(env["DATAARCH_BACKUP_DIR"])
+    for _ in range(2):
+        assert dataarch(dsn, "backup", "jobs", **env).returncode == 0
+    # the other backup's file: in place, its manifest not written yet
+    in_flight = backups / "jobs" / "jobs-20991231T000000.000000Z.avro"
+    in_flight.write_bytes(next((backups / "jobs").glob("jobs-*.avro")).read_bytes())
+    with backup.store.writing(backups):  # the other backup, still writing
+        kept = dataarch(dsn, "backup", "jobs", "--keep", "1", **env)
+    assert kept.returncode == 0, kept.stderr
+    assert "nothing pruned" in kept.stdout, kept.stdout
+    assert in_flight.exists() and len(list_sets(backups)) == 3
+    in_flight.unlink()  # that backup failed after all, and removed it
+    again = dataarch(dsn, "backup", "jobs", "--keep", "1", **env)
+    assert again.returncode == 0 and "pruned" in again.stdout, again.stdout
+    assert len(list_sets(backups)) == 1
+
+
 def test_a_clock_running_ahead_never_wins(conn, dsn, env, monkeypatch) -> None:
     """5: sets are ordered by their number, not by the time they claim."""
     load_reference_rows(conn)
