@@ -119,7 +119,9 @@ declare
     v_row jsonb;
     v_batch_id bigint;
     v_position bigint;
-    v_batch ingest_batches;
+    -- a record, not ingest_batches: a variable of a table's row type locks
+    -- the table when the function is compiled, before its first statement
+    v_batch record;
 begin
     perform _require_table(p_table);
     perform _lock_tables_to_read(array[p_table, 'ingest_batches', 'ingest_errors']);
@@ -133,7 +135,7 @@ begin
     select b.* into v_batch from ingest_batches as b where b.batch_id = v_batch_id;
     return jsonb_build_object(
         'table', p_table, 'id', p_id, 'row', v_row,
-        'batch', case when v_batch.batch_id is not null then _batch_json(v_batch) end,
+        'batch', (select _batch_json(b) from ingest_batches as b where b.batch_id = v_batch_id),
         'position', case
             when v_batch.source = 'retry' then (  -- its place is the rejection it retried
                 select jsonb_build_object(
@@ -205,7 +207,7 @@ as $$
 -- inserted are in its table now ("present"), and its first p_rejections
 -- rejections; NULL when there is no such batch.
 declare
-    v_batch ingest_batches;
+    v_batch record;  -- not ingest_batches: see row_lineage
     v_present bigint;
 begin
     -- every data table: which one the batch loaded is known only once read
@@ -216,7 +218,8 @@ begin
     end if;
     execute format('select count(*) from %I where batch_id = $1', v_batch.table_name)
     into v_present using p_batch_id;
-    return _batch_json(v_batch) || jsonb_build_object(
+    return (select _batch_json(b) from ingest_batches as b where b.batch_id = p_batch_id)
+    || jsonb_build_object(
         'present', v_present,
         'rejections', coalesce((
             select jsonb_agg(to_jsonb(e) - 'raw_row' - 'raw_line' || jsonb_build_object(
@@ -326,7 +329,7 @@ as $$
 -- nothing: {"batches": [{batch_id, table_name, rows}] in the order they
 -- would be reverted (dependants first), "refused": why not, or NULL}.
 declare
-    v_batch ingest_batches;
+    v_table text;  -- no variable of type ingest_batches: see row_lineage
     v_dependants jsonb;
     v_rows bigint;
     v_message text;
@@ -334,8 +337,10 @@ begin
     -- every data table: which ones the batch and its dependants are in is
     -- known only once read (inside revert_batch, it holds them already)
     perform _lock_tables_to_read(_data_tables() || array['ingest_batches', 'ingest_errors']);
-    select b.* into v_batch from ingest_batches as b where b.batch_id = p_batch_id;
-    perform _revertible(v_batch, p_batch_id);
+    perform _revertible(
+        (select b from ingest_batches as b where b.batch_id = p_batch_id), p_batch_id
+    );
+    v_table := (select b.table_name from ingest_batches as b where b.batch_id = p_batch_id);
     select coalesce(jsonb_agg(jsonb_build_object(
         'batch_id', d.batch_id, 'table_name', d.table_name, 'rows', d.rows_count
     ) order by d.batch_id), '[]')
@@ -350,11 +355,11 @@ begin
         return jsonb_build_object('batches', '[]'::jsonb, 'dependants', v_dependants,
             'refused', 'rows of an earlier release (no batch recorded) reference its rows');
     end if;
-    execute format('select count(*) from %I where batch_id = $1', v_batch.table_name)
+    execute format('select count(*) from %I where batch_id = $1', v_table)
     into v_rows using p_batch_id;
     return jsonb_build_object(
         'batches', v_dependants || jsonb_build_object(
-            'batch_id', p_batch_id, 'table_name', v_batch.table_name, 'rows', v_rows
+            'batch_id', p_batch_id, 'table_name', v_table, 'rows', v_rows
         ),
         'dependants', v_dependants, 'refused', null
     );
@@ -363,7 +368,7 @@ exception when lock_not_available then  -- a table it reads is held (a restore)
     if v_message like '% is busy: % holds it' then
         raise;  -- named already (a plan inside a revert: _lock_tables)
     end if;
-    perform _batch_busy(p_batch_id, v_batch.table_name);
+    perform _batch_busy(p_batch_id, v_table);
 end;
 $$;
 

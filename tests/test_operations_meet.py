@@ -483,6 +483,11 @@ READS = {
     "row_lineage": ("employees", "select row_lineage('employees', 3)"),
     "batch_detail": ("employees", "select batch_detail(3)"),  # the employees batch
     "revert_plan": ("employees", "select revert_plan(3)"),  # a revert's dry run
+    # a session's first call of a function with a variable of a table's row
+    # type waited for that table before its first statement, unnamed
+    "row_lineage/its_batch": ("ingest_batches", "select row_lineage('employees', 3)"),
+    "batch_detail/its_batch": ("ingest_batches", "select batch_detail(3)"),
+    "revert_plan/its_batch": ("ingest_batches", "select revert_plan(3)"),
     "kpi_hires_by_quarter": ("jobs", "select json_agg(k) from kpi_hires_by_quarter(2021) as k"),
     "kpi_departments_above_mean": (
         "departments",
