@@ -80,6 +80,15 @@ as $$
     from unnest(p_tables) as t
 $$;
 
+create or replace function _names_the_holder(p_message text)
+returns boolean
+language sql immutable parallel safe
+as $$
+    -- whether a 55P03's message already says who holds what (_wait_for_table,
+    -- _table_busy, _batch_busy), so a handler raises it again as it is
+    select p_message like '% is busy: % holds it'
+$$;
+
 create or replace function _table_busy(p_table text, p_held text[], p_hint text)
 returns void
 language plpgsql

@@ -104,7 +104,7 @@ begin
     );
 exception when lock_not_available then
     get stacked diagnostics v_message = message_text;
-    if v_message like '% is busy: % holds it' then
+    if _names_the_holder(v_message) then
         raise;  -- named already (_lock_tables)
     end if;
     perform _table_busy(p_table,
@@ -222,7 +222,7 @@ begin
     return v_result;
 exception when lock_not_available then
     get stacked diagnostics v_message = message_text;
-    if v_message like '% is busy: % holds it' then
+    if _names_the_holder(v_message) then
         raise;  -- named already (ingest_batch)
     end if;
     perform _table_busy(p_table, array['idempotency_keys'],

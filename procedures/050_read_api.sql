@@ -8,13 +8,13 @@ as $$
 -- Promise: one row of p_table by its id (its data dictionary's columns;
 -- row_lineage says where it came from), or NULL when there is none.
 declare
+    v_id_column constant text := (_require_table(p_table))[1];  -- DAT01 before any lock
     v_row jsonb;
 begin
-    perform _require_table(p_table);
     perform _lock_tables_to_read(array[p_table]);
     execute format(
         'select to_jsonb(t) - %L - %L from %I as t where t.%I = $1',
-        'batch_id', 'batch_position', p_table, (_require_table(p_table))[1]
+        'batch_id', 'batch_position', p_table, v_id_column
     ) into v_row using p_id;
     return v_row;
 end;
@@ -138,7 +138,7 @@ begin
     );
 exception when lock_not_available then
     get stacked diagnostics v_message = message_text;
-    if v_message like '% is busy: % holds it' then
+    if _names_the_holder(v_message) then
         raise;  -- named already (_lock_tables)
     end if;
     perform _table_busy('ingest_errors', array['ingest_errors'],

@@ -116,36 +116,39 @@ as $$
 -- "rejections" (every rejection of that id in p_table, oldest first: the
 -- fix loop before it, and attempts rejected since)}.
 declare
+    v_id_column constant text := (_require_table(p_table))[1];  -- DAT01 before any lock
     v_row jsonb;
     v_batch_id bigint;
     v_position bigint;
-    -- a record, not ingest_batches: a variable of a table's row type locks
-    -- the table when the function is compiled, before its first statement
-    v_batch record;
+    -- no variable of type ingest_batches: a variable of a table's row type
+    -- locks the table when the function is compiled, before its first
+    -- statement can lock anything
+    v_source text;
+    v_batch jsonb;
 begin
-    perform _require_table(p_table);
     perform _lock_tables_to_read(array[p_table, 'ingest_batches', 'ingest_errors']);
     execute format(
         'select to_jsonb(t) - %L - %L, t.batch_id, t.batch_position from %I as t where t.%I = $1',
-        'batch_id', 'batch_position', p_table, (_require_table(p_table))[1]
+        'batch_id', 'batch_position', p_table, v_id_column
     ) into v_row, v_batch_id, v_position using p_id;
     if v_row is null then
         return null;
     end if;
-    select b.* into v_batch from ingest_batches as b where b.batch_id = v_batch_id;
+    select b.source, _batch_json(b) into v_source, v_batch
+    from ingest_batches as b where b.batch_id = v_batch_id;
     return jsonb_build_object(
         'table', p_table, 'id', p_id, 'row', v_row,
-        'batch', (select _batch_json(b) from ingest_batches as b where b.batch_id = v_batch_id),
+        'batch', v_batch,
         'position', case
-            when v_batch.source = 'retry' then (  -- its place is the rejection it retried
+            when v_source = 'retry' then (  -- its place is the rejection it retried
                 select jsonb_build_object(
                     'rejection', e.error_id, 'line', e.line_number, 'file', e.source_file
                 )
                 from ingest_errors as e where e.error_id = v_position
             )
-            when v_batch.source like 'csv:%'
+            when v_source like 'csv:%'
                 then jsonb_build_object('line', v_position)
-            when v_batch.batch_id is not null
+            when v_batch is not null
                 then jsonb_build_object('index', v_position)
         end,
         'rejections', coalesce((
@@ -207,19 +210,20 @@ as $$
 -- inserted are in its table now ("present"), and its first p_rejections
 -- rejections; NULL when there is no such batch.
 declare
-    v_batch record;  -- not ingest_batches: see row_lineage
+    v_table text;  -- no variable of type ingest_batches: see row_lineage
+    v_batch jsonb;
     v_present bigint;
 begin
     -- every data table: which one the batch loaded is known only once read
     perform _lock_tables_to_read(_data_tables() || array['ingest_batches', 'ingest_errors']);
-    select b.* into v_batch from ingest_batches as b where b.batch_id = p_batch_id;
-    if v_batch.batch_id is null then
+    select b.table_name, _batch_json(b) into v_table, v_batch
+    from ingest_batches as b where b.batch_id = p_batch_id;
+    if v_batch is null then
         return null;
     end if;
-    execute format('select count(*) from %I where batch_id = $1', v_batch.table_name)
+    execute format('select count(*) from %I where batch_id = $1', v_table)
     into v_present using p_batch_id;
-    return (select _batch_json(b) from ingest_batches as b where b.batch_id = p_batch_id)
-    || jsonb_build_object(
+    return v_batch || jsonb_build_object(
         'present', v_present,
         'rejections', coalesce((
             select jsonb_agg(to_jsonb(e) - 'raw_row' - 'raw_line' || jsonb_build_object(
@@ -365,7 +369,7 @@ begin
     );
 exception when lock_not_available then  -- a table it reads is held (a restore)
     get stacked diagnostics v_message = message_text;
-    if v_message like '% is busy: % holds it' then
+    if _names_the_holder(v_message) then
         raise;  -- named already (a plan inside a revert: _lock_tables)
     end if;
     perform _batch_busy(p_batch_id, v_table);
@@ -462,7 +466,7 @@ begin
     return jsonb_build_object('reverted', v_done);
 exception when lock_not_available then
     get stacked diagnostics v_message = message_text;
-    if v_message like '% is busy: % holds it' then
+    if _names_the_holder(v_message) then
         raise;  -- _lock_tables, or the plan, named the holder
     end if;
     perform _batch_busy(p_batch_id, v_table);
