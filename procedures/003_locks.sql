@@ -16,6 +16,14 @@
 --   3. nobody queues for ACCESS EXCLUSIVE behind a backup: an initial load
 --      asks for it without waiting, and loads the ordinary way when a
 --      backup (or anyone) is reading the table (procedures/040).
+--   4. rows too have one order where several statements change the same
+--      ones: rejections (ingest_errors) are locked in error_id order, by a
+--      subquery `order by x.error_id for no key update` that each UPDATE of
+--      them reads (a batch resolving them, a close, a revert, a retry, a
+--      restore reopening them); hire counts in key order (procedures/070);
+--      a batch's rows in id order (_insert_judged). In two orders, two
+--      statements each held a row the other wanted ("deadlock detected";
+--      tests/test_row_lock_order.py).
 --
 -- Every wait is bounded by lock_timeout (every dataarch session sets it),
 -- and a wait that runs out says which operation holds the table: sessions

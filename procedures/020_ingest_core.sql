@@ -216,9 +216,14 @@ declare
 begin
     update ingest_errors as e
     set resolved_by_batch = p_batch_id, resolved_at = now()
-    where e.table_name = p_table and e.resolved_at is null and e.closed_at is null
-        and e.batch_id <> p_batch_id
-        and e.record_id = any(p_ids);
+    from (
+        select x.error_id from ingest_errors as x
+        where x.table_name = p_table and x.resolved_at is null and x.closed_at is null
+            and x.batch_id <> p_batch_id
+            and x.record_id = any(p_ids)
+        order by x.error_id for no key update  -- the one order for rows (procedures/003)
+    ) as l
+    where e.error_id = l.error_id;
     get diagnostics v_resolved = row_count;
     return v_resolved;
 end;

@@ -409,9 +409,15 @@ begin
     superseded as (
         update ingest_errors as e
         set closed_at = now(), closed_by = 'retry',
-            close_note = format('judged again in batch %s: %s', v_batch_id, o.reason_code)
-        from outcome as o
-        where e.error_id = o.idx and o.reason_code is not null
+            close_note = format('judged again in batch %s: %s', v_batch_id, l.reason_code)
+        from (
+            select x.error_id, o.reason_code
+            from ingest_errors as x
+            join outcome as o on o.idx = x.error_id
+            where o.reason_code is not null and x.resolved_at is null and x.closed_at is null
+            order by x.error_id for no key update of x  -- the one order for rows (procedures/003)
+        ) as l
+        where e.error_id = l.error_id
         returning 1
     )
     select

@@ -121,7 +121,12 @@ begin
     with closed as (
         update ingest_errors as e
         set closed_at = now(), closed_by = coalesce(p_by, session_user), close_note = p_note
-        where e.error_id = any(p_error_ids) and e.resolved_at is null and e.closed_at is null
+        from (
+            select x.error_id from ingest_errors as x
+            where x.error_id = any(p_error_ids) and x.resolved_at is null and x.closed_at is null
+            order by x.error_id for no key update  -- the one order for rows (procedures/003)
+        ) as l
+        where e.error_id = l.error_id
         returning e.error_id
     )
     select coalesce(array_agg(error_id order by error_id), '{}') into v_closed from closed;

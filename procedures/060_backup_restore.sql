@@ -448,8 +448,13 @@ begin
     into v_there using v_ids;
     update ingest_errors as e
     set resolved_by_batch = null, resolved_at = null
-    where e.table_name = p_table and e.resolved_at is not null
-        and not e.record_id = any(v_there);
+    from (
+        select x.error_id from ingest_errors as x
+        where x.table_name = p_table and x.resolved_at is not null
+            and not x.record_id = any(v_there)
+        order by x.error_id for no key update  -- the one order for rows (procedures/003)
+    ) as l
+    where e.error_id = l.error_id;
     get diagnostics v_reopened = row_count;
     return v_reopened;
 end;

@@ -402,10 +402,15 @@ begin
     -- by the rows gone, not by the batch recorded as resolving: a restore
     -- may have put this batch's row back where another's had resolved it
     v_reopened := _reopen_resolved_by_gone_rows(p_table);
-    update ingest_errors
+    update ingest_errors as e
     set closed_at = now(), closed_by = 'revert',
         close_note = format('batch %s was reverted by batch %s', p_batch_id, v_revert)
-    where batch_id = p_batch_id and resolved_at is null and closed_at is null;
+    from (
+        select x.error_id from ingest_errors as x
+        where x.batch_id = p_batch_id and x.resolved_at is null and x.closed_at is null
+        order by x.error_id for no key update  -- the one order for rows (procedures/003)
+    ) as l
+    where e.error_id = l.error_id;
     delete from migrated_files where batch_id = p_batch_id;
     delete from idempotency_keys where batch_id = p_batch_id;
     return jsonb_build_object('batch_id', v_revert, 'reverts', p_batch_id, 'table', p_table,
