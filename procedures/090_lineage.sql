@@ -418,6 +418,32 @@ begin
 end;
 $$;
 
+create or replace function _lock_batches_to_revert(p_plan jsonb)
+returns boolean
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: the ingest_batches rows of p_plan's batches are locked until the
+-- transaction ends, in batch_id order (procedures/003, rule 4), waiting
+-- for a revert of any of them that holds one; true when none of them has
+-- been reverted since the plan was read. Two reverts of one batch are one
+-- revert, then a refusal, never two that both say they removed its rows.
+begin
+    -- every row is locked: the aggregate reads them all (a condition here
+    -- could be pushed below the lock, and lock none)
+    return (
+        select coalesce(bool_and(locked.reverted_by is null), true)
+        from (
+            select b.reverted_by from ingest_batches as b
+            where b.batch_id in (
+                select (s ->> 'batch_id')::bigint from jsonb_array_elements(p_plan -> 'batches') as s
+            )
+            order by b.batch_id for no key update
+        ) as locked
+    );
+end;
+$$;
+
 create or replace function revert_batch(p_batch_id bigint, p_cascade boolean default false)
 returns jsonb
 language plpgsql
@@ -433,8 +459,9 @@ as $$
 -- one order (procedures/003), before it reads them. A row it must change
 -- that another transaction holds (a parent row an ingest locked FOR KEY
 -- SHARE, a rejection being closed) is waited for up to lock_timeout, then
--- 55P03 names who holds the tables it touches. Returns {"reverted": [...]}
--- in the order done.
+-- 55P03 names who holds the tables it touches. Two reverts of one batch
+-- at once are one revert: the second waits for the first and is refused
+-- (DAT12, reverted already). Returns {"reverted": [...]} in the order done.
 declare
     v_plan jsonb;
     v_step jsonb;
@@ -459,12 +486,17 @@ begin
             ), '{}')
         );
     end if;
-    v_plan := revert_plan(p_batch_id, p_cascade);
-    if v_plan ->> 'refused' is not null then
-        raise exception 'batch % is not reverted: %', p_batch_id, v_plan ->> 'refused'
-            using errcode = 'DAT13',
-                hint = 'Revert those batches first, or ask for them too (--cascade).';
-    end if;
+    loop
+        v_plan := revert_plan(p_batch_id, p_cascade);
+        if v_plan ->> 'refused' is not null then
+            raise exception 'batch % is not reverted: %', p_batch_id, v_plan ->> 'refused'
+                using errcode = 'DAT13',
+                    hint = 'Revert those batches first, or ask for them too (--cascade).';
+        end if;
+        -- a revert of one of them that ran meanwhile is planned around (or,
+        -- of this batch, refused: reverted already)
+        exit when _lock_batches_to_revert(v_plan);
+    end loop;
     for v_step in select s from jsonb_array_elements(v_plan -> 'batches') as s loop
         v_done := v_done || _revert_one((v_step ->> 'batch_id')::bigint, v_step ->> 'table_name');
     end loop;
@@ -482,5 +514,6 @@ $$;
 -- dry run): they read only what the caller may read, and change nothing.
 revoke all on function bookkeeping_problems() from public;
 revoke all on function _revert_one(bigint, text) from public;
+revoke all on function _lock_batches_to_revert(jsonb) from public;
 revoke all on function revert_batch(bigint, boolean) from public;
 grant execute on function revert_batch(bigint, boolean) to dataarch_api;

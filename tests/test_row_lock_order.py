@@ -114,3 +114,27 @@ def test_every_statement_that_changes_rejections_locks_them_in_error_id_order() 
                 line = text.count("\n", 0, match.start()) + 1
                 found.append(f"{Path(path).name}:{line}")
     assert found == [], f"rejections changed without locking them in error_id order: {found}"
+
+
+def test_two_reverts_of_one_batch_at_once_are_one_revert_and_a_refusal(conn, dsn) -> None:
+    """Both took the table for writing (two reverts of employees batches
+    may run together), both planned the batch as not reverted yet, and the
+    second removed nothing, recorded a revert of its own and overwrote
+    reverted_by: two reverts of one batch, the first one orphaned."""
+    load_reference_rows(conn)
+    batch = ingest(conn, "employees", [employee(1), employee(2)])["batch_id"]
+    with psycopg.connect(dsn) as first:
+        done = first.execute("select revert_batch(%s)", (batch,)).fetchone()[0]
+        (reverting,) = done["reverted"]
+        thread, outcome, pid = _in_background(dsn, "select revert_batch(%s)", (batch,))
+        wait_until(lambda: conn.execute(WAITING, (pid,)).fetchone()[0], "the second revert to wait")
+    thread.join(timeout=60)
+    refused = outcome.get("error")
+    assert isinstance(refused, psycopg.Error) and refused.sqlstate == "DAT12", outcome
+    assert f"was reverted already, by batch {reverting['batch_id']}" in str(refused)
+    assert conn.execute(
+        "select b.reverted_by, (select count(*) from ingest_batches as r"
+        " where r.reverts = b.batch_id)"
+        " from ingest_batches as b where b.batch_id = %s",
+        (batch,),
+    ).fetchone() == (reverting["batch_id"], 1)
