@@ -14,7 +14,9 @@ from urllib.parse import quote
 import psycopg
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
+from psycopg import sql
 
+from dataarch.errors import Busy
 from reports import charts
 
 PAGES = {
@@ -104,24 +106,69 @@ class ReportData:
         return list(totals.items())
 
 
+# The tables of the one lock order (procedures/003) this role may read: a
+# restore replaces them, truncating some, which a snapshot taken before it
+# committed reads as empty.
+_READABLE = (
+    "select array(select t from unnest(_lock_order()) as t where has_table_privilege(t, 'select'))"
+)
+
+
 def load_data(conn: psycopg.Connection, year: int) -> ReportData:
-    """Everything the pages show, read in one snapshot."""
-    with conn.transaction():
-        conn.execute("set transaction isolation level repeatable read, read only")
-        as_of = conn.execute("select max(updated_at) from hire_counts").fetchone()[0]
-        kpi1 = conn.execute("select * from kpi_hires_by_quarter(%s)", (year,)).fetchall()
-        kpi2 = conn.execute("select * from kpi_departments_above_mean(%s)", (year,)).fetchall()
-        every = conn.execute(
-            "select d.department_id, d.department_name, coalesce(h.hired, 0)"
-            " from departments as d left join department_hires as h"
-            " on h.id = d.department_id and h.year = %s"
-            ' order by 3 desc, d.department_name collate "C"',
-            (year,),
-        ).fetchall()
-        quality = conn.execute("select data_quality()").fetchone()[0]
-        years = [y for (y,) in conn.execute(
-            "select distinct hire_year from hire_counts where hires > 0 order by 1")]  # fmt: skip
+    """Everything the pages show, read in one snapshot, taken once no
+    restore holds what they read (waiting at most lock_timeout, then Busy
+    naming who holds it). conn: idle."""
+    with conn.transaction():  # its own: the snapshot's must start with the locks
+        tables = conn.execute(_READABLE).fetchone()[0]
+    try:
+        with conn.transaction():
+            conn.execute("set transaction isolation level repeatable read, read only")
+            # LOCK TABLE, unlike a query, takes no snapshot: the first read
+            # takes it, once the locks are held (ACCESS SHARE waits only for
+            # ACCESS EXCLUSIVE, which a restore takes all or none)
+            conn.execute(sql.SQL("lock table {} in access share mode").format(
+                sql.SQL(", ").join(map(sql.Identifier, tables))))  # fmt: skip
+            return _read(conn, year)
+    except psycopg.errors.LockNotAvailable as exc:
+        raise _busy(conn, tables) from exc
+
+
+def _read(conn: psycopg.Connection, year: int) -> ReportData:
+    as_of = conn.execute("select max(updated_at) from hire_counts").fetchone()[0]
+    kpi1 = conn.execute("select * from kpi_hires_by_quarter(%s)", (year,)).fetchall()
+    kpi2 = conn.execute("select * from kpi_departments_above_mean(%s)", (year,)).fetchall()
+    every = conn.execute(
+        "select d.department_id, d.department_name, coalesce(h.hired, 0)"
+        " from departments as d left join department_hires as h"
+        " on h.id = d.department_id and h.year = %s"
+        ' order by 3 desc, d.department_name collate "C"',
+        (year,),
+    ).fetchall()
+    quality = conn.execute("select data_quality()").fetchone()[0]
+    years = [y for (y,) in conn.execute(
+        "select distinct hire_year from hire_counts where hires > 0 order by 1")]  # fmt: skip
     return ReportData(year, as_of, kpi1, kpi2, every, quality, years)
+
+
+# Which of the tables another session holds exclusively, and who
+_HELD = """
+select coalesce(
+    string_agg(format('%%s is busy: %%s holds it', t, lock_holders(t::regclass)), '; '),
+    format('%%s: %%s holds them', array_to_string(%(tables)s, ', '), lock_holders_of(%(tables)s))
+)
+from unnest(%(tables)s::text[]) as t
+where exists (
+    select from pg_locks as l
+    where l.relation = t::regclass and l.granted and l.mode = 'AccessExclusiveLock'
+        and l.pid <> pg_backend_pid()
+)
+"""
+
+
+def _busy(conn: psycopg.Connection, tables: list[str]) -> Busy:
+    """The wait for `tables` ran out: who holds which."""
+    held = conn.execute(_HELD, {"tables": tables}).fetchone()[0]
+    return Busy(f"{held}; no report was read: try again when it has finished")
 
 
 def csv_link(columns: tuple[str, ...], rows: list[tuple]) -> str:

@@ -33,6 +33,8 @@ import backup.store
 from app import create_app
 from backup import backup_tables, list_sets
 from backup.store import newest
+from dataarch.errors import Busy
+from reports import load_data
 
 LOG_TABLES = ("ingest_batches", "ingest_errors", "migrated_files", "idempotency_keys")
 
@@ -566,3 +568,44 @@ def test_a_read_that_waits_too_long_for_a_restore_names_it(conn, dsn, read) -> N
     finally:
         holder.close()
     assert f"{table} is busy: dataarch restore (pid" in said, said
+
+
+def test_the_reports_read_after_a_restore_they_wait_for(conn, dsn) -> None:
+    """The pages are read in one REPEATABLE READ snapshot, which its first
+    query took before the KPIs locked what they read: rendered while a
+    restore of the whole set held the ingest log, the data-quality page
+    read the log the restore had truncated as empty ("0 rejected")."""
+    load_reference_rows(conn)
+    ingest(conn, "employees", [employee(i) for i in range(1, 6)] + [{**employee(7), "job_id": 99}])
+    api_dsn = dsn.replace("user=postgres", "user=dataarch_api")
+    with psycopg.connect(api_dsn, autocommit=True) as api:
+        before = load_data(api, 2021).quality["totals"]
+        assert before["rejected"] == 1, before
+        holder = _replaced_uncommitted(dsn, "ingest_errors")
+        try:
+            pages: list = []
+            reader = threading.Thread(target=lambda: pages.append(load_data(api, 2021)))
+            reader.start()
+            wait_until(lambda: conn.execute(
+                "select true from pg_locks where pid = %s and not granted", (api.info.backend_pid,)
+            ).fetchone(), "the report waiting for ingest_errors")  # fmt: skip
+            holder.commit()
+            reader.join(timeout=60)
+        finally:
+            holder.close()
+    assert pages and pages[0].quality["totals"] == before
+
+
+def test_reports_that_wait_too_long_for_a_restore_name_it(conn, dsn) -> None:
+    load_reference_rows(conn)
+    api_dsn = dsn.replace("user=postgres", "user=dataarch_api")
+    holder = _replaced_uncommitted(dsn, "ingest_errors")
+    try:
+        with (
+            psycopg.connect(api_dsn, autocommit=True, options="-c lock_timeout=200") as api,
+            pytest.raises(Busy) as waited,
+        ):
+            load_data(api, 2021)
+    finally:
+        holder.close()
+    assert "ingest_errors is busy: dataarch restore (pid" in str(waited.value), waited.value
