@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -520,6 +521,45 @@ def _replaced_uncommitted(dsn: str, table: str) -> psycopg.Connection:
         holder.execute(f"truncate {table}")
         holder.execute(f"insert into {table} overriding system value select * from kept")
     return holder
+
+
+# The other functions the API's role may call that are not writers (SECURITY
+# DEFINER) nor helpers (_...): why each needs no lock before it reads.
+READS_WITHOUT_A_LOCK = {
+    "already_migrated": "called by a load, whose csv_begin holds the table already",
+    "api_role_audit": "reads the catalogue",
+    "api_role_privileges": "reads the catalogue",
+    "backup_lock_shared": "takes an advisory lock, reads no table",
+    "data_dictionary": "reads the dictionary, which no restore replaces",
+    "department_hires_in_year": "reads hire_counts, which a restore changes row by row",
+    "job_hires_in_year": "reads hire_counts, which a restore changes row by row",
+    "hire_years": "reads hire_counts, which a restore changes row by row",
+    "engine_status": "reads the catalogue",
+    "lock_holders_of": "reads pg_locks",
+    "relation_checksum": "a backup's and a verify's, inside their own snapshot and locks",
+    "rows_breaking_constraints": "a backup's, inside its snapshot and locks",
+    "table_checksum": "a backup's, inside its snapshot and locks",
+}
+
+
+def test_every_read_the_api_may_call_is_checked_against_a_restore(conn) -> None:
+    """From the catalogue, so a read added tomorrow is held to it the day it
+    is added: every function the API's role may call that is neither a
+    writer nor a helper is in READS (volatile, it takes its snapshots after
+    its locks, and the two tests below run it against a restore), or says
+    why it needs no lock."""
+    callable_reads = dict(conn.execute(
+        "select p.proname, bool_and(p.provolatile = 'v') from pg_proc as p"
+        " where p.pronamespace = 'public'::regnamespace and not p.prosecdef"
+        " and p.proname not like '\\_%%' and p.provolatile <> 'i'"
+        " and has_function_privilege('dataarch_api', p.oid, 'execute')"
+        " group by p.proname"
+    ).fetchall())  # fmt: skip
+    checked = {f for _, query in READS.values() for f in re.findall(r"(\w+)\(", query)}
+    checked &= set(callable_reads)
+    assert sorted(set(callable_reads) - checked - set(READS_WITHOUT_A_LOCK)) == []
+    assert sorted(set(READS_WITHOUT_A_LOCK) - set(callable_reads)) == [], "no longer there"
+    assert sorted(f for f in checked if not callable_reads[f]) == [], "not volatile"
 
 
 @pytest.mark.parametrize("read", list(READS))
