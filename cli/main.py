@@ -164,6 +164,9 @@ def _unexpected(exc: BaseException) -> bool:
     return explain(exc)[1].startswith("unexpected")
 
 
+BUSY_ADVICE = "nothing changed: try again when it has finished"
+
+
 def explain(exc: BaseException) -> tuple[int, str]:
     """(exit status, one line) for a failure: the CLI's one table of errors."""
     import psycopg
@@ -178,7 +181,7 @@ def explain(exc: BaseException) -> tuple[int, str]:
         entry = of_error(exc)
         said = exc.diag.message_primary or str(exc).strip().splitlines()[0]
         if entry.busy:
-            return entry.exit, f"{said}; nothing changed: try again when it has finished"
+            return entry.exit, f"{said}; {entry.hint or BUSY_ADVICE}"
         if entry.exit == NOT_RUNNING:
             return entry.exit, f"cannot reach the database: {said}"
         hint = f"; {entry.hint}" if entry.hint else ""

@@ -39,6 +39,13 @@ OLDER_SQL = (
     " (`dataarch db status` lists the code to apply)"
 )
 
+# a conflict PostgreSQL settled by stopping this operation: nobody holds
+# anything to wait for any more
+RUN_AGAIN = (
+    "it and another operation each waited for the other, and this one was stopped;"
+    " nothing changed: run it again"
+)
+
 
 @dataclass(frozen=True)
 class SqlState:
@@ -95,9 +102,11 @@ CATALOGUE: tuple[SqlState, ...] = (
     SqlState("22", 400, "Invalid value", usage=True),
     SqlState("23", 409, "Constraint violated"),
     SqlState("25006", 503, "Database is read-only (a standby)", retry=True, down=True),
-    SqlState("40001", 503, "Concurrent update conflict", retry=True, busy=True),
-    SqlState("40P01", 503, "Deadlock with another operation", retry=True, busy=True),
-    SqlState("40", 503, "Concurrent update conflict", retry=True, busy=True),
+    SqlState("40001", 503, "Concurrent update conflict", retry=True, busy=True, hint=RUN_AGAIN),
+    SqlState(
+        "40P01", 503, "Deadlock with another operation", retry=True, busy=True, hint=RUN_AGAIN
+    ),  # fmt: skip
+    SqlState("40", 503, "Concurrent update conflict", retry=True, busy=True, hint=RUN_AGAIN),
     SqlState("42501", 500, "Database role lacks a privilege"),
     # a function, table or column this release's SQL defines is not there:
     # the code was upgraded and the database not yet (dataarch db init)
