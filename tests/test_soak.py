@@ -1,7 +1,7 @@
 """Operations together, for a bounded time: backups (whole and of one
 table, with retention), restores (real and dry, of a table and of a whole
 set), initial-load migrations, API batches, CSV uploads, rejection
-closes and reverts, and reads (a row, its lineage, the KPIs, rejections,
+closes, retries of rejected lines and reverts, and reads (a row, its lineage, the KPIs, rejections,
 batches), three at a time in random order, while a killer sends
 SIGKILL to any running command, and now and then to the API server, at a
 random moment. Afterwards it proves:
@@ -143,6 +143,12 @@ class Soak:
         folder = self.rng.choice(self.files)
         self.cli("migrate", "migrate", "--csv-dir", str(folder))
 
+    def retry(self) -> None:
+        """The open rejections of migrated lines judged again (an unknown job or
+        a taken id may load now), beside the batches and closes that
+        resolve and close the same rejections."""
+        self.cli("retry", "migrate", "--retry-rejected")
+
     def ingest(self) -> None:
         """A new batch, or (now and then) one sent before with its Idempotency-Key again."""
         with self.lock:
@@ -268,7 +274,7 @@ def soak(conn, dsn, tmp_path) -> Soak:
 
 def test_operations_together_keep_every_promise(soak: Soak, conn, test_cluster) -> None:
     operations = [soak.backup, soak.restore, soak.migrate, soak.ingest, soak.ingest,
-                  soak.upload, soak.close, soak.revert, soak.read]  # fmt: skip
+                  soak.upload, soak.close, soak.revert, soak.read, soak.retry]  # fmt: skip
     deadline = time.monotonic() + SECONDS
     rounds = [0]
 
