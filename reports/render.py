@@ -15,6 +15,7 @@ import psycopg
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from dataarch.errors import Busy
 from reports import charts
@@ -150,25 +151,15 @@ def _read(conn: psycopg.Connection, year: int) -> ReportData:
     return ReportData(year, as_of, kpi1, kpi2, every, quality, years)
 
 
-# Which of the tables another session holds exclusively, and who
-_HELD = """
-select coalesce(
-    string_agg(format('%%s is busy: %%s holds it', t, lock_holders(t::regclass)), '; '),
-    format('%%s: %%s holds them', array_to_string(%(tables)s, ', '), lock_holders_of(%(tables)s))
-)
-from unnest(%(tables)s::text[]) as t
-where exists (
-    select from pg_locks as l
-    where l.relation = t::regclass and l.granted and l.mode = 'AccessExclusiveLock'
-        and l.pid <> pg_backend_pid()
-)
-"""
-
-
 def _busy(conn: psycopg.Connection, tables: list[str]) -> Busy:
-    """The wait for `tables` ran out: who holds which."""
-    held = conn.execute(_HELD, {"tables": tables}).fetchone()[0]
-    return Busy(f"{held}; no report was read: try again when it has finished")
+    """The wait for `tables` ran out: the first of them still busy
+    (_try_lock_tables, which waits for nothing) and who holds it."""
+    modes = Jsonb(dict.fromkeys(tables, "access share"))
+    with conn.transaction():  # its own, so that what it locks goes at once
+        busy = conn.execute("select _try_lock_tables(%s)", (modes,)).fetchone()[0]
+        holders = conn.execute("select lock_holders_of(%s)", ([busy] if busy else tables,))
+        said = f"{busy or ', '.join(tables)} is busy: {holders.fetchone()[0]} holds it"
+    return Busy(f"{said}; no report was read: try again when it has finished")
 
 
 def csv_link(columns: tuple[str, ...], rows: list[tuple]) -> str:
