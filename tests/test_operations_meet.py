@@ -10,6 +10,7 @@ import json
 import os
 import re
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -562,6 +563,31 @@ def test_every_read_the_api_may_call_is_checked_against_a_restore(conn) -> None:
     assert sorted(f for f in checked if not callable_reads[f]) == [], "not volatile"
 
 
+def _before_and_after_a_restore(
+    conn: psycopg.Connection, dsn: str, table: str, read: Callable[[psycopg.Connection], object]
+) -> tuple[object, list]:
+    """What `read` answers as the API's role, then what it answers when it
+    waited for a restore of `table` (truncated and refilled with the same
+    rows, not committed yet): once the restore commits."""
+    api_dsn = dsn.replace("user=postgres", "user=dataarch_api")
+    with psycopg.connect(api_dsn, autocommit=True) as api:
+        before = read(api)
+        holder = _replaced_uncommitted(dsn, table)
+        try:
+            after: list = []
+            reader = threading.Thread(target=lambda: after.append(read(api)))
+            reader.start()
+            wait_until(lambda: conn.execute(
+                "select true from pg_locks where pid = %s and not granted", (api.info.backend_pid,)
+            ).fetchone(), f"the read waiting for {table}")  # fmt: skip
+            holder.commit()
+            reader.join(timeout=60)
+            assert not reader.is_alive(), "the read still waits after the restore committed"
+        finally:
+            holder.close()
+    return before, after
+
+
 @pytest.mark.parametrize("read", list(READS))
 def test_a_read_that_waits_for_a_restore_reads_what_it_committed(conn, dsn, read) -> None:
     """A read (as the API's role) that waits for a table a restore holds
@@ -572,27 +598,11 @@ def test_a_read_that_waits_for_a_restore_reads_what_it_committed(conn, dsn, read
     table, query = READS[read]
     load_reference_rows(conn)
     ingest(conn, "employees", [employee(i) for i in range(1, 6)] + [employee(1)])
-    api_dsn = dsn.replace("user=postgres", "user=dataarch_api")
-    with psycopg.connect(api_dsn, autocommit=True) as api:
-        before = api.execute(query).fetchone()[0]
-        assert before, f"{read} answers something to compare"
-        reader_pid = api.info.backend_pid
-        holder = _replaced_uncommitted(dsn, table)
-        try:
-            answer: list = []
-            reader = threading.Thread(
-                target=lambda: answer.append(api.execute(query).fetchone()[0])
-            )
-            reader.start()
-            wait_until(lambda: conn.execute(
-                "select true from pg_locks where pid = %s and not granted", (reader_pid,)
-            ).fetchone(), f"{read} waiting for {table}")  # fmt: skip
-            holder.commit()
-            reader.join(timeout=60)
-            assert not reader.is_alive(), f"{read} still waits after the restore committed"
-        finally:
-            holder.close()
-    assert answer == [before]
+    before, after = _before_and_after_a_restore(
+        conn, dsn, table, lambda api: api.execute(query).fetchone()[0]
+    )
+    assert before, f"{read} answers something to compare"
+    assert after == [before]
 
 
 @pytest.mark.parametrize("read", list(READS))
@@ -617,23 +627,11 @@ def test_the_reports_read_after_a_restore_they_wait_for(conn, dsn) -> None:
     read the log the restore had truncated as empty ("0 rejected")."""
     load_reference_rows(conn)
     ingest(conn, "employees", [employee(i) for i in range(1, 6)] + [{**employee(7), "job_id": 99}])
-    api_dsn = dsn.replace("user=postgres", "user=dataarch_api")
-    with psycopg.connect(api_dsn, autocommit=True) as api:
-        before = load_data(api, 2021).quality["totals"]
-        assert before["rejected"] == 1, before
-        holder = _replaced_uncommitted(dsn, "ingest_errors")
-        try:
-            pages: list = []
-            reader = threading.Thread(target=lambda: pages.append(load_data(api, 2021)))
-            reader.start()
-            wait_until(lambda: conn.execute(
-                "select true from pg_locks where pid = %s and not granted", (api.info.backend_pid,)
-            ).fetchone(), "the report waiting for ingest_errors")  # fmt: skip
-            holder.commit()
-            reader.join(timeout=60)
-        finally:
-            holder.close()
-    assert pages and pages[0].quality["totals"] == before
+    before, after = _before_and_after_a_restore(
+        conn, dsn, "ingest_errors", lambda api: load_data(api, 2021).quality["totals"]
+    )
+    assert before["rejected"] == 1, before
+    assert after == [before]
 
 
 def test_reports_that_wait_too_long_for_a_restore_name_it(conn, dsn) -> None:

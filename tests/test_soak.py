@@ -1,10 +1,10 @@
 """Operations together, for a bounded time: backups (whole and of one
 table, with retention), restores (real and dry, of a table and of a whole
 set), initial-load migrations, API batches, CSV uploads, rejection
-closes, retries of rejected lines and reverts, and reads (a row, its lineage, the KPIs, rejections,
-batches), three at a time in random order, while a killer sends
-SIGKILL to any running command, and now and then to the API server, at a
-random moment. Afterwards it proves:
+closes, retries of rejected lines, reverts, and reads (a row, its lineage,
+the KPIs, rejections, batches), three at a time in random order, while a
+killer sends SIGKILL to any running command, and now and then to the API
+server, at a random moment. Afterwards it proves:
 
 - every outcome was one the operation may have (done, busy naming who held
   the table, a refusal it explains, or killed; a row a restore or a revert
