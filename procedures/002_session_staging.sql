@@ -1,4 +1,4 @@
--- The session's staging tables (pg_temp.incoming_rows, csv_pieces,
+-- The session's staging tables (pg_temp.judged_rows, csv_pieces,
 -- restore_jobs, ...) are made by SECURITY DEFINER functions, as the owner,
 -- and found by name afterwards. A caller who could put something else under
 -- one of those names first (a view whose WHERE calls its own function, a

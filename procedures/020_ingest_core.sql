@@ -1,18 +1,17 @@
 -- The validation core shared by the HTTP/psql path (ingest_batch) and the CSV
--- migration (ingest_csv_lines). Each first stages its rows in the session's
--- pg_temp.incoming_rows, every field as (text, JSON type); _judge_rows
--- applies the rules to each row (those three, and the tables' shapes, are
--- generated from the data dictionary: procedures/004_row_code.sql),
--- _gather_verdicts adds what needs the whole
+-- migration (ingest_csv_lines). Each judges its rows into the session's
+-- pg_temp.judged_rows by one statement that reads every field as (text,
+-- JSON type) and applies the rules (_judge_json_rows, _judge_csv_lines:
+-- those, and the tables' shapes, are generated from the data dictionary,
+-- procedures/004_row_code.sql); _gather_verdicts adds what needs the whole
 -- batch (repeated ids), and _insert_rows inserts the valid ones. Set-based:
 -- a handful of statements per batch, no per-row loop or EXCEPTION block, and
 -- no detour through jsonb for a CSV line.
 --
--- Rows judged earlier wait in pg_temp.judged_rows: a large CSV file is
--- judged by several sessions at once (judge_csv_lines), and the others'
--- verdicts are copied into the transaction that inserts. _gather_verdicts
--- adds the rows judged now to them, so a batch is judged once whichever way
--- it came.
+-- A large CSV file is judged by several sessions at once
+-- (judge_csv_lines), and the others' verdicts are copied into
+-- pg_temp.judged_rows of the transaction that inserts, so a batch is judged
+-- once whichever way it came.
 
 create or replace function _json_text(p_value jsonb)
 returns text
@@ -38,17 +37,13 @@ returns void
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
 as $$
--- Promise: pg_temp.judged_rows holds the verdict on every row of the batch:
--- those judged earlier (a large CSV file's, by several sessions) and those
--- of pg_temp.incoming_rows, judged now. A valid row whose id an earlier
--- valid row of the batch carries is duplicate_in_batch: the first
+-- Promise: pg_temp.judged_rows holds the verdict on every row of the batch
+-- (judged by this session, or a large CSV file's by several). A valid row
+-- whose id an earlier valid row of the batch carries is duplicate_in_batch: the first
 -- occurrence wins. Hashed, not sorted: one pass groups the ids, and only
 -- the repeats are updated (a window over a million rows sorted them all,
 -- 2.4 s). Called once a batch.
 begin
-    if exists (select from pg_temp.incoming_rows) then
-        perform _judge_rows(p_table);
-    end if;
     update pg_temp.judged_rows as r
     set reason_code = 'duplicate_in_batch', field = (_table_columns(p_table))[1]
     from (
@@ -145,8 +140,8 @@ returns table (idx bigint, reason_code text, field text, record_id integer)
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
 as $$
--- Promise: inserts every valid row of pg_temp.incoming_rows and
--- pg_temp.judged_rows into p_table (and empties judged_rows), and returns
+-- Promise: inserts every valid row of pg_temp.judged_rows into p_table
+-- (and empties judged_rows), and returns
 -- every row exactly once: reason_code NULL for an inserted row, else its
 -- reason; record_id is the row's id, when it has a usable one. Each row
 -- records p_batch_id and its position in the batch (lineage). Never an
@@ -266,7 +261,7 @@ as $$
 declare
     v_outcome jsonb;  -- [[idx, reason_code, field, record_id], ...]
 begin
-    perform _stage_json_rows(p_table, p_rows);
+    perform _judge_json_rows(p_table, p_rows);
     if not p_atomic then
         return query
         select r.idx::integer, r.reason_code, r.field, r.record_id

@@ -164,8 +164,8 @@ as $$
 -- key, a repeat of the same request within 24 hours returns the first
 -- response, marked "replayed": true, and writes nothing; the key with a different request is refused
 -- (DAT05). After 24 hours a key is forgotten and may be used again. A
--- body without a number in exponent notation is staged the fast way
--- (_stage_json_rows). A wait past lock_timeout for a key a concurrent
+-- body without a number in exponent notation is judged the fast way
+-- (_code_json_rows). A wait past lock_timeout for a key a concurrent
 -- request has not committed names who holds it.
 declare
     v_message text;
@@ -244,14 +244,14 @@ as $$
 -- database: judging then waits for nobody and the answer is true.
 begin
     -- a row of the first table, every field missing: each rule runs
-    perform _stage_json_rows((_data_tables())[1], '[{}]');
+    perform _prepare_judged_rows();  -- here: the table outlives a judging undone
     perform set_config('lock_timeout', '50ms', true);
     begin
-        perform _judge_rows((_data_tables())[1]);
+        perform _judge_json_rows((_data_tables())[1], '[{}]');
     exception when lock_not_available then
         null;  -- busy, not broken
     end;
-    truncate pg_temp.incoming_rows, pg_temp.judged_rows;
+    truncate pg_temp.judged_rows;
     return true;
 end;
 $$;

@@ -4,8 +4,8 @@
 -- no NUL), which are split here on the delimiter, and records it parsed or
 -- found broken. Nothing of the data is interpreted by COPY.
 -- judge_csv_lines expands the pieces into pg_temp.csv_lines, one row a
--- record, stages them in pg_temp.incoming_rows and keeps _judge_rows'
--- verdicts in pg_temp.judged_rows; ingest_csv_lines then runs the whole file
+-- record, and keeps the verdicts on them (_judge_csv_lines) in
+-- pg_temp.judged_rows; ingest_csv_lines then runs the whole file
 -- through the same core as ingest_batch (_insert_rows), in one set-based
 -- pass. A large file is judged by several sessions at once, each over its
 -- share of the pieces: the verdicts are per record, so they are copied into
@@ -148,19 +148,14 @@ as $$
 -- ingest_csv_lines finds them. A broken record (the reader's problem) is
 -- malformed_line. Returns how many records were judged. Changes no table
 -- but the session's own.
-declare
-    v_judged bigint;
 begin
     perform _require_table(p_table);
     perform _require_csv_staging();
-    perform _prepare_incoming_rows(p_keep_judged => true);
+    perform _prepare_judged_rows(p_keep => true);
     if not exists (select from pg_temp.csv_lines) then
         perform _expand_csv_pieces();
     end if;
-    perform _stage_csv_lines(p_delimiter, p_sessions, p_session);
-    v_judged := _judge_rows(p_table);
-    truncate pg_temp.incoming_rows;  -- judged: _gather_verdicts must not judge them again
-    return v_judged;
+    return _judge_csv_lines(p_table, p_delimiter, p_sessions, p_session);
 end;
 $$;
 
@@ -269,7 +264,7 @@ begin
     values (p_table, v_source, 'per_row')
     returning batch_id into v_batch_id;
 
-    perform _prepare_incoming_rows(p_keep_judged => true);
+    perform _prepare_judged_rows(p_keep => true);
     if not exists (select from pg_temp.judged_rows) then
         perform judge_csv_lines(p_table, p_delimiter);
     end if;
@@ -385,7 +380,7 @@ begin
     insert into ingest_batches (table_name, source, mode)
     values (p_table, 'retry', 'per_row')
     returning batch_id into v_batch_id;
-    perform _prepare_incoming_rows();
+    perform _prepare_judged_rows();
     v_retried := judge_csv_lines(p_table, p_delimiter);
 
     with outcome as materialized (

@@ -176,7 +176,7 @@ def shapes(conn: psycopg.Connection) -> dict[str, list[tuple[str, str]]]:
     functions make them, and every relation of ours (shadows)."""
     names = staged_names(conn)
     with conn.transaction(force_rollback=True):
-        conn.execute("select csv_begin('jobs'), _prepare_incoming_rows()")
+        conn.execute("select csv_begin('jobs'), _prepare_judged_rows()")
         for table in conn.execute("select unnest(_backup_tables())").fetchall():
             conn.execute("select restore_begin(%s)", table)
         rows = conn.execute(
