@@ -19,6 +19,17 @@ class Busy(Failure):
     status = 4
 
 
+def busy_message(subject: str, holders: str) -> str:
+    """What a wait that ran out says, as the database's _table_busy says it
+    (procedures/003): "employees is busy: dataarch restore (pid 42) holds it"."""
+    return f"{subject} is busy: {holders} holds it"
+
+
+def names_the_holder(message: str) -> bool:
+    """Whether a 55P03's message says who holds what already (busy_message)."""
+    return " is busy: " in message
+
+
 class NotRunning(Failure):
     """A server (the database or the API) is not running or not reachable. Exit status 3."""
 

@@ -240,7 +240,7 @@ def _busy(conn: psycopg.Connection, table: str, exc: psycopg.Error) -> Busy:
     held (a rejection being closed, a hire count being updated): who holds
     the tables it writes, asked on a new session (this one is aborted)."""
     said = exc.diag.message_primary or str(exc)
-    if " is busy: " not in said:  # PostgreSQL's bare "lock timeout": name them
+    if not errors.names_the_holder(said):  # PostgreSQL's bare "lock timeout": name them
         try:
             with psycopg.connect(_own_conninfo(conn), connect_timeout=3, autocommit=True) as asking:
                 holders = asking.execute(
@@ -248,7 +248,7 @@ def _busy(conn: psycopg.Connection, table: str, exc: psycopg.Error) -> Busy:
                     " 'migrated_files'])",
                     (table,),
                 ).fetchone()[0]
-                said = f"{table} is busy: {holders} holds it"
+                said = errors.busy_message(table, holders)
         except psycopg.Error:
             pass  # the bare message it is
     return Busy(f"{said}; nothing was loaded: try again when it has finished")

@@ -105,7 +105,8 @@ as $$
 -- Promise: raises 55P03 '<p_table> is busy: <who holds any of p_held>
 -- holds it' with p_hint. For a wait that ran out where nothing named the
 -- holder: a wait for a row, or for a key a concurrent transaction has not
--- committed, instead of a table _lock_tables asked for.
+-- committed, instead of a table _lock_tables asked for. (The Python that
+-- names a holder itself says it the same way: dataarch/errors.py.)
 begin
     raise exception '% is busy: % holds it', p_table, lock_holders_of(p_held)
         using errcode = '55P03', hint = p_hint;

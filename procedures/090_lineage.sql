@@ -306,21 +306,22 @@ $$;
 
 create or replace function _batch_busy(p_batch_id bigint, p_table text)
 returns void
-language plpgsql stable
+language plpgsql
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: raises 55P03 for a revert of batch p_batch_id (or its plan) whose
 -- wait ran out where nothing named the holder (a lock wait _lock_tables
--- did not take): 'batch N is busy: ... holds it', naming who holds p_table
--- (NULL: not known yet), the ingest log or the tables that reference
--- p_table. Nothing changed.
+-- did not take): 'batch N is busy: ... holds it' (_table_busy), naming who
+-- holds p_table (NULL: not known yet), the ingest log or the tables that
+-- reference p_table. Nothing changed.
 begin
-    raise exception 'batch % is busy: % holds it', p_batch_id, lock_holders_of(
+    perform _table_busy(
+        format('batch %s', p_batch_id),
         array['ingest_batches', 'ingest_errors']
         || case when p_table is null then '{}'::text[]
-            else p_table || _referencing_tables(p_table::regclass) end
-    )
-        using errcode = '55P03', hint = 'Nothing changed: revert it again when that has finished.';
+            else p_table || _referencing_tables(p_table::regclass) end,
+        'Nothing changed: revert it again when that has finished.'
+    );
 end;
 $$;
 

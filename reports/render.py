@@ -17,7 +17,7 @@ from markupsafe import Markup, escape
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from dataarch.errors import Busy
+from dataarch.errors import Busy, busy_message
 from reports import charts
 
 PAGES = {
@@ -158,7 +158,7 @@ def _busy(conn: psycopg.Connection, tables: list[str]) -> Busy:
     with conn.transaction():  # its own, so that what it locks goes at once
         busy = conn.execute("select _try_lock_tables(%s)", (modes,)).fetchone()[0]
         holders = conn.execute("select lock_holders_of(%s)", ([busy] if busy else tables,))
-        said = f"{busy or ', '.join(tables)} is busy: {holders.fetchone()[0]} holds it"
+        said = busy_message(busy or ", ".join(tables), holders.fetchone()[0])
     return Busy(f"{said}; no report was read: try again when it has finished")
 
 
