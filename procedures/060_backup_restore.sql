@@ -473,7 +473,8 @@ as $$
 -- are left as they are. Returns {"files", "answers", "reopened"} counts.
 declare
     v_table text;
-    v_gone bigint[] := '{}';
+    v_gone bigint[] := '{}';  -- the batches of p_tables whose rows are not all there
+    v_gone_here bigint[];
     v_files integer;
     v_answers integer;
     v_reopened integer := 0;
@@ -484,24 +485,28 @@ begin
         if not v_table = any(_data_tables()) then
             continue;
         end if;
+        -- one pass over the table: the batches whose rows are not all
+        -- there, and those with rows there (a million rows: 0.16 s, where a
+        -- second pass for the latter took 0.23 more)
         execute format($sql$
-            select coalesce(array_agg(b.batch_id), '{}')
-            from ingest_batches as b
-            left join (
+            with present as materialized (
                 select t.batch_id, count(*) as n from %I as t
                 where t.batch_id is not null group by t.batch_id
-            ) as p on p.batch_id = b.batch_id
-            where b.table_name = %L and b.lineage and b.inserted > coalesce(p.n, 0)
-        $sql$, v_table, v_table) into v_gone;
+            )
+            select
+                array(
+                    select b.batch_id from ingest_batches as b
+                    left join present as p on p.batch_id = b.batch_id
+                    where b.table_name = %L and b.lineage and b.inserted > coalesce(p.n, 0)
+                ),
+                array(select p.batch_id from present as p)
+        $sql$, v_table, v_table) into v_gone_here, v_back;
+        v_gone := v_gone || v_gone_here;  -- every table's, not the last one's
         v_count := _reopen_resolved_by_gone_rows(v_table);
         v_reopened := v_reopened + v_count;
-        -- a batch reverted after the backup was taken is back: it may be
-        -- reverted again (two steps: Citus plans no update of a local table
-        -- that reads one of its own)
-        execute format(
-            'select coalesce(array_agg(distinct t.batch_id), ''{}'') from %I as t'
-            ' where t.batch_id is not null', v_table
-        ) into v_back;
+        -- a batch reverted after the backup was taken is back (v_back): it
+        -- may be reverted again (two steps: Citus plans no update of a
+        -- local table that reads one of its own)
         update ingest_batches set reverted_by = null
         where table_name = v_table and reverted_by is not null and batch_id = any(v_back);
     end loop;

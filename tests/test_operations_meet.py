@@ -205,6 +205,26 @@ def test_a_restored_table_lets_its_files_load_again(conn, dsn, env, tmp_path) ->
     assert answer.json()["status"] == "migrated" and answer.json()["inserted"] == 3
 
 
+def test_a_restored_set_lets_the_files_of_each_of_its_tables_load_again(
+    conn, dsn, env, tmp_path
+) -> None:
+    """3, for a set of several tables: the files of every table whose rows the
+    restore removed may load again, not only those of the last table."""
+    load_reference_rows(conn)
+    assert dataarch(dsn, "backup", "departments", "jobs", **env).returncode == 0
+    (made,) = list_sets(Path(env["DATAARCH_BACKUP_DIR"]))
+    late = tmp_path / "late"
+    write(late, "departments.csv", "900,Late department\n")
+    write(late, "jobs.csv", "900,Late job\n")
+    first = dataarch(dsn, "migrate", "--csv-dir", str(late))
+    assert first.stdout.count("1 inserted") == 2, first.stdout
+    restored = dataarch(dsn, "restore", "--all", "--set", made.name, **env)
+    assert restored.returncode == 0, restored.stderr
+    assert problems(conn) == []
+    again = dataarch(dsn, "migrate", "--csv-dir", str(late))
+    assert again.stdout.count("1 inserted") == 2, again.stdout
+
+
 def test_a_rejection_resolved_by_a_row_a_restore_removed_is_open_again(conn, dsn, env) -> None:
     load_reference_rows(conn)
     assert dataarch(dsn, "backup", "employees", **env).returncode == 0
