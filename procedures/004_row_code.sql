@@ -123,7 +123,7 @@ begin
         -- a session of the caller's role pipes verdicts in and out (migrate)
         execute format('grant select, insert on pg_temp.judged_rows to %%I', session_user);
     elsif not p_keep and exists (select from pg_temp.judged_rows) then
-        truncate pg_temp.judged_rows;  -- verdicts an earlier call left unused
+        perform _empty_judged_rows();  -- verdicts an earlier call left unused
     end if;
 end;
 $body$
@@ -427,6 +427,26 @@ begin
 end;
 $$;
 
+create or replace function _empty_judged_rows()
+returns void
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: pg_temp.judged_rows is empty. A few rows (an API batch) are
+-- deleted: TRUNCATE gives the table (and its TOAST table and index) new
+-- files, three created and three unlinked a batch, and makes every plan
+-- that reads it be planned again; the commit truncates the deleted rows'
+-- pages anyway (ON COMMIT DELETE ROWS). Many rows (a file) are truncated,
+-- as deleting them one by one costs more.
+begin
+    if (select count(*) from (select from pg_temp.judged_rows limit 10001) as r) > 10000 then
+        truncate pg_temp.judged_rows;
+    else
+        delete from pg_temp.judged_rows;
+    end if;
+end;
+$$;
+
 do $generate$
 declare
     v_judge_json text;  -- if p_table = ... then <that table's INSERT>, from JSON
@@ -579,6 +599,7 @@ revoke all on function _code_judge(text, text) from public;
 revoke all on function _code_recheck(text) from public;
 revoke all on function _code_constraint_for() from public;
 revoke all on function _staging_table_fits(text, text) from public;
+revoke all on function _empty_judged_rows() from public;
 revoke all on function _prepare_judged_rows(boolean) from public;
 revoke all on function _judge_json_rows(text, jsonb) from public;
 revoke all on function _judge_csv_lines(text, text, integer, integer) from public;

@@ -187,7 +187,7 @@ begin
         end;
     end loop;
     return query select r.idx, r.reason_code, r.field, r.id from pg_temp.judged_rows as r;
-    truncate pg_temp.judged_rows;  -- used: they belong to no later batch
+    perform _empty_judged_rows();  -- used: they belong to no later batch
 end;
 $$;
 

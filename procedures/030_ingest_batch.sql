@@ -251,7 +251,7 @@ begin
     exception when lock_not_available then
         null;  -- busy, not broken
     end;
-    truncate pg_temp.judged_rows;
+    perform _empty_judged_rows();
     return true;
 end;
 $$;

@@ -163,6 +163,22 @@ def test_a_full_batch_of_1000(db) -> None:
     assert (result["inserted"], result["rejected"]) == (1000, 0)
 
 
+def test_batches_judge_in_the_same_files(db) -> None:
+    """A batch empties the session's judged_rows without new files (a
+    TRUNCATE would create three and unlink three every batch), and the next
+    batch, in the same transaction here, sees none of its rows."""
+
+    def files() -> int:
+        return db.execute("select pg_relation_filenode('pg_temp.judged_rows')").fetchone()[0]
+
+    first = ingest(db, "employees", [employee(i) for i in range(1, 1001)])
+    before = files()
+    second = ingest(db, "employees", [employee(i) for i in range(1001, 2001)])
+    assert (first["inserted"], second["inserted"], second["rejected"]) == (1000, 1000, 0)
+    assert db.execute("select count(*) from pg_temp.judged_rows").fetchone()[0] == 0
+    assert files() == before
+
+
 def test_atomic_mode_all_or_nothing(db) -> None:
     rows = [employee(1), employee(2, employee_name=""), employee(3)]
     result = ingest(db, "employees", rows, mode="atomic")
