@@ -22,15 +22,21 @@ class Status:
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
         self._last = 0.0
+        self._step = ""  # the first word of the text shown last
 
     def __call__(self, text: str) -> None:
         self.show(text)
 
     def show(self, text: str, force: bool = False) -> None:
+        """Draw text, unless it only updates the step shown less than 0.1 s
+        ago (ten redraws a second are plenty); a new step (its first word
+        differs) is drawn at once, since nothing may come after it for a
+        while."""
         now = time.monotonic()
-        if not self.live or (not force and now - self._last < 0.1):
-            return  # ten redraws a second are plenty
-        self._last = now
+        step = text.split(" ", 1)[0]
+        if not self.live or (not force and step == self._step and now - self._last < 0.1):
+            return
+        self._last, self._step = now, step
         width = shutil.get_terminal_size((80, 20)).columns - 1
         self.stream.write(f"\r\033[K{f'{self.label}: {text}'[:width]}")
         self.stream.flush()
