@@ -274,7 +274,7 @@ begin
     -- taken here. Without them the planner took a file's valid rows for
     -- 0.5 % of it (the default for IS NULL): it counted a million hires by
     -- sorting them (1.5 s instead of 0.5) and sorted every line to find
-    -- the text of the rejected ones. A million lines take ~0.2 s to analyse.
+    -- the text of the rejected ones. A million lines take ~0.25 s to analyse.
     if v_records >= 10000 then
         analyze pg_temp.judged_rows;
         analyze pg_temp.csv_lines;
