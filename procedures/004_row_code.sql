@@ -432,14 +432,16 @@ returns void
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
 as $$
--- Promise: pg_temp.judged_rows is empty. A few rows (an API batch) are
--- deleted: TRUNCATE gives the table (and its TOAST table and index) new
--- files, three created and three unlinked a batch, and makes every plan
--- that reads it be planned again; the commit truncates the deleted rows'
--- pages anyway (ON COMMIT DELETE ROWS). Many rows (a file) are truncated,
--- as deleting them one by one costs more.
+-- Promise: pg_temp.judged_rows is empty. While the table is small (a
+-- batch) its rows are deleted: TRUNCATE gives the table (and its TOAST
+-- table and index) new files, three created and three unlinked a batch,
+-- and makes every plan that reads it be planned again; the commit
+-- truncates the deleted rows' pages anyway (ON COMMIT DELETE ROWS). Past
+-- 8 MB it is truncated: a file's rows cost more to delete, and the rows
+-- deleted by many batches of one transaction stay in the table until it
+-- commits, for every later batch to read past.
 begin
-    if (select count(*) from (select from pg_temp.judged_rows limit 10001) as r) > 10000 then
+    if pg_relation_size('pg_temp.judged_rows') > 8 * 1024 * 1024 then
         truncate pg_temp.judged_rows;
     else
         delete from pg_temp.judged_rows;

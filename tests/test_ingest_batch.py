@@ -166,17 +166,35 @@ def test_a_full_batch_of_1000(db) -> None:
 def test_batches_judge_in_the_same_files(db) -> None:
     """A batch empties the session's judged_rows without new files (a
     TRUNCATE would create three and unlink three every batch), and the next
-    batch, in the same transaction here, sees none of its rows."""
+    batch, in the same transaction or the next, sees none of its rows."""
 
     def files() -> int:
         return db.execute("select pg_relation_filenode('pg_temp.judged_rows')").fetchone()[0]
 
-    first = ingest(db, "employees", [employee(i) for i in range(1, 1001)])
-    before = files()
-    second = ingest(db, "employees", [employee(i) for i in range(1001, 2001)])
-    assert (first["inserted"], second["inserted"], second["rejected"]) == (1000, 1000, 0)
-    assert db.execute("select count(*) from pg_temp.judged_rows").fetchone()[0] == 0
-    assert files() == before
+    with db.transaction():
+        first = ingest(db, "employees", [employee(i) for i in range(1, 1001)])
+        before = files()
+        second = ingest(db, "employees", [employee(i) for i in range(1001, 2001)])
+        assert (first["inserted"], second["inserted"], second["rejected"]) == (1000, 1000, 0)
+        assert db.execute("select count(*) from pg_temp.judged_rows").fetchone()[0] == 0
+        assert files() == before
+    third = ingest(db, "employees", [employee(i) for i in range(2001, 3001)])
+    assert third["inserted"] == 1000 and files() == before
+
+
+def test_many_batches_in_one_transaction_leave_judged_rows_bounded(db) -> None:
+    """The rows a batch deletes from judged_rows stay until the transaction
+    commits; past 8 MB the table is truncated instead, so the 150th batch
+    of one transaction does not read past 149 000 deleted rows."""
+    sizes = []
+    with db.transaction():
+        for start in range(1, 150_001, 1000):
+            result = ingest(db, "employees", [employee(i) for i in range(start, start + 1000)])
+            assert result["inserted"] == 1000
+            size = db.execute("select pg_relation_size('pg_temp.judged_rows')").fetchone()[0]
+            sizes.append(size)
+    assert 0 < max(sizes) <= 9 * 1024 * 1024
+    assert db.execute("select count(*) from employees").fetchone()[0] == 150_000
 
 
 def test_atomic_mode_all_or_nothing(db) -> None:
