@@ -93,6 +93,48 @@ as $$
         || '([Zz]|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)$'
 $$;
 
+create or replace function _two_digit_texts(p_from integer, p_to integer)
+returns text[]
+language sql immutable parallel safe
+as $$
+    -- '01', '02', ... for p_from to p_to: the texts a two-digit field in
+    -- that range may have
+    select array_agg(lpad(n::text, 2, '0') order by n) from generate_series(p_from, p_to) as n
+$$;
+
+create or replace function _text_pairs(p_first text[], p_separator text, p_second text[])
+returns text[]
+language sql immutable parallel safe
+as $$
+    -- every first || separator || second: 'MM-DD' or 'HH:MM' fields at once
+    select array_agg(f || p_separator || s order by f, s)
+    from unnest(p_first) as f cross join unnest(p_second) as s
+$$;
+
+create or replace function _datetime_shaped(s text)
+returns boolean
+language sql immutable parallel safe
+as $$
+    -- True when s matches _datetime_pattern(). The usual shape,
+    -- 2021-11-07T02:48:42Z, is checked without a regular expression: the
+    -- LIKE fixes its length and separators, and each field is looked up
+    -- among the texts its range allows (constant arrays, so each lookup is
+    -- one hash probe): ~0.7 us a row against the pattern's 1.6-2.6 (psql,
+    -- 500 000 such dates). Any other shape is matched against the pattern.
+    -- tests/test_properties.py holds the two equal.
+    select case
+        when s like '____-__-__T__:__:__Z' then
+            left(s, 2) = any(_two_digit_texts(0, 99))
+            and substr(s, 3, 2) = any(_two_digit_texts(0, 99))
+            and substr(s, 6, 5) = any(
+                _text_pairs(_two_digit_texts(1, 12), '-', _two_digit_texts(1, 31)))
+            and substr(s, 12, 5) = any(
+                _text_pairs(_two_digit_texts(0, 23), ':', _two_digit_texts(0, 59)))
+            and substr(s, 18, 2) = any(_two_digit_texts(0, 59))
+        else s ~ _datetime_pattern()
+    end
+$$;
+
 create or replace function _day_exists(s text)
 returns boolean
 language sql immutable parallel safe
@@ -138,13 +180,14 @@ create or replace function _datetime_problem(s text, t text)
 returns text
 language sql immutable parallel safe
 as $$
-    -- A hiring date is a string in _datetime_pattern's shape, on a real day,
-    -- in the years 0001 to 9999 in UTC (employees_hiring_date_in_range):
+    -- A hiring date is a string in _datetime_pattern's shape (as
+    -- _datetime_shaped checks it), on a real day, in the years 0001 to 9999
+    -- in UTC (employees_hiring_date_in_range):
     -- only 0001-01-01 and 9999-12-31 can leave that range through their
     -- offset, so only they pay for _utc_seconds_of_day.
     select coalesce(_presence_problem(t), case
         when t <> 'string' then 'invalid_type'
-        when s !~ _datetime_pattern() then 'invalid_datetime'
+        when not _datetime_shaped(s) then 'invalid_datetime'
         when not _day_exists(s) then 'invalid_datetime'
         when left(s, 10) = '0001-01-01' and _utc_seconds_of_day(s) < 0
             then 'datetime_out_of_range'

@@ -136,6 +136,45 @@ def test_the_datetime_rule_matches_the_cast(conn: psycopg.Connection, text: str)
     assert (problem is None) == (cast_ok and means_what_it_says), (text, problem)
 
 
+# Strings near a date-time: every shape the rule allows (separator, seconds,
+# fraction, zone), any two digits in each field, then a character or two
+# replaced, inserted or deleted. The rule's fast form (no regular expression
+# for the usual shape) must agree with its statement, _datetime_pattern().
+_NEAR = "0123456789-:Tt zZ+.x"
+
+
+@st.composite
+def near_datetimes(draw: st.DrawFn) -> str:
+    two = st.integers(0, 99).map("{:02d}".format)
+    zone = draw(st.one_of(st.sampled_from(["Z", "z", ""]), st.builds(
+        "{}{}{}{}".format, st.sampled_from("+-"), two, st.sampled_from(["", ":"]), two
+    ), st.builds("{}{}".format, st.sampled_from("+-"), two)))  # fmt: skip
+    seconds = draw(st.one_of(st.just(""), st.builds(":{}".format, two), st.builds(
+        ":{}.{}".format, two, st.from_regex(r"[0-9]{0,7}", fullmatch=True))))  # fmt: skip
+    text = "{}{}-{}-{}{}{}:{}".format(
+        draw(two), draw(two), draw(two), draw(two), draw(st.sampled_from("Tt x")),
+        draw(two), draw(two),
+    ) + seconds + zone  # fmt: skip
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(text)))
+        put = draw(st.sampled_from(["", *_NEAR]))
+        text = text[:at] + put + text[at + draw(st.integers(0, 1)) :]
+    return text
+
+
+@settings(
+    max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=st.one_of(near_datetimes(), SHAPED_DATETIMES))
+def test_the_datetime_rule_has_the_shape_of_its_pattern(
+    conn: psycopg.Connection, text: str
+) -> None:
+    shaped, matches = conn.execute(
+        "select _datetime_shaped(%s), %s ~ _datetime_pattern()", (text, text)
+    ).fetchone()
+    assert shaped == matches, text
+
+
 # Every instant at the edges of the storable range, in every offset: accepted
 # exactly when it falls in the years 0001 to 9999 in UTC.
 EDGE_DAYS = {"0001-01-01": 0, "0001-01-02": 86400, "9999-12-30": -86400, "9999-12-31": 0}
