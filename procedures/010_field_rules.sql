@@ -97,18 +97,16 @@ create or replace function _two_digit_texts(p_from integer, p_to integer)
 returns text[]
 language sql immutable parallel safe
 as $$
-    -- '01', '02', ... for p_from to p_to: the texts a two-digit field in
-    -- that range may have
-    select array_agg(lpad(n::text, 2, '0') order by n) from generate_series(p_from, p_to) as n
-$$;
-
-create or replace function _text_pairs(p_first text[], p_separator text, p_second text[])
-returns text[]
-language sql immutable parallel safe
-as $$
-    -- every first || separator || second: 'MM-DD' or 'HH:MM' fields at once
-    select array_agg(f || p_separator || s order by f, s)
-    from unnest(p_first) as f cross join unnest(p_second) as s
+    -- '00' to '99' from p_from to p_to: the texts a two-digit field in that
+    -- range may have. A slice of a constant, which the planner folds at
+    -- once: built by a query, the arrays cost 1.3 ms each time the judging
+    -- statement was planned, which a batch does each time
+    select ((
+        '{00,01,02,03,04,05,06,07,08,09,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24'
+        || ',25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49'
+        || ',50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74'
+        || ',75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99}'
+    )::text[])[p_from + 1:p_to + 1]
 $$;
 
 create or replace function _datetime_shaped(s text)
@@ -126,10 +124,10 @@ as $$
         when s like '____-__-__T__:__:__Z' then
             left(s, 2) = any(_two_digit_texts(0, 99))
             and substr(s, 3, 2) = any(_two_digit_texts(0, 99))
-            and substr(s, 6, 5) = any(
-                _text_pairs(_two_digit_texts(1, 12), '-', _two_digit_texts(1, 31)))
-            and substr(s, 12, 5) = any(
-                _text_pairs(_two_digit_texts(0, 23), ':', _two_digit_texts(0, 59)))
+            and substr(s, 6, 2) = any(_two_digit_texts(1, 12))
+            and substr(s, 9, 2) = any(_two_digit_texts(1, 31))
+            and substr(s, 12, 2) = any(_two_digit_texts(0, 23))
+            and substr(s, 15, 2) = any(_two_digit_texts(0, 59))
             and substr(s, 18, 2) = any(_two_digit_texts(0, 59))
         else s ~ _datetime_pattern()
     end
