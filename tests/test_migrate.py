@@ -250,7 +250,7 @@ def test_foreign_keys_are_back_after_a_migration(db, tmp_path) -> None:
     ]
 
 
-def test_an_initial_load_rebuilds_the_secondary_indexes_once(db, tmp_path) -> None:
+def test_an_initial_load_rebuilds_the_indexes_once(db, tmp_path) -> None:
     def indexes() -> dict[str, tuple[int, str]]:
         rows = db.execute(
             "select c.relname, c.oid, pg_get_indexdef(c.oid) from pg_index as i"
@@ -267,7 +267,8 @@ def test_an_initial_load_rebuilds_the_secondary_indexes_once(db, tmp_path) -> No
     rebuilt = indexes()
     assert {n: d for n, (_, d) in rebuilt.items()} == {n: d for n, (_, d) in before.items()}
     renewed = {n for n in before if rebuilt[n][0] != before[n][0]}
-    assert renewed == {  # the primary key is kept
+    assert renewed == {  # the primary key too: no other table's key needs it
+        "employees_pkey",
         "employees_department_id_idx",
         "employees_job_id_idx",
         "employees_batch_id_idx",
@@ -278,6 +279,17 @@ def test_an_initial_load_rebuilds_the_secondary_indexes_once(db, tmp_path) -> No
     write(tmp_path, "hired_employees.csv", b"100001,Late Hire,2021-05-05T10:00:00Z,1,1\n")
     assert migrate_dir(db, tmp_path)["employees"]["inserted"] == 1
     assert indexes() == rebuilt  # a small file into a large table leaves them be
+
+
+def test_an_initial_load_keeps_a_primary_key_other_tables_reference(db, tmp_path) -> None:
+    key = "select indexrelid from pg_index where indrelid = 'departments'::regclass"
+    before = db.execute(key).fetchall()
+    db.commit()
+    lines = b"".join(b"%d,Department %d\n" % (n, n) for n in range(1, 100_001))
+    path = write(tmp_path, "departments.csv", lines + b"7,Again\n")
+    summary = migrate_file(db, "departments", path)
+    assert (summary["inserted"], summary["by_reason"]) == (100_000, {"duplicate_in_batch": 1})
+    assert db.execute(key).fetchall() == before  # employees' key into it needs it
 
 
 def test_inside_a_transaction_one_session_judges_and_sees_it(db, tmp_path) -> None:
