@@ -39,21 +39,25 @@ set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: pg_temp.judged_rows holds the verdict on every row of the batch
 -- (judged by this session, or a large CSV file's by several). A valid row
--- whose id an earlier valid row of the batch carries is duplicate_in_batch: the first
--- occurrence wins. Hashed, not sorted: one pass groups the ids, and only
--- the repeats are updated (a window over a million rows sorted them all,
--- 2.4 s). Called once a batch.
+-- whose id an earlier valid row of the batch carries is duplicate_in_batch:
+-- the first occurrence wins. One sort of the valid rows by id and position
+-- puts each repeat right after the row it repeats, and only the repeats are
+-- updated: a million lines 0.55 s, where grouping the ids in a hash table
+-- and joining every row back to its group took 0.9 (psql, 1 000 repeats).
+-- Called once a batch.
 begin
     update pg_temp.judged_rows as r
     set reason_code = 'duplicate_in_batch', field = (_table_columns(p_table))[1]
     from (
-        select j.id, min(j.idx) as first_idx
-        from pg_temp.judged_rows as j
-        where j.reason_code is null
-        group by j.id
-        having count(*) > 1
-    ) as repeated
-    where r.reason_code is null and r.id = repeated.id and r.idx > repeated.first_idx;
+        select s.idx
+        from (
+            select j.idx, j.id, lag(j.id) over (order by j.id, j.idx) as previous_id
+            from pg_temp.judged_rows as j
+            where j.reason_code is null
+        ) as s
+        where s.id = s.previous_id
+    ) as repeat
+    where r.reason_code is null and r.idx = repeat.idx;
 end;
 $$;
 
