@@ -111,6 +111,17 @@ def test_an_invalid_row_does_not_claim_its_id(db) -> None:
     assert result["rejections"][0]["reason_code"] == "blank_string"
 
 
+def test_every_spelling_of_an_id_the_rule_accepts_is_stored_as_its_integer(db) -> None:
+    spellings = [" 7 ", "+8", "0009", "00000000000010", 11.0, 1.2e1, "2147483647", 13]
+    rows = [employee(i, department_id=1, job_id=1) for i in range(1, len(spellings) + 1)]
+    for row, spelling in zip(rows, spellings, strict=True):
+        row["employee_id"] = spelling
+    result = ingest(db, "employees", rows)
+    assert (result["inserted"], result["rejections"]) == (len(spellings), [])
+    stored = db.execute("select employee_id from employees order by 1").fetchall()
+    assert [r[0] for r in stored] == [7, 8, 9, 10, 11, 12, 13, 2147483647]
+
+
 def test_values_are_normalised(db) -> None:
     rows = [
         employee(1, employee_name="  Zoë  O'Brien\t", hiring_date="2021-07-27T18:02:08+02:00"),
