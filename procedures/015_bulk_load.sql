@@ -8,15 +8,39 @@
 -- to rebuild). The definitions come from the catalog, so schema/ stays the
 -- one source.
 
+create or replace function _hold_referenced_tables(p_table regclass)
+returns void
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: every table p_table's foreign keys reference is locked in SHARE
+-- mode until this transaction ends, in the one lock order (procedures/003):
+-- no row can be deleted or changed there meanwhile, so references checked
+-- after this stay true until commit.
+declare
+    v_parent regclass;
+begin
+    for v_parent in
+        select p.parent from (
+            select distinct c.confrelid::regclass as parent from pg_constraint as c
+            where c.conrelid = p_table and c.contype = 'f'
+        ) as p
+        order by array_position(_lock_order(), p.parent::text)
+    loop
+        execute format('lock table %s in share mode', v_parent);
+    end loop;
+end;
+$$;
+
 create or replace function _suspend_foreign_keys(p_table regclass)
 returns jsonb
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
 as $$
--- Promise: locks every table p_table references in SHARE mode (no row can
--- be deleted or changed there until commit), drops p_table's foreign keys,
--- and returns the statements that re-create them, for _reinstate. Only
--- useful inside a transaction that ends by reinstating them, or rolls back.
+-- Promise: locks every table p_table references in SHARE mode
+-- (_hold_referenced_tables), drops p_table's foreign keys, and returns the
+-- statements that re-create them, for _reinstate. Only useful inside a
+-- transaction that ends by reinstating them, or rolls back.
 declare
     v_key record;
     v_statements jsonb := '[]'::jsonb;
@@ -24,14 +48,14 @@ declare
     -- new oid, when its last key into a reference table is dropped
     v_table constant text := p_table::text;
 begin
+    perform _hold_referenced_tables(p_table);
     for v_key in
-        select c.conname, pg_get_constraintdef(c.oid) as definition, c.confrelid::regclass as parent
+        select c.conname, pg_get_constraintdef(c.oid) as definition
         from pg_constraint as c
         where c.conrelid = p_table and c.contype = 'f'
         -- the parents in the one lock order (procedures/003)
         order by array_position(_lock_order(), c.confrelid::regclass::text), c.conname
     loop
-        execute format('lock table %s in share mode', v_key.parent);
         execute format('alter table %s drop constraint %I', v_table, v_key.conname);
         v_statements := v_statements || to_jsonb(format(
             'alter table %s add constraint %I %s', v_table, v_key.conname, v_key.definition
@@ -102,6 +126,7 @@ begin
 end;
 $$;
 
+revoke all on function _hold_referenced_tables(regclass) from public;
 revoke all on function _suspend_foreign_keys(regclass) from public;
 revoke all on function _suspend_indexes(regclass, boolean) from public;
 revoke all on function _reinstate(jsonb) from public;

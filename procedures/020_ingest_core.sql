@@ -156,12 +156,16 @@ as $$
 -- skipped. Elsewhere the triggers check each row, and a parent deleted between the
 -- judging and the insert (23503) has the references checked again, up to
 -- three tries in all. p_alone: the caller holds p_table exclusively and
--- its referenced tables in SHARE mode, with the foreign keys suspended
--- (an initial load): references are checked again, without row locks.
+-- its referenced tables in SHARE mode (an initial load): references are
+-- checked again, without row locks, and the foreign keys' triggers skipped
+-- where _skips_row_triggers allows (else the caller suspended the keys).
 declare
     v_references constant boolean := _has_references(p_table);
-    v_lock_references boolean :=
-        v_references and not p_alone and _skips_row_triggers(p_table::regclass);
+    -- the foreign keys' per-row triggers skipped, the references checked
+    -- once more by one statement instead
+    v_skip_triggers boolean := v_references and _skips_row_triggers(p_table::regclass);
+    -- and the referenced rows locked by it (not needed when p_alone)
+    v_lock_references boolean := v_skip_triggers and not p_alone;
     v_role constant text := current_setting('session_replication_role');
     v_attempt integer := 1;
 begin
@@ -170,16 +174,17 @@ begin
     v_lock_references := v_lock_references and _skipping_row_triggers_pays((
         select count(*) from pg_temp.judged_rows as r where r.reason_code is null
     ));
+    v_skip_triggers := v_lock_references or (v_skip_triggers and p_alone);
     loop
         begin
             if v_references and (p_alone or v_lock_references or v_attempt > 1) then
                 perform _recheck_references(p_table, v_lock_references);
             end if;
-            if v_lock_references then
+            if v_skip_triggers then
                 perform set_config('session_replication_role', 'replica', true);
             end if;
             perform _insert_judged(p_table, p_alone, p_batch_id);
-            if v_lock_references then
+            if v_skip_triggers then
                 perform set_config('session_replication_role', v_role, true);
             end if;
             exit;

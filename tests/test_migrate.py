@@ -259,11 +259,20 @@ def test_an_initial_load_rebuilds_the_indexes_once(db, tmp_path) -> None:
         ).fetchall()
         return {name: (oid, definition) for name, oid, definition in rows}
 
+    keys = "select oid, conname from pg_constraint where conrelid = 'employees'::regclass"
     generate(tmp_path, employees=100_000, bad_ratio=0.01)  # the smallest initial load
-    before = indexes()
+    before, keys_before = indexes(), db.execute(keys + " and contype = 'f'").fetchall()
     db.commit()  # each migrate_file commits on its own only from outside a transaction
     summary = migrate_dir(db, tmp_path)["employees"]
     assert summary["inserted"] + summary["rejected"] == 100_000
+    # the foreign keys are kept, their per-row triggers skipped, and no row is an orphan
+    assert db.execute(keys + " and contype = 'f'").fetchall() == keys_before
+    orphans = db.execute(
+        "select count(*) from employees as e where not exists (select from departments as d"
+        " where d.department_id = e.department_id) or not exists (select from jobs as j"
+        " where j.job_id = e.job_id)"
+    ).fetchone()[0]
+    assert (orphans, summary["by_reason"]["unknown_job"] > 0) == (0, True)
     rebuilt = indexes()
     assert {n: d for n, (_, d) in rebuilt.items()} == {n: d for n, (_, d) in before.items()}
     renewed = {n for n in before if rebuilt[n][0] != before[n][0]}
