@@ -491,3 +491,19 @@ def test_a_load_waiting_for_a_table_it_reads_names_it(conn, dsn, tmp_path, lines
     assert conn.execute("select count(*) from employees").fetchone() == (0,)
     assert dataarch(dsn, "migrate", "--csv-dir", str(tmp_path)).returncode == 0
     assert conn.execute("select count(*) from employees").fetchone() == (lines,)
+
+
+def test_a_copy_out_is_read_whole_in_chunks_and_its_error_raised(db) -> None:
+    """The helpers' verdicts are read from libpq a megabyte at a time
+    (migrate._copied_out): the bytes are COPY's own, and a COPY that fails
+    raises its own error, leaving the session usable once rolled back."""
+    copy = "copy (select g, repeat('x', g % 50) from generate_series(1, 60000) as g) to stdout"
+    with db.cursor().copy(copy) as out:
+        expected = b"".join(bytes(chunk) for chunk in out)
+    chunks = list(migrate._copied_out(db, copy))
+    assert len(chunks) > 1 and b"".join(chunks) == expected
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        list(migrate._copied_out(db, "copy (select 1 / (g - 5) from generate_series(1, 9) as g)"
+                                     " to stdout"))  # fmt: skip
+    db.rollback()
+    assert db.execute("select 1").fetchone() == (1,)
