@@ -137,17 +137,16 @@ begin
 end;
 $$;
 
-create or replace function _insert_rows(
+create or replace function _insert_valid_rows(
     p_table text, p_batch_id bigint, p_alone boolean default false
 )
-returns table (idx bigint, reason_code text, field text, record_id integer)
+returns void
 language plpgsql
 set search_path = pg_catalog, public, pg_temp
 as $$
--- Promise: inserts every valid row of pg_temp.judged_rows into p_table
--- (and empties judged_rows), and returns
--- every row exactly once: reason_code NULL for an inserted row, else its
--- reason; record_id is the row's id, when it has a usable one. Each row
+-- Promise: inserts every valid row of pg_temp.judged_rows into p_table,
+-- and leaves in judged_rows every row's final verdict: reason_code NULL
+-- for an inserted row, else its reason. Each row
 -- records p_batch_id and its position in the batch (lineage). Never an
 -- orphan: references were checked when the rows were judged; where
 -- _skips_row_triggers allows (procedures/005_engine.sql) and the batch has
@@ -195,6 +194,21 @@ begin
             v_attempt := v_attempt + 1;
         end;
     end loop;
+end;
+$$;
+
+create or replace function _insert_rows(
+    p_table text, p_batch_id bigint, p_alone boolean default false
+)
+returns table (idx bigint, reason_code text, field text, record_id integer)
+language plpgsql
+set search_path = pg_catalog, public, pg_temp
+as $$
+-- Promise: as _insert_valid_rows, then returns every row exactly once:
+-- reason_code NULL for an inserted row, else its reason; record_id is the
+-- row's id, when it has a usable one; and empties judged_rows.
+begin
+    perform _insert_valid_rows(p_table, p_batch_id, p_alone);
     return query select r.idx, r.reason_code, r.field, r.id from pg_temp.judged_rows as r;
     perform _empty_judged_rows();  -- used: they belong to no later batch
 end;
@@ -303,6 +317,7 @@ $$;
 revoke all on function _json_text(jsonb) from public;
 revoke all on function _gather_verdicts(text) from public;
 revoke all on function _insert_judged(text, boolean, bigint) from public;
+revoke all on function _insert_valid_rows(text, bigint, boolean) from public;
 revoke all on function _insert_rows(text, bigint, boolean) from public;
 revoke all on function _ingest_rows(text, jsonb, boolean, bigint) from public;
 revoke all on function _resolve_rejections(text, bigint, integer[]) from public;
