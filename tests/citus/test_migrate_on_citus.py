@@ -8,6 +8,7 @@ from test_kpis import test_published_results_on_the_real_data  # noqa: F401
 from test_migrate import (  # noqa: F401 - collected again, here
     db,
     test_a_line_holding_only_backslash_dot_is_one_more_record,
+    test_an_initial_load_rebuilds_the_indexes_once,
     test_foreign_keys_are_back_after_a_migration,
     test_one_two_and_four_sessions_give_the_same_outcome,
     test_quoted_fields_hold_delimiters_quotes_and_line_breaks,
