@@ -213,7 +213,7 @@ as $$
 -- as a row of p_table, on its own: the first broken
 -- rule (reason_code, field), else the typed, trimmed values. Rules run in
 -- column order, then unexpected keys, then references (one hashed NOT IN a
--- reference; _insert_rows checks again under lock). OFFSET 0 fences keep
+-- reference; _insert_valid_rows checks again under lock). OFFSET 0 fences keep
 -- the planner from re-evaluating each inlined rule in every later use of
 -- its result. A rejected row keeps its id when the id itself is usable: a
 -- later row with that id resolves the rejection.

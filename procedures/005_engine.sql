@@ -14,7 +14,7 @@
 --    cannot update another table), so there it is a view: the KPIs become
 --    aggregates that every worker computes over its shards in parallel.
 -- 3. Per-row foreign key triggers (_skips_row_triggers). A batch's
---    references are checked and locked once, by _insert_rows; skipping the
+--    references are checked and locked once, by _insert_valid_rows; skipping the
 --    per-row RI triggers on top of that needs session_replication_role,
 --    which only a superuser or a role granted SET on it may change. Where
 --    it may not, or on a distributed table (the triggers run on the

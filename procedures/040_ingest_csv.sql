@@ -6,7 +6,7 @@
 -- judge_csv_lines expands the pieces into pg_temp.csv_lines, one row a
 -- record, and keeps the verdicts on them (_judge_csv_lines) in
 -- pg_temp.judged_rows; ingest_csv_lines then runs the whole file
--- through the same core as ingest_batch (_insert_rows), in one set-based
+-- through the same core as ingest_batch (_insert_valid_rows), in one set-based
 -- pass. A large file is judged by several sessions at once, each over its
 -- share of the pieces: the verdicts are per record, so they are copied into
 -- the one transaction that inserts, logs and commits the file.
@@ -288,7 +288,7 @@ begin
     -- it after a million rows cost ~0.4 s where keeping it cost 0.64
     -- (psql). Its foreign keys are not checked by a trigger a row: with the
     -- referenced tables held in SHARE mode, the references are checked once
-    -- more by one statement (_insert_rows) and the triggers skipped where
+    -- more by one statement (_insert_valid_rows) and the triggers skipped where
     -- _skips_row_triggers allows, else the keys are dropped and validated
     -- once after the insert, by one anti-join each (0.23 s a million rows).
     -- Dropping them locks the table until commit; nothing of this

@@ -235,7 +235,7 @@ begin
     after truncate on employees
     for each statement execute function _hire_counts_after_truncate();
 
-    -- ALWAYS: they must fire in replica mode too, in which _insert_rows may
+    -- ALWAYS: they must fire in replica mode too, in which _insert_valid_rows may
     -- insert (only then: _skips_row_triggers checks that every trigger of
     -- employees is ALWAYS, so a new trigger is never skipped silently).
     alter table employees enable always trigger employees_hire_counts_insert;
