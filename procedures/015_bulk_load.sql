@@ -14,21 +14,20 @@ language plpgsql
 set search_path = pg_catalog, public, pg_temp
 as $$
 -- Promise: every table p_table's foreign keys reference is locked in SHARE
--- mode until this transaction ends, in the one lock order (procedures/003):
+-- mode until this transaction ends, through _lock_tables (procedures/003:
+-- the one lock order, all or none, a bounded wait that names the holder):
 -- no row can be deleted or changed there meanwhile, so references checked
 -- after this stay true until commit.
 declare
-    v_parent regclass;
+    v_modes constant jsonb := (
+        select jsonb_object_agg(c.confrelid::regclass::text, 'share')
+        from pg_constraint as c
+        where c.conrelid = p_table and c.contype = 'f'
+    );
 begin
-    for v_parent in
-        select p.parent from (
-            select distinct c.confrelid::regclass as parent from pg_constraint as c
-            where c.conrelid = p_table and c.contype = 'f'
-        ) as p
-        order by array_position(_lock_order(), p.parent::text)
-    loop
-        execute format('lock table %s in share mode', v_parent);
-    end loop;
+    if v_modes is not null then
+        perform _lock_tables(v_modes);
+    end if;
 end;
 $$;
 
