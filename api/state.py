@@ -105,7 +105,11 @@ async def read_tables_at_start(services: Services) -> Dictionary:
 
 async def tables(state: State) -> Dictionary:
     """The database's data dictionary, read once, on first use."""
-    found: Services = state.services
+    return await dictionary_of(state.services)
+
+
+async def dictionary_of(found: Services) -> Dictionary:
+    """found's data dictionary, read from the database on first use."""
     if found.dictionary is None:
         async with found.pool.connection() as conn:
             found.dictionary = await read_dictionary(conn)
