@@ -30,6 +30,7 @@ from bench.measure import (
     reset_peak_rss,
     run_child,
     run_refused,
+    threads_cpu_seconds,
 )
 from cli.served import start_server
 from dataarch.citus import CitusCluster, free_ports
@@ -546,22 +547,31 @@ class Bench:
 
     def measure_http_overhead(self, conn: psycopg.Connection, url: str, bodies: list[str]) -> None:
         """p50 of one 1000-row POST over p50 of the same call made directly. The
-        two alternate, 60 of each: at 20, one run's ratio wandered by +-0.05."""
+        two alternate, 60 of each: at 20, one run's ratio wandered by +-0.05.
+        Beside it, the CPU a request costs the server, and this client each
+        way (the HTTP path's overhead is CPU on both sides of the socket)."""
         full = [b for b in bodies if b.count('"employee_id"') == 1000][:60] or bodies[:60]
         direct, http_times = [], []
+        client = {"client_http": 0.0, "client_direct": 0.0}
+        server_before = threads_cpu_seconds(self.server_pid)  # it works only for the POSTs
         with httpx.Client(base_url=url, headers=self.json_auth, timeout=120) as http:
             for body in full:
                 self.reset(conn, reference=False)
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.thread_time()
                 conn.execute("select ingest_batch_json('employees', %s)", (body,))
                 direct.append(time.perf_counter() - start)
+                client["client_direct"] += time.thread_time() - cpu
                 self.reset(conn, reference=False)
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.thread_time()
                 self.check(http.post("/tables/employees/rows", content=body))
                 http_times.append(time.perf_counter() - start)
+                client["client_http"] += time.thread_time() - cpu
+        cpu_ms = {"server": threads_cpu_seconds(self.server_pid) - server_before, **client}
         ratio = round(p50_ms(http_times) / p50_ms(direct), 3)
-        self.record("http_overhead", {"value": ratio, "http_p50_ms": p50_ms(http_times),
-                                      "sql_p50_ms": p50_ms(direct)})  # fmt: skip
+        self.record("http_overhead", {
+            "value": ratio, "http_p50_ms": p50_ms(http_times), "sql_p50_ms": p50_ms(direct),
+            "cpu_ms": {k: round(s * 1000 / len(full), 3) for k, s in cpu_ms.items()},
+        })  # fmt: skip
 
     # -- plumbing ----------------------------------------------------------------------
 

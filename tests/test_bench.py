@@ -44,6 +44,11 @@ def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
         assert set(target) == {"value", "target", "met"}
     assert "migrate / copy_fk" in done.stdout and "met" in done.stdout
     assert_pgloader_figure(result, done.stdout)
+    # where the HTTP path's time goes, in CPU a request: the server's, and
+    # the client's each way (httpx's against psycopg's direct call)
+    cpu = result["measurements"]["http_overhead"]["cpu_ms"]
+    assert set(cpu) == {"server", "client_http", "client_direct"}
+    assert cpu["server"] > 0 and cpu["client_http"] > 0 and cpu["client_direct"] > 0
 
 
 def assert_pgloader_figure(result: dict, said: str) -> None:
