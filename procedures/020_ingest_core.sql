@@ -70,8 +70,11 @@ as $$
 -- its lineage (batch p_batch_id, its position in the batch), and a row
 -- whose id was taken, by a committed row or by a concurrent batch that
 -- committed first, is duplicate_id instead. Rows go in in id order, so two
--- batches with overlapping ids never deadlock. The ids committed rows hold
--- are found before the insert (by one index scan of them all; p_alone: this
+-- batches with overlapping ids never deadlock; p_alone, in the order they
+-- were judged (nothing else writes the table; sorting a million rows cost
+-- ~0.13 s of a 9.2 s migration, six rounds, one reversed). The ids
+-- committed rows hold are found before the insert (by one index scan of
+-- them all; p_alone: this
 -- transaction holds p_table exclusively, an initial load, by one pass over
 -- it), so the insert needs no ON CONFLICT, whose speculative insertion
 -- costs a second WAL record a row (2 s of a million rows; 1.4 ms of a
@@ -81,14 +84,15 @@ as $$
 -- query of its own. p_alone: the hire counts are added by one aggregate (070).
 declare
     v_cols constant text[] := _table_columns(p_table);
-    v_insert constant text := format(
+    v_insert_alone constant text := format(
         'insert into %I as t (%s, batch_id, batch_position) select %s, %s, r.idx'
-        ' from pg_temp.judged_rows as r where r.reason_code is null order by r.id',
+        ' from pg_temp.judged_rows as r where r.reason_code is null',
         p_table,
         array_to_string(v_cols, ', '),
         (select string_agg(format('r.%I', c), ', ') from unnest(v_cols) as c),
         coalesce(p_batch_id::text, 'null')
     );
+    v_insert constant text := v_insert_alone || ' order by r.id';
     v_taken constant text := format(
         'update pg_temp.judged_rows as r set reason_code = %L, field = %L'
         ' where r.reason_code is null and r.id %%s',
@@ -117,9 +121,9 @@ begin
     if p_alone then
         execute format(v_taken, format('in (select t.%I from %I as t)', v_cols[1], p_table));
         if _counts_hires(p_table::regclass) then
-            perform _insert_counting_hires(v_insert);
+            perform _insert_counting_hires(v_insert_alone);
         else
-            execute v_insert;
+            execute v_insert_alone;
         end if;
     elsif _citus_kind(p_table::regclass) is null then
         execute v_probe into v_taken_ids;
