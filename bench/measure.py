@@ -93,7 +93,10 @@ def cpu_seconds(root: int) -> float:
 
 def threads_cpu_seconds(pid: int) -> float:
     """CPU time of process pid's live threads, to the nanosecond (schedstat):
-    cpu_seconds counts in ticks of 10 ms, coarse for a few requests' worth."""
+    cpu_seconds counts in ticks of 10 ms, coarse for a few requests' worth;
+    it is the answer on a kernel without schedstat."""
+    if not Path(f"/proc/{pid}/schedstat").exists():
+        return cpu_seconds(pid)
     total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:

@@ -74,14 +74,14 @@ as $$
 -- were judged (nothing else writes the table; sorting a million rows cost
 -- ~0.13 s of a 9.2 s migration, six rounds, one reversed). The ids
 -- committed rows hold are found before the insert (by one index scan of
--- them all; p_alone: this
--- transaction holds p_table exclusively, an initial load, by one pass over
--- it), so the insert needs no ON CONFLICT, whose speculative insertion
--- costs a second WAL record a row (2 s of a million rows; 1.4 ms of a
--- 43 ms 1000-row batch). Only a batch that commits one of the ids between
--- the probe and the insert makes the insert fail; it then runs again with
--- ON CONFLICT. Citus keeps ON CONFLICT: a probe there is a distributed
--- query of its own. p_alone: the hire counts are added by one aggregate (070).
+-- them all; p_alone: this transaction holds p_table exclusively, an
+-- initial load, by one pass over it), so the insert needs no ON CONFLICT,
+-- whose speculative insertion costs a second WAL record a row (2 s of a
+-- million rows; 1.4 ms of a 43 ms 1000-row batch). Only a batch that
+-- commits one of the ids between the probe and the insert makes the insert
+-- fail; it then runs again with ON CONFLICT. Citus keeps ON CONFLICT: a
+-- probe there is a distributed query of its own. p_alone: the hire counts
+-- are added by one aggregate (070).
 declare
     v_cols constant text[] := _table_columns(p_table);
     v_insert_alone constant text := format(

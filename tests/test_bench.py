@@ -48,7 +48,8 @@ def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
     # the client's each way (httpx's against psycopg's direct call)
     cpu = result["measurements"]["http_overhead"]["cpu_ms"]
     assert set(cpu) == {"server", "client_http", "client_direct"}
-    assert cpu["server"] > 0 and cpu["client_http"] > 0 and cpu["client_direct"] > 0
+    assert cpu["client_http"] > 0 and cpu["client_direct"] > 0
+    assert cpu["server"] >= 0  # in 10 ms ticks where the kernel has no schedstat
 
 
 def assert_pgloader_figure(result: dict, said: str) -> None:
