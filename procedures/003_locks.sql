@@ -147,12 +147,16 @@ as $$
 -- by name); or 55P03 says which table is busy and who holds it, after
 -- waiting at most about lock_timeout. All or none: while it waits it holds
 -- none of them, so it never waits holding a table that its holder waits
--- for (a deadlock), whatever order the others take theirs in.
+-- for (a deadlock), whatever order the others take theirs in. Nothing to
+-- lock (NULL, as jsonb_object_agg of no rows gives, or {}): returns at once.
 declare
     v_busy text;
     v_deadline timestamptz := clock_timestamp()
         + coalesce(nullif(current_setting('lock_timeout'), '0'), '1 century')::interval;
 begin
+    if p_modes is null or p_modes = '{}' then
+        return;
+    end if;
     if (select count(*) from jsonb_object_keys(p_modes)) = 1 then
         v_busy := (select k from jsonb_object_keys(p_modes) as k);
         perform _wait_for_table(v_busy, p_modes ->> v_busy, false);  -- one lock: nothing held
@@ -206,14 +210,10 @@ as $$
 -- which takes its snapshot after the wait. A STABLE function reads with
 -- the snapshot its caller took before it: a table a restore truncated
 -- meanwhile read as empty (tests/test_operations_meet.py).
-declare
-    v_modes constant jsonb := (
-        select jsonb_object_agg(t, 'access share') from unnest(p_tables) as t
-    );
 begin
-    if v_modes is not null then
-        perform _lock_tables(v_modes);
-    end if;
+    perform _lock_tables((
+        select jsonb_object_agg(t, 'access share') from unnest(p_tables) as t
+    ));
 end;
 $$;
 

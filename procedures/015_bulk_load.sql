@@ -18,16 +18,12 @@ as $$
 -- the one lock order, all or none, a bounded wait that names the holder):
 -- no row can be deleted or changed there meanwhile, so references checked
 -- after this stay true until commit.
-declare
-    v_modes constant jsonb := (
+begin
+    perform _lock_tables((
         select jsonb_object_agg(c.confrelid::regclass::text, 'share')
         from pg_constraint as c
         where c.conrelid = p_table and c.contype = 'f'
-    );
-begin
-    if v_modes is not null then
-        perform _lock_tables(v_modes);
-    end if;
+    ));
 end;
 $$;
 
