@@ -168,16 +168,18 @@ declare
     -- once more by one statement instead
     v_skip_triggers boolean := v_references and _skips_row_triggers(p_table::regclass);
     -- and the referenced rows locked by it (not needed when p_alone)
-    v_lock_references boolean := v_skip_triggers and not p_alone;
+    v_lock_references boolean;
     v_role constant text := current_setting('session_replication_role');
     v_attempt integer := 1;
 begin
     perform _require_table(p_table);
     perform _gather_verdicts(p_table);
-    v_lock_references := v_lock_references and _skipping_row_triggers_pays((
-        select count(*) from pg_temp.judged_rows as r where r.reason_code is null
-    ));
-    v_skip_triggers := v_lock_references or (v_skip_triggers and p_alone);
+    if v_skip_triggers and not p_alone then  -- a small batch lets them run
+        v_skip_triggers := _skipping_row_triggers_pays((
+            select count(*) from pg_temp.judged_rows as r where r.reason_code is null
+        ));
+    end if;
+    v_lock_references := v_skip_triggers and not p_alone;
     loop
         begin
             if v_references and (p_alone or v_lock_references or v_attempt > 1) then
