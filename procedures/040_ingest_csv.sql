@@ -226,6 +226,8 @@ security definer
 set search_path = pg_catalog, public, pg_temp
 -- the whole file is judged in one statement: room for its sorts and hashes
 set work_mem = '256MB'
+-- the temporary tables' statistics from 3 000 rows, not 30 000 (below)
+set default_statistics_target = 10
 as $$
 -- Promise: loads every record of pg_temp.csv_pieces into p_table through
 -- the validation core, logs each rejected record (file, first line number,
@@ -274,7 +276,10 @@ begin
     -- taken here. Without them the planner took a file's valid rows for
     -- 0.5 % of it (the default for IS NULL): it counted a million hires by
     -- sorting them (1.5 s instead of 0.5) and sorted every line to find
-    -- the text of the rejected ones. A million lines take ~0.25 s to analyse.
+    -- the text of the rejected ones. The plans need only row counts and
+    -- the share of valid rows, which a sample of 3 000 rows gives: a
+    -- million lines take ~0.03 s to analyse, against ~0.22 at the default
+    -- 30 000 (psql, both tables).
     if v_records >= 10000 then
         analyze pg_temp.judged_rows;
         analyze pg_temp.csv_lines;
