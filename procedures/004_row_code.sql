@@ -176,7 +176,7 @@ language sql stable
 set search_path = pg_catalog, public, pg_temp
 as $$
     -- Promise: the SQL of a relation of the records of pg_temp.csv_lines of
-    -- pieces numbered p_session modulo p_sessions as rows of p_table to
+    -- the pieces p_pieces (all of them when NULL) as rows of p_table to
     -- judge, in the shape _code_json_rows gives: idx is the line number, each
     -- field a string, an empty one absent; a line the reader would not read
     -- whole is there by its reason alone.
@@ -193,7 +193,7 @@ as $$
                     c.line_number, c.problem, c.reason,
                     _record_fields(c.fields, c.raw_line, p_delimiter) as f
                 from pg_temp.csv_lines as c
-                where c.piece %% p_sessions = p_session
+                where p_pieces is null or c.piece = any(p_pieces)
                 offset 0
             ) as l
             offset 0$sql$,
@@ -522,7 +522,7 @@ begin
 
     execute format($f$
         create or replace function _judge_csv_lines(
-            p_table text, p_delimiter text, p_sessions integer, p_session integer
+            p_table text, p_delimiter text, p_pieces integer[]
         )
         returns bigint
         language plpgsql
@@ -604,7 +604,7 @@ revoke all on function _staging_table_fits(text, text) from public;
 revoke all on function _empty_judged_rows() from public;
 revoke all on function _prepare_judged_rows(boolean) from public;
 revoke all on function _judge_json_rows(text, jsonb) from public;
-revoke all on function _judge_csv_lines(text, text, integer, integer) from public;
+revoke all on function _judge_csv_lines(text, text, integer[]) from public;
 revoke all on function _recheck_references(text, boolean) from public;
 revoke all on function _has_references(text) from public;
 revoke all on function _referenced_tables(text) from public;

@@ -134,7 +134,7 @@ as $$
 $$;
 
 create or replace function judge_csv_lines(
-    p_table text, p_delimiter text, p_sessions integer default 1, p_session integer default 0
+    p_table text, p_delimiter text, p_pieces integer[] default null
 )
 returns bigint
 language plpgsql
@@ -143,9 +143,10 @@ set search_path = pg_catalog, public, pg_temp
 set work_mem = '256MB'
 as $$
 -- Promise: the records of the session's pg_temp.csv_pieces are in
--- pg_temp.csv_lines, and the verdicts on its share of them (the pieces
--- numbered p_session modulo p_sessions) in pg_temp.judged_rows, where
--- ingest_csv_lines finds them. A broken record (the reader's problem) is
+-- pg_temp.csv_lines, and the verdicts on its share of them (those of the
+-- pieces numbered p_pieces; all when NULL) in pg_temp.judged_rows, where
+-- ingest_csv_lines finds them. The caller shares the pieces out
+-- (dataarch/migrate.py). A broken record (the reader's problem) is
 -- malformed_line. Returns how many records were judged. Changes no table
 -- but the session's own.
 begin
@@ -155,7 +156,7 @@ begin
     if not exists (select from pg_temp.csv_lines) then
         perform _expand_csv_pieces();
     end if;
-    return _judge_csv_lines(p_table, p_delimiter, p_sessions, p_session);
+    return _judge_csv_lines(p_table, p_delimiter, p_pieces);
 end;
 $$;
 
@@ -466,12 +467,12 @@ revoke all on function csv_begin(text) from public;
 revoke all on function _table_alone(regclass) from public;
 revoke all on function _require_csv_staging() from public;
 revoke all on function _expand_csv_pieces() from public;
-revoke all on function judge_csv_lines(text, text, integer, integer) from public;
+revoke all on function judge_csv_lines(text, text, integer[]) from public;
 revoke all on function already_migrated(text, text, text) from public;
 revoke all on function ingest_csv_lines(text, text, text, text, bigint, boolean) from public;
 -- POST /tables/{table}/csv loads a file as the API role
 grant execute on function csv_begin(text) to dataarch_api;
-grant execute on function judge_csv_lines(text, text, integer, integer) to dataarch_api;
+grant execute on function judge_csv_lines(text, text, integer[]) to dataarch_api;
 grant execute on function already_migrated(text, text, text) to dataarch_api;
 grant execute on function ingest_csv_lines(text, text, text, text, bigint, boolean) to dataarch_api;
 revoke all on function retry_csv_rejections(text, text) from public;

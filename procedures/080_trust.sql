@@ -40,7 +40,7 @@ as $$
         ('function', 'ready_to_ingest()', 'execute', 'GET /health/ready'),
         ('function', 'csv_begin(text)', 'execute', 'POST /tables/{table}/csv'),
         (
-            'function', 'judge_csv_lines(text,text,integer,integer)', 'execute',
+            'function', 'judge_csv_lines(text,text,integer[])', 'execute',
             'POST /tables/{table}/csv'
         ),
         (

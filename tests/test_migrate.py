@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
 
 import psycopg
@@ -147,6 +148,25 @@ def test_one_two_and_four_sessions_give_the_same_outcome(db, tmp_path, lines) ->
     assert summary["inserted"] + summary["rejected"] == lines
     assert {"duplicate_in_batch", "unknown_department", "unknown_job"} <= set(summary["by_reason"])
     assert outcomes[0][3] is not None  # hire_counts adds up to the table
+
+
+@pytest.mark.parametrize("sessions", [1, 2, 3, 4])
+def test_the_first_session_judges_fewer_pieces_for_expanding_them_all(sessions) -> None:
+    """Each piece is judged by one session; the first, which also expands every
+    piece, is given less to judge, so that all of them finish together (to
+    within a piece of work), and the helpers share the rest evenly."""
+    pieces = 1000
+    judges = list(islice(migrate._judging_sessions(sessions), pieces))
+    counts = [judges.count(k) for k in range(sessions)]
+    assert sum(counts) == pieces and min(counts) > 0
+    if sessions == 1:
+        return
+    extra = migrate.EXPANDING_PER_JUDGING
+    first = counts[0] + extra * pieces
+    for helper in counts[1:]:
+        assert abs(first - helper * (1 + extra)) <= 1 + extra
+    assert counts[0] < pieces / sessions
+    assert max(counts[1:]) - min(counts[1:]) <= 1
 
 
 def test_sessions_are_bounded_by_free_connection_slots(db, tmp_path, monkeypatch) -> None:

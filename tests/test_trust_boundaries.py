@@ -37,7 +37,7 @@ CALLS: dict[str, str] = {
     ),
     "ready_to_ingest()": "select ready_to_ingest()",
     "csv_begin(text)": "select csv_begin('jobs')",
-    "judge_csv_lines(text,text,integer,integer)": "select judge_csv_lines('jobs', ',')",
+    "judge_csv_lines(text,text,integer[])": "select judge_csv_lines('jobs', ',')",
     "ingest_csv_lines(text,text,text,text,bigint,boolean)": (
         "select ingest_csv_lines('jobs', 'planted.csv', 'abc', ',')"
     ),
