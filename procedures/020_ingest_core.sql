@@ -256,8 +256,8 @@ end;
 $$;
 
 create or replace function _finish_batch(
-    p_batch_id bigint, p_table text, p_submitted bigint, p_inserted_ids integer[],
-    p_rejected bigint
+    p_batch_id bigint, p_table text, p_submitted bigint, p_inserted bigint, p_rejected bigint,
+    p_resolving_ids integer[]
 )
 returns integer
 language plpgsql
@@ -267,12 +267,15 @@ as $$
 -- batch, a CSV file, a retry): the open rejections its rows resolve are
 -- resolved by it, and it is finished with its counts, which the count
 -- invariant (inserted + rejected = submitted, a CHECK) holds to. Returns
--- how many rejections it resolved.
+-- how many rejections it resolved. p_resolving_ids: the ids it inserted,
+-- or at least each of them that an open rejection of p_table carries (a
+-- file of a million rows passes only those: planned with a million
+-- constants, the resolving UPDATE took 0.28 s).
 declare
-    v_resolved integer := _resolve_rejections(p_table, p_batch_id, p_inserted_ids);
+    v_resolved integer := _resolve_rejections(p_table, p_batch_id, p_resolving_ids);
 begin
     update ingest_batches
-    set submitted = p_submitted, inserted = cardinality(p_inserted_ids),
+    set submitted = p_submitted, inserted = p_inserted,
         rejected = p_rejected, finished_at = clock_timestamp()
     where batch_id = p_batch_id;
     return v_resolved;
@@ -329,4 +332,5 @@ revoke all on function _insert_valid_rows(text, bigint, boolean) from public;
 revoke all on function _insert_rows(text, bigint, boolean) from public;
 revoke all on function _ingest_rows(text, jsonb, boolean, bigint) from public;
 revoke all on function _resolve_rejections(text, bigint, integer[]) from public;
-revoke all on function _finish_batch(bigint, text, bigint, integer[], bigint) from public;
+revoke all on function _finish_batch(bigint, text, bigint, bigint, bigint, integer[])
+from public;

@@ -90,7 +90,9 @@ begin
         ),
         array(select o.record_id from outcome as o where o.reason_code is null)
     into v_inserted, v_rejected, v_rejections, v_inserted_ids;
-    v_resolved := _finish_batch(v_batch_id, p_table, v_submitted, v_inserted_ids, v_rejected);
+    v_resolved := _finish_batch(
+        v_batch_id, p_table, v_submitted, v_inserted, v_rejected, v_inserted_ids
+    );
 
     return jsonb_build_object(
         'batch_id', v_batch_id,

@@ -21,6 +21,8 @@ from conftest import (
     load_reference_rows,
 )
 
+from dataarch.migrate import migrate_file
+
 
 def statuses(conn: psycopg.Connection, table: str = "employees") -> dict[str, int]:
     rows = conn.execute(
@@ -46,6 +48,34 @@ def test_a_later_row_with_the_id_resolves_the_rejection(conn) -> None:
     assert (third["inserted"], third["resolved"]) == (1, 0)
     assert statuses(conn) == {"open": 2, "resolved": 1}
     assert first["batch_id"] < second["batch_id"]
+
+
+def test_a_csv_file_resolves_the_open_rejections_of_the_ids_it_inserts(conn, tmp_path) -> None:
+    """A file passes only the ids an open rejection carries to be resolved:
+    it resolves those of other batches, never its own, and counts every row
+    it inserted."""
+    load_reference_rows(conn)
+    earlier = ingest(conn, "employees", [employee(5, employee_name=""), employee(6, job_id=99)])
+    path = tmp_path / "hired_employees.csv"
+    path.write_text(
+        "5,Fixed,2021-01-01T00:00:00Z,1,1\n"  # resolves batch 1's rejection of 5
+        "6,,2021-01-01T00:00:00Z,1,1\n"  # rejected again: 6 stays open, twice
+        "7,New,2021-01-01T00:00:00Z,1,1\n"
+        "8,Eight,2021-01-01T00:00:00Z,1,99\n"  # its own rejection, not resolved by 8
+        "8,Eight again,2021-01-01T00:00:00Z,1,1\n"
+    )
+    done = migrate_file(conn, "employees", path)
+    assert (done["inserted"], done["rejected"], done["resolved"]) == (3, 2, 1)
+    assert conn.execute(
+        "select inserted, rejected, submitted from ingest_batches where batch_id = %s",
+        (done["batch_id"],),
+    ).fetchone() == (3, 2, 5)
+    assert statuses(conn) == {"open": 3, "resolved": 1}
+    resolved = conn.execute(
+        "select record_id, batch_id, resolved_by_batch from ingest_errors"
+        " where resolved_at is not null"
+    ).fetchall()
+    assert resolved == [(5, earlier["batch_id"], done["batch_id"])]
 
 
 def test_closing_needs_a_note_and_says_who(conn) -> None:
