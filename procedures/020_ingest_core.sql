@@ -240,6 +240,19 @@ as $$
 declare
     v_resolved integer;
 begin
+    -- Usually no other batch's open rejection lies between the batch's
+    -- lowest and highest id: one range scan of the partial index says so,
+    -- where probing it once an id cost ~1 ms of a 1000-row batch. The scan
+    -- reads past at most the batch's own open rejections.
+    if not exists (
+        select from ingest_errors as x
+        where x.table_name = p_table and x.resolved_at is null and x.closed_at is null
+            and x.batch_id <> p_batch_id
+            and x.record_id between (select min(i) from unnest(p_ids) as i)
+            and (select max(i) from unnest(p_ids) as i)
+    ) then
+        return 0;
+    end if;
     update ingest_errors as e
     set resolved_by_batch = p_batch_id, resolved_at = now()
     from (

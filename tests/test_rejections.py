@@ -50,6 +50,23 @@ def test_a_later_row_with_the_id_resolves_the_rejection(conn) -> None:
     assert first["batch_id"] < second["batch_id"]
 
 
+def test_a_rejection_is_resolved_at_either_end_of_a_batchs_ids(conn) -> None:
+    """A batch looks for open rejections between its lowest and highest id
+    before it probes them id by id: ids at either end, or one id alone,
+    still resolve theirs, and an open rejection inside the range that none
+    of its ids carries stays open."""
+    load_reference_rows(conn)
+    ingest(conn, "employees", [employee(i, employee_name="") for i in (10, 15, 20, 30)])
+    assert ingest(conn, "employees", [employee(3), employee(10)])["resolved"] == 1
+    assert ingest(conn, "employees", [employee(16), employee(20)])["resolved"] == 1
+    assert ingest(conn, "employees", [employee(12), employee(18)])["resolved"] == 0  # 15 between
+    assert ingest(conn, "employees", [employee(30)])["resolved"] == 1
+    still_open = conn.execute(
+        "select record_id from ingest_errors where resolved_at is null order by 1"
+    ).fetchall()
+    assert still_open == [(15,)]
+
+
 def test_a_csv_file_resolves_the_open_rejections_of_the_ids_it_inserts(conn, tmp_path) -> None:
     """A file passes only the ids an open rejection carries to be resolved:
     it resolves those of other batches, never its own, and counts every row
