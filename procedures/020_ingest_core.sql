@@ -238,18 +238,20 @@ as $$
 -- p_batch_id whose row carried one of p_ids (the ids p_batch_id inserted)
 -- is resolved by p_batch_id, now. Returns how many.
 declare
+    v_lowest integer;
+    v_highest integer;
     v_resolved integer;
 begin
     -- Usually no other batch's open rejection lies between the batch's
     -- lowest and highest id: one range scan of the partial index says so,
     -- where probing it once an id cost ~1 ms of a 1000-row batch. The scan
     -- reads past at most the batch's own open rejections.
+    select min(i), max(i) into v_lowest, v_highest from unnest(p_ids) as i;
     if not exists (
         select from ingest_errors as x
         where x.table_name = p_table and x.resolved_at is null and x.closed_at is null
             and x.batch_id <> p_batch_id
-            and x.record_id between (select min(i) from unnest(p_ids) as i)
-            and (select max(i) from unnest(p_ids) as i)
+            and x.record_id between v_lowest and v_highest
     ) then
         return 0;
     end if;
