@@ -7,7 +7,7 @@ import json
 
 import psycopg
 from conftest import load_reference_rows
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 GOOD = {
@@ -117,6 +117,11 @@ SHAPED_DATETIMES = st.builds(
     max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(text=SHAPED_DATETIMES)
+# the 29th of February of a century, a fourth century and two plain years
+@example(text="1900-02-29T00:00:00Z")
+@example(text="2000-02-29T00:00:00Z")
+@example(text="2021-02-29T00:00:00Z")
+@example(text="2024-02-29T00:00:00+01:00")
 def test_the_datetime_rule_matches_the_cast(conn: psycopg.Connection, text: str) -> None:
     problem = conn.execute("select _datetime_problem(%s, 'string')", (text,)).fetchone()[0]
     month, day, hour, minute, second = (int(text[i : i + 2]) for i in (5, 8, 11, 14, 17))
@@ -138,9 +143,10 @@ def test_the_datetime_rule_matches_the_cast(conn: psycopg.Connection, text: str)
 
 # Strings near a date-time: every shape the rule allows (separator, seconds,
 # fraction, zone), any two digits in each field, then a character or two
-# replaced, inserted or deleted. The rule's fast form (no regular expression
-# for the usual shape) must agree with its statement, _datetime_pattern().
-_NEAR = "0123456789-:Tt zZ+.x"
+# replaced, inserted or deleted. The rule's fast form for the usual shape (no
+# regular expression) must give the verdict of its statement,
+# _any_datetime_problem (the pattern, the day, the range in UTC).
+_NEAR = "0123456789-:Tt zZ+.xé"
 
 
 @st.composite
@@ -162,17 +168,69 @@ def near_datetimes(draw: st.DrawFn) -> str:
     return text
 
 
+# The usual shape, 2021-11-07T02:48:42Z, with any four-digit year (leap or
+# not, 0000 included), any month and day, and a field's digit now and then
+# replaced by something else of one character.
+@st.composite
+def usual_datetimes(draw: st.DrawFn) -> str:
+    year, month, day, hour, minute, second = (
+        draw(st.integers(0, top)) for top in (9999, 13, 32, 25, 61, 61)
+    )
+    text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}Z"
+    if draw(st.booleans()):
+        at = draw(st.sampled_from([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]))
+        text = text[:at] + draw(st.sampled_from(["x", "-", " ", "é", "٣"])) + text[at + 1 :]
+    return text
+
+
 @settings(
     max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(text=st.one_of(near_datetimes(), SHAPED_DATETIMES))
-def test_the_datetime_rule_has_the_shape_of_its_pattern(
+@given(text=st.one_of(near_datetimes(), SHAPED_DATETIMES, usual_datetimes()))
+def test_the_datetime_rule_gives_the_verdict_of_its_statement(
     conn: psycopg.Connection, text: str
 ) -> None:
-    shaped, matches = conn.execute(
-        "select _datetime_shaped(%s), %s ~ _datetime_pattern()", (text, text)
+    rule, statement = conn.execute(
+        "select _datetime_problem(%s, 'string'), _any_datetime_problem(%s)", (text, text)
     ).fetchone()
-    assert shaped == matches, text
+    assert rule == statement, text
+
+
+# Names of every length around the limit, blank or not at either end, with
+# characters of one to four bytes: the rule, which trims only when it may
+# matter, gives the verdict of its statement (Python's strip and len are
+# PostgreSQL's btrim of those blanks and char_length).
+_NAME_CHARS = st.sampled_from([" ", "\t", "\r", "\n", "a", "Z", "é", "€", "😀", "\uffff"])
+
+
+@settings(
+    max_examples=800, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.one_of(
+        st.text(_NAME_CHARS, max_size=8),
+        st.builds(
+            "{}{}{}".format,
+            st.text(st.sampled_from(" \t\r\n"), max_size=3),
+            st.integers(195, 205).flatmap(
+                lambda n: st.text(st.sampled_from("aé€😀"), min_size=n, max_size=n)
+            ),
+            st.text(st.sampled_from(" \t\r\n"), max_size=3),
+        ),
+    )
+)
+def test_the_name_rule_gives_the_verdict_of_its_statement(
+    conn: psycopg.Connection, name: str
+) -> None:
+    problem = conn.execute("select _name_problem(%s, 'string')", (name,)).fetchone()[0]
+    trimmed = name.strip(" \t\r\n")
+    expected = (
+        "invalid_character" if "\uffff" in name
+        else "blank_string" if not trimmed
+        else "too_long" if len(trimmed) > 200
+        else None
+    )  # fmt: skip
+    assert problem == expected, name
 
 
 # Every instant at the edges of the storable range, in every offset: accepted

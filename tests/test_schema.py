@@ -84,7 +84,8 @@ def test_api_role_can_ingest_and_read(dsn, conn) -> None:
 @pytest.mark.parametrize(
     "rule",
     ["_presence_problem(t)", "_id_problem(s, t)", "_name_problem(s, t)",
-     "_datetime_problem(s, t)", "_day_exists(s)"],
+     "_datetime_problem(s, t)", "_usual_datetime_problem(s)", "_any_datetime_problem(s)",
+     "_day_exists(s)"],
 )  # fmt: skip
 def test_the_field_rules_are_inlined(conn, rule) -> None:
     """An immutable SQL rule that calls a merely stable function (a cast to
