@@ -74,6 +74,26 @@ def test_changed_code_is_applied_again(conn, tmp_path: Path) -> None:
     )
 
 
+# A database installed by the code of a recent commit, before schema/024 and
+# 025 changed the rules' functions: today's install must leave it exactly as a
+# fresh one (a function whose signature changed leaves no old form behind).
+RECENT_INSTALL = "180222c"
+
+
+def test_a_database_installed_by_a_recent_commit_upgrades_to_a_fresh_install(
+    new_database, tmp_path: Path
+) -> None:
+    recent = release_tree(RECENT_INSTALL, tmp_path / "recent")
+    old, fresh = new_database(), new_database()
+    with psycopg.connect(old) as conn:
+        install(conn, recent)
+        assert schema_version(conn) == "023_batches_finished_with_a_count"
+        install(conn)
+    with psycopg.connect(fresh) as conn:
+        install(conn)
+    assert _schema_dump(old) == _schema_dump(fresh)
+
+
 # -- upgrade from the previous release --------------------------------------------------
 
 
