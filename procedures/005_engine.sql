@@ -19,8 +19,8 @@
 --    which only a superuser or a role granted SET on it may change. Where
 --    it may not, or on a distributed table (the triggers run on the
 --    workers), or when a trigger on the table is not ENABLE ALWAYS (it
---    would be skipped silently), the triggers fire: same result, ~20 % more
---    time a 1000-row batch. Below 200 valid rows they fire anyway
+--    would be skipped silently), the triggers fire: same result, ~9 % more
+--    time a 1000-row batch. Below 600 valid rows they fire anyway
 --    (_skipping_row_triggers_pays): switching the setting costs more.
 -- 4. DDL inside a transaction (restore, an initial load drop and re-create
 --    keys and indexes): after reading shards in parallel, Citus refuses DDL
@@ -101,12 +101,19 @@ language sql immutable
 as $$
     -- Whether skipping the per-row triggers pays for a batch of p_rows valid
     -- rows. Setting session_replication_role empties the session's whole
-    -- plan cache, so every statement of the next batch is analysed and
-    -- planned again, while a per-row check costs ~13 us. Measured on ~1M
-    -- employees, two databases alternating (ms a batch, triggers against
-    -- skipped): 1 row 5.6 / 7.8, 100 rows 11.0 / 12.6, 200 rows 16.8 /
-    -- 17.0, 400 rows 25.8 / 23.4, 1000 rows 52.8 / 42.1.
-    select p_rows >= 200
+    -- plan cache, so every statement of the batch is analysed and planned
+    -- again (~3.7 ms), and the references are locked and checked once more,
+    -- while a row's two checks by the triggers cost ~6 us. Measured
+    -- 2026-12-05 on 300 000 employees, p50 of 40 batches, two to four
+    -- rounds alternating (ms a batch, skipped / triggers): 100 rows 7.6 /
+    -- 4.8-5.2, 200 rows 9.7-9.8 / 7.5, 300 rows 11.7-11.8 / 10.1-10.5, 400
+    -- rows 13.9 / 12.6-13.3, 500 rows 15.6-15.7 / 15.0-15.2, 600 rows
+    -- 17.5-17.6 / 17.5-17.7, 700 rows 19.4-19.6 / 20.1-20.2, 1000 rows
+    -- 25.1-25.3 / 27.5-27.7. Four sessions at once agree (k rows/s, three
+    -- rounds): 300 rows 43.8-45.1 / 48.8-51.1, 500 rows 55.2-57.3 /
+    -- 58.9-59.1, 700 rows 61.2-62.2 / 59.8-60.4. (At 200 until then, from
+    -- figures of batches twice as slow.)
+    select p_rows >= 600
 $$;
 
 create or replace function _one_connection_per_node()
