@@ -32,6 +32,9 @@
 --    that reads a distributed table, inlined or not, so every function that
 --    reads departments, jobs, employees or hire_counts is PL/pgSQL
 --    (procedures/README.md; tests/test_schema.py checks it).
+-- 6. The smallest initial load (_initial_load_from): rebuilding a table's
+--    indexes is DDL on every shard on Citus, so a file there must be
+--    larger before a CSV load takes that path.
 
 create or replace function _citus_installed()
 returns boolean
@@ -114,6 +117,26 @@ as $$
     -- 58.9-59.1, 700 rows 61.2-62.2 / 59.8-60.4. (At 200 until then, from
     -- figures of batches twice as slow.)
     select p_rows >= 600
+$$;
+
+create or replace function _initial_load_from()
+returns bigint
+language sql stable
+set search_path = pg_catalog, public, pg_temp
+as $$
+    -- The fewest records that make a CSV file an initial load when its
+    -- table holds no more rows than the file (ingest_csv_lines: the table
+    -- taken exclusively, its indexes rebuilt once after the insert). On
+    -- plain PostgreSQL the rebuild pays from a few thousand records: files
+    -- into an empty employees table, one session, seconds a file with the
+    -- indexes kept / rebuilt (2026-12-05, three or four rounds alternating):
+    -- 1 000 lines 0.028-0.029 / 0.028-0.029, 2 000 0.043-0.058 /
+    -- 0.041-0.045, 5 000 0.086-0.088 / 0.076-0.078, 10 000 0.155-0.159 /
+    -- 0.135-0.139, 40 000 0.51-0.52 / 0.43, 80 000 0.99 / 0.82-0.83. On
+    -- Citus, where the rebuild is DDL on every shard over one connection a
+    -- node, it stays at the 100 000 it was everywhere until then (not
+    -- measured lower there).
+    select case when _citus_installed() then 100000 else 5000 end
 $$;
 
 create or replace function _one_connection_per_node()
@@ -319,3 +342,4 @@ $$;
 
 revoke all on function distribute_tables() from public;
 revoke all on function _skipping_row_triggers_pays(bigint) from public;
+revoke all on function _initial_load_from() from public;

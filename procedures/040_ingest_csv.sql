@@ -286,9 +286,10 @@ begin
         analyze pg_temp.csv_lines;
     end if;
 
-    -- An initial load (a large file, at least as many records as the table
-    -- has rows by the statistics, which need no lock on it): its indexes
-    -- are rebuilt once after the insert instead of grown a row at a time.
+    -- An initial load (a file of at least _initial_load_from() records, and
+    -- at least as many as the table has rows by the statistics, which need
+    -- no lock on it): its indexes are rebuilt once after the insert instead
+    -- of grown a row at a time.
     -- The primary key too, unless another table's keys need it: the
     -- repeated and taken ids are rejected before the insert, and building
     -- it after a million rows cost ~0.4 s where keeping it cost 0.64
@@ -299,7 +300,7 @@ begin
     -- once after the insert, by one anti-join each (0.23 s a million rows).
     -- Dropping them locks the table until commit; nothing of this
     -- transaction has touched it before, so no lock is upgraded.
-    if v_records >= 100000 and v_records >= (
+    if v_records >= _initial_load_from() and v_records >= (
         select greatest(c.reltuples, s.n_live_tup)
         from pg_class as c
         left join pg_stat_all_tables as s on s.relid = c.oid

@@ -280,7 +280,7 @@ def test_an_initial_load_rebuilds_the_indexes_once(db, tmp_path) -> None:
         return {name: (oid, definition) for name, oid, definition in rows}
 
     keys = "select oid, conname from pg_constraint where conrelid = 'employees'::regclass"
-    generate(tmp_path, employees=100_000, bad_ratio=0.01)  # the smallest initial load
+    generate(tmp_path, employees=100_000, bad_ratio=0.01)  # an initial load, on Citus too
     before, keys_before = indexes(), db.execute(keys + " and contype = 'f'").fetchall()
     db.commit()  # each migrate_file commits on its own only from outside a transaction
     summary = migrate_dir(db, tmp_path)["employees"]
@@ -310,6 +310,31 @@ def test_an_initial_load_rebuilds_the_indexes_once(db, tmp_path) -> None:
     write(tmp_path, "hired_employees.csv", b"100001,Late Hire,2021-05-05T10:00:00Z,1,1\n")
     assert migrate_dir(db, tmp_path)["employees"]["inserted"] == 1
     assert indexes() == rebuilt  # a small file into a large table leaves them be
+
+
+def test_an_initial_load_starts_at_the_records_initial_load_from_names(db, tmp_path) -> None:
+    """Into an empty table, a file of _initial_load_from() records rebuilds the
+    indexes (each gets a new oid); one of a record fewer keeps them. Records,
+    not lines: a blank line does not count."""
+    indexes = (
+        "select array_agg(indexrelid order by indexrelid) from pg_index"
+        " where indrelid = 'employees'::regclass"
+    )
+    smallest = db.execute("select _initial_load_from()").fetchone()[0]
+    load_reference_rows(db)
+    db.commit()
+    for records, rebuilt in [(smallest - 1, False), (smallest, True)]:
+        db.execute("truncate employees, ingest_errors, migrated_files, idempotency_keys, ingest_batches")
+        db.commit()
+        before = db.execute(indexes).fetchone()[0]
+        rows = b"".join(
+            b"%d,Hire %d,2021-01-01T00:00:00Z,1,1\n" % (n, n) for n in range(1, records + 1)
+        )
+        path = write(tmp_path, "hired_employees.csv", rows + b"\n\n")
+        summary = migrate_file(db, "employees", path)
+        assert (summary["inserted"], summary["blank"]) == (records, 2)
+        after = db.execute(indexes).fetchone()[0]
+        assert (set(after).isdisjoint(before), after == before) == (rebuilt, not rebuilt), records
 
 
 def test_an_initial_load_keeps_a_primary_key_other_tables_reference(db, tmp_path) -> None:
