@@ -324,7 +324,9 @@ def test_an_initial_load_starts_at_the_records_initial_load_from_names(db, tmp_p
     load_reference_rows(db)
     db.commit()
     for records, rebuilt in [(smallest - 1, False), (smallest, True)]:
-        db.execute("truncate employees, ingest_errors, migrated_files, idempotency_keys, ingest_batches")
+        db.execute(
+            "truncate employees, ingest_errors, migrated_files, idempotency_keys, ingest_batches"
+        )
         db.commit()
         before = db.execute(indexes).fetchone()[0]
         rows = b"".join(
