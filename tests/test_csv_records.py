@@ -11,8 +11,10 @@ import io
 import itertools
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from dataarch.csvrecords import Reader
+from dataarch.csvrecords import Parser, Reader
 
 INSIDE = ["\n", "\r\n", "\r", "\n\r\n", "\r\r\n", "\n\r", "\r\n\r\n", "\r\n\n\r", "\r\r"]
 ENDINGS = ["\n", "\r\n", ""]  # "": the last record has no line ending
@@ -61,3 +63,25 @@ def test_a_quoted_field_keeps_every_line_break_byte(inside: str, ending: str, ch
 )
 def test_line_endings_outside_and_around_quotes(data: bytes, expected: list, chunks: bool) -> None:
     assert _records(data, chunks) == expected
+
+
+@settings(max_examples=300)
+@given(data=st.text(alphabet='",\r\nx', max_size=40), chunks=st.booleans())
+@example(data='"\n\nx,x\n\r\n', chunks=False)  # blank lines after a field never closed
+@example(data='""\r\r', chunks=False)  # a CR that is data, before the ending's: "bad"
+def test_a_record_read_a_line_at_a_time_is_the_record_parsed_whole(data: str, chunks: bool) -> None:
+    """The reader parses a record a line at a time (each character once);
+    the verdict is the one the record's whole text gets. A blank line is
+    never a record, even one read again after a broken record."""
+    source: io.BytesIO | list[bytes] = io.BytesIO(data.encode())
+    if chunks:
+        source = data.encode().splitlines(keepends=True)
+    parser = Parser(",")
+    for piece in Reader(source).pieces():
+        if not piece.record:
+            continue
+        assert piece.text, "a blank line became a record"
+        if piece.problem and "is not closed" in piece.problem:
+            continue  # broken by what follows it, not by its own text
+        state, fields, problem = parser.parse(piece.text)
+        assert (state, fields, problem) == ("bad" if problem else "ok", piece.fields, piece.problem)
