@@ -67,6 +67,25 @@ TARGETS: dict[str, tuple[str, str | None, str, float]] = {
     # lines, and no shape takes the CLI or the server past the documented bound
     "migrate_huge_field / migrate_normal": ("migrate_huge_field", "migrate_normal", ">=", 1.0),
     "upload_huge_field / upload_normal": ("upload_huge_field", "upload_normal", ">=", 1.0),
+    # guards against time that grows faster than the input: a quoted field
+    # over many lines is parsed in Python, not split by the database (0.44-
+    # 0.46 of normal's MB/s when added; ~0.004 before it was made linear);
+    # a tiny line that is a rejection costs a logged row (0.54-0.63 of
+    # normal's lines/s when added)
+    "migrate_deep_quoting / migrate_normal": ("migrate_deep_quoting", "migrate_normal", ">=", 0.25),
+    "upload_deep_quoting / upload_normal": ("upload_deep_quoting", "upload_normal", ">=", 0.25),
+    "migrate_tiny_lines / migrate_normal, lines/s": (
+        "migrate_tiny_lines.lines_per_s",
+        "migrate_normal.lines_per_s",
+        ">=",
+        0.4,
+    ),
+    "upload_tiny_lines / upload_normal, lines/s": (
+        "upload_tiny_lines.lines_per_s",
+        "upload_normal.lines_per_s",
+        ">=",
+        0.4,
+    ),
     "shapes_peak_rss_mb": ("shapes_peak_rss_mb", None, "<=", 300),
     "restore_peak_rss_mb": ("restore_peak_rss_mb", None, "<=", 200),
 }
@@ -486,15 +505,21 @@ class Bench:
         self.record("ingest_http", repeat(rows, self.reps, truncate, over_http))
 
     def measure_shapes(self, conn: psycopg.Connection, csv_file: Path, url: str) -> None:
-        """Input shapes of issue 29 beside the normal file: the sample's lines
-        with one huge field among them (migrated, and uploaded), and a gzip
-        bomb (refused); MB/s, and the peak memory of the CLI and the server."""
+        """Input shapes of issue 29 beside the normal file, each migrated and
+        uploaded: the sample's lines with one huge field among them, a tenth
+        of them with ten tiny lines after each, and records whose quoted
+        field runs over 20 000 lines; and a gzip bomb (refused). MB/s and
+        lines/s, and the peak memory of the CLI and the server."""
         folder = self.work / "shapes"
         normal = shapes.first_lines(csv_file, folder / "normal" / csv_file.name, self.sample)
         huge = shapes.with_huge_field(normal, folder / "huge" / csv_file.name, HUGE_FIELD_BYTES)
+        tiny = shapes.with_tiny_lines(normal, folder / "tiny" / csv_file.name, self.sample // 10)
+        deep = shapes.deep_quoting(folder / "deep" / csv_file.name, normal.stat().st_size)
         bomb = shapes.gzip_bomb(folder / "bomb" / f"{csv_file.name}.gz", GZIP_BOMB_BYTES)
         peaks = []
-        for name, path in [("normal", normal), ("huge_field", huge)]:
+        files = [("normal", normal), ("huge_field", huge), ("tiny_lines", tiny),
+                 ("deep_quoting", deep)]  # fmt: skip
+        for name, path in files:
             runs = [self.migrate(conn, path) for _ in range(self.reps)]
             peaks.append(max(m for _, m in runs))
             self.record(f"migrate_{name}", _mb_rate(path, [s for s, _ in runs], peaks[-1]))
@@ -607,6 +632,11 @@ class Bench:
 
     def report(self) -> dict:
         figures = {name: figure_of(m) for name, m in self.measurements.items()}
+        figures |= {  # a file's lines/s beside its MB/s: "name.lines_per_s"
+            f"{name}.lines_per_s": m["lines_per_s"]
+            for name, m in self.measurements.items()
+            if "lines_per_s" in m
+        }
         ratios, targets = {}, {}
         for name, (top, bottom, op, target) in TARGETS.items():
             if top not in figures or (bottom and bottom not in figures):
@@ -692,12 +722,15 @@ def _node_cpu_table(result: dict) -> list[str]:
 
 
 def _mb_rate(path: Path, seconds: list[float], peak_mb: float) -> dict:
-    """MB/s of a file as the median of repetitions, with the peak memory."""
-    size = path.stat().st_size
+    """MB/s of a file as the median of repetitions, its lines/s, and the peak memory."""
+    size, median = path.stat().st_size, statistics.median(seconds)
+    with path.open("rb") as f:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(shapes.MB), b""))
     return {
         "mb": round(size / shapes.MB, 1),
         "seconds": [round(s, 4) for s in seconds],
-        "mb_per_s": round(size / shapes.MB / statistics.median(seconds), 2),
+        "mb_per_s": round(size / shapes.MB / median, 2),
+        "lines_per_s": round(lines / median),
         "peak_rss_mb": round(peak_mb, 1),
     }
 

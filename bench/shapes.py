@@ -1,6 +1,8 @@
 """The input shapes the bench measures beside the normal file (issue 29):
-the same lines with one huge field among them, and a gzip bomb. Each is
-written a megabyte at a time, so the bench itself stays small."""
+the same lines with one huge field among them, with tiny lines between
+them, records whose quoted field runs over thousands of lines, and a gzip
+bomb. Each is written a megabyte at a time, so the bench itself stays
+small."""
 
 from __future__ import annotations
 
@@ -33,6 +35,29 @@ def with_huge_field(source: Path, out: Path, field_bytes: int) -> Path:
             o.write(b"x" * min(left, MB))
         o.write(b'",2021-01-01T00:00:00Z,1,1\n')
         o.writelines(lines[half:])
+    return out
+
+
+def with_tiny_lines(source: Path, out: Path, lines: int, tiny: int = 10) -> Path:
+    """The first `lines` lines of `source`, each followed by `tiny` lines of
+    one character (a record of one field: each is one rejection)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with source.open("rb") as f, out.open("wb") as o:
+        for line in islice(f, lines):
+            o.write(line + b"x\n" * tiny)
+    return out
+
+
+def deep_quoting(out: Path, size: int, lines: int = 20_000) -> Path:
+    """About `size` bytes of records (at least one) whose quoted name runs
+    over `lines` lines, each one doubled quote (""): a field of 60 kB, under
+    the reader's 64 K characters, that cost time quadratic in its lines
+    until each line went on from where the last stopped."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = b'1,"' + b'""\n' * lines + b'",2021-01-01T00:00:00Z,1,1\n'
+    with out.open("wb") as o:
+        for _ in range(max(1, size // len(record))):
+            o.write(record)
     return out
 
 

@@ -33,7 +33,8 @@ def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
         "http_overhead", "copy_to", "copy_from", "backup", "restore", "backup_peak_rss_mb",
         "restore_peak_rss_mb", "kpi1_ms_10k", "kpi1_ms_n", "kpi2_ms_10k", "kpi2_ms_n",
         "migrate_normal", "migrate_huge_field", "upload_normal", "upload_huge_field",
-        "gzip_bomb_refused_s", "shapes_peak_rss_mb",
+        "migrate_tiny_lines", "upload_tiny_lines", "migrate_deep_quoting",
+        "upload_deep_quoting", "gzip_bomb_refused_s", "shapes_peak_rss_mb",
     }  # fmt: skip
     assert set(result["measurements"]) == expected
     for name, m in result["measurements"].items():
