@@ -256,6 +256,9 @@ declare
     v_suspended jsonb;
     v_resolving_ids integer[];
     v_resolved integer;
+    v_to_log bigint;
+    v_skip_log_triggers boolean;
+    v_role constant text := current_setting('session_replication_role');
 begin
     v_done := already_migrated(p_table, p_file, p_sha256);
     if v_done is not null then
@@ -319,6 +322,24 @@ begin
     -- the verdicts are read where _insert_valid_rows leaves them: returned
     -- as rows, a million of them were copied twice more (~0.25 s)
     perform _insert_valid_rows(p_table, v_batch_id, p_alone => v_suspended is not null);
+    -- of the inserted ids, only those an open rejection carries, for
+    -- _finish_batch: a million of them cost 0.1 s to gather and 0.28 more
+    -- to plan the resolving UPDATE with; and, in the same pass, how many
+    -- rejections are to be logged
+    select
+        count(*) filter (where r.reason_code is null),
+        count(*) filter (where r.reason_code is not null),
+        coalesce(array_agg(r.id) filter (where r.reason_code is null and r.id in (
+            select e.record_id from ingest_errors as e
+            where e.table_name = p_table and e.resolved_at is null and e.closed_at is null
+                and e.batch_id <> v_batch_id
+        )), '{}')
+    into v_inserted, v_to_log, v_resolving_ids
+    from pg_temp.judged_rows as r;
+    v_skip_log_triggers := _log_skips_row_triggers(v_to_log);
+    if v_skip_log_triggers then
+        perform set_config('session_replication_role', 'replica', true);
+    end if;
     with logged as (
         insert into ingest_errors (
             batch_id, table_name, source_file, line_number, raw_line,
@@ -358,18 +379,9 @@ begin
         (select count(*) from logged),
         (select count(*) from logged where reason_code <> 'malformed_line')
     into v_rejected, v_wellformed;
-    -- of the inserted ids, only those an open rejection carries, for
-    -- _finish_batch: a million of them cost 0.1 s to gather and 0.28 more
-    -- to plan the resolving UPDATE with
-    select
-        count(*),
-        coalesce(array_agg(r.id) filter (where r.id in (
-            select e.record_id from ingest_errors as e
-            where e.table_name = p_table and e.resolved_at is null and e.closed_at is null
-                and e.batch_id <> v_batch_id
-        )), '{}')
-    into v_inserted, v_resolving_ids
-    from pg_temp.judged_rows as r where r.reason_code is null;
+    if v_skip_log_triggers then
+        perform set_config('session_replication_role', v_role, true);
+    end if;
     perform _empty_judged_rows();  -- used: they belong to no later batch
     v_wellformed := v_wellformed + v_inserted;
 

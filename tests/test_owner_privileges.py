@@ -6,7 +6,7 @@ a batch large enough for it to pay."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -15,6 +15,7 @@ from conftest import dataarch, employee, ingest, load_reference_rows
 
 from dataarch.generate import generate
 from dataarch.installer import install
+from dataarch.migrate import migrate_file
 from dataarch.pgserver import Cluster
 
 
@@ -87,9 +88,11 @@ def test_replica_mode_never_skips_a_trigger_of_our_own(conn: psycopg.Connection)
     assert conn.execute("select count(*) from audit").fetchone()[0] == 2
 
 
-def _row_trigger_checks(conn: psycopg.Connection, rows: list[dict]) -> int:
-    """How many per-row foreign key checks on departments ran while `rows`
-    were ingested: auto_explain logs every statement, the triggers' own
+def _row_trigger_checks(
+    conn: psycopg.Connection, act: Callable[[], object], parent: str = "departments"
+) -> int:
+    """How many per-row foreign key checks on `parent` ran while `act` ran
+    on conn: auto_explain logs every statement, the triggers' own
     (`SELECT 1 FROM ONLY "public"."departments" x ...`) among them."""
     logged: list[str] = []
     conn.add_notice_handler(lambda notice: logged.append(notice.message_primary or ""))
@@ -100,10 +103,10 @@ def _row_trigger_checks(conn: psycopg.Connection, rows: list[dict]) -> int:
         "client_min_messages = log",
     ):
         conn.execute(f"set {setting}")
-    ingest(conn, "employees", rows)
+    act()
     conn.execute("reset client_min_messages")
     conn.execute("reset auto_explain.log_min_duration")
-    return sum('FROM ONLY "public"."departments" x' in text for text in logged)
+    return sum(f'FROM ONLY "public"."{parent}" x' in text for text in logged)
 
 
 def test_only_a_large_batch_skips_the_row_triggers(conn: psycopg.Connection) -> None:
@@ -119,6 +122,40 @@ def test_only_a_large_batch_skips_the_row_triggers(conn: psycopg.Connection) -> 
     assert 1 < pays_from < 1000
     small = [employee(i) for i in range(1, pays_from)]
     large = [employee(i) for i in range(10_001, 10_001 + pays_from)]
-    assert _row_trigger_checks(conn, small) == len(small)
-    assert _row_trigger_checks(conn, large) == 0
+    assert _row_trigger_checks(conn, lambda: ingest(conn, "employees", small)) == len(small)
+    assert _row_trigger_checks(conn, lambda: ingest(conn, "employees", large)) == 0
     assert conn.execute("select count(*) from employees").fetchone()[0] == len(small) + len(large)
+
+
+def test_only_a_file_of_many_rejections_skips_the_logs_row_triggers(
+    conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    """A file's rejections are logged with their reasons' foreign key checked
+    a row at a time, unless they are as many as _skipping_row_triggers_pays
+    names: then the reasons are locked once and the triggers skipped. Either
+    way every rejection is logged, and its batch and reason exist."""
+    load_reference_rows(conn)
+    pays_from = conn.execute(
+        "select min(n) from generate_series(1, 1000) as n where _skipping_row_triggers_pays(n)"
+    ).fetchone()[0]
+
+    def migrated(rejections: int) -> tuple[int, dict]:
+        """The reason checks the triggers ran for a file of `rejections`
+        rejected lines (and one good one), and its summary."""
+        path = tmp_path / str(rejections) / "hired_employees.csv"
+        path.parent.mkdir()
+        path.write_text(f"{rejections},Good,2021-07-27T16:02:08Z,1,1\n" + "x\n" * rejections)
+        found: list[dict] = []
+        act = lambda: found.append(migrate_file(conn, "employees", path))  # noqa: E731
+        return _row_trigger_checks(conn, act, "reason_codes"), found[0]
+
+    for rejections, checks in [(pays_from - 1, pays_from - 1), (pays_from, 0)]:
+        ran, summary = migrated(rejections)
+        assert ran == checks
+        assert (summary["inserted"], summary["rejected"]) == (1, rejections)
+        logged = conn.execute(
+            "select count(*) from ingest_errors as e join ingest_batches using (batch_id)"
+            " join reason_codes using (reason_code) where e.batch_id = %s",
+            (summary["batch_id"],),
+        ).fetchone()[0]
+        assert logged == rejections
