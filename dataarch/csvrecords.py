@@ -372,9 +372,16 @@ class Reader:
         quoted fields is open."""
         if isinstance(line, _Broken):
             return Piece(first, 1, line.raw, True, None, line.problem, line.reason)
-        taken, record = [line], Parsing()
-        state, fields, why = self.parser.more(record, without_cr(line), line.endswith("\r"))
-        while state == "open":
+        taken: list[str] = []
+        record, following = Parsing(), line
+        while True:
+            taken.append(following)
+            state, fields, why = self.parser.more(
+                record, without_cr(following), following.endswith("\r")
+            )
+            if state != "open":
+                text = "\n".join([*taken[:-1], without_cr(taken[-1])])
+                return Piece(first, len(taken), text, True, fields, why)
             # the record's text so far: its lines, the last without its CR
             chars = record.chars - 1 - taken[-1].endswith("\r")
             following = self._next_line(items) if chars <= MAX_RECORD_CHARS else None
@@ -390,12 +397,6 @@ class Reader:
                 raw = without_cr(line).replace(NUL_STAND_IN, "\\x00")
                 problem = f"a quoted field opened on this line is not closed {where}"
                 return Piece(first, 1, raw, True, None, problem)
-            taken.append(following)
-            state, fields, why = self.parser.more(
-                record, without_cr(following), following.endswith("\r")
-            )
-        text = "\n".join([*taken[:-1], without_cr(taken[-1])])
-        return Piece(first, len(taken), text, True, fields, why)
 
     # -- lines --------------------------------------------------------------------------
 
