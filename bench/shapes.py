@@ -21,6 +21,12 @@ def first_lines(source: Path, out: Path, count: int) -> Path:
     return out
 
 
+def line_count(path: Path) -> int:
+    """The line feeds of `path`, read a megabyte at a time."""
+    with path.open("rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(MB), b""))
+
+
 def with_huge_field(source: Path, out: Path, field_bytes: int) -> Path:
     """`source`'s lines with one more in the middle: a record whose name is a
     quoted field of `field_bytes` bytes (a line the reader rejects unread)."""
