@@ -7,10 +7,16 @@ import os
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")  # an item of work
+C = TypeVar("C")  # a client: an HTTP client, a database session
 
 
 @dataclass
@@ -45,6 +51,36 @@ def repeat(rows: int, reps: int, setup: Callable[[], None], run: Callable[[], No
         run()
         seconds.append(time.perf_counter() - start)
     return Rate(rows, seconds)
+
+
+def share_out(
+    items: list[T], clients: int, open_client: Callable[[], AbstractContextManager[C]],
+    work: Callable[[C, T], None],
+) -> None:  # fmt: skip
+    """`clients` threads, each with a client of its own, take the next item
+    until none is left; the first failure is raised once all have stopped."""
+    queue, lock, failures = iter(items), threading.Lock(), []
+
+    def worker() -> None:
+        with open_client() as client:
+            while True:
+                with lock:
+                    item = next(queue, None)
+                if item is None:
+                    return
+                try:
+                    work(client, item)
+                except Exception as exc:  # raised in the caller's thread
+                    failures.append(exc)
+                    return
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
 
 
 def p50_ms(samples: list[float]) -> float:

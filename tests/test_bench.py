@@ -13,7 +13,7 @@ import pytest
 from conftest import PROJECT
 
 from bench import netns, pgloader
-from bench.run import CITUS_WORKERS, DISTRIBUTED, NODE_CPU, TARGETS, figure_of
+from bench.run import BOUNDS, CITUS_WORKERS, DISTRIBUTED, NODE_CPU, TARGETS, figure_of
 
 
 def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
@@ -29,7 +29,7 @@ def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
     expected = {"pgloader"} if pgloader.available() else set()
     expected |= {
         "copy_raw", "copy_fk", "naive_insert", "migrate", "revert", "ingest_sql", "ingest_http",
-        "ingest_huge_numbers", "ingest_sql_spread",
+        "ingest_huge_numbers", "ingest_sql_spread", "copy_fk_batches", "copy_fk_batches_4",
         "http_overhead", "copy_to", "copy_from", "backup", "restore", "backup_peak_rss_mb",
         "restore_peak_rss_mb", "kpi1_ms_10k", "kpi1_ms_n", "kpi2_ms_10k", "kpi2_ms_n",
         "migrate_normal", "migrate_huge_field", "upload_normal", "upload_huge_field",
@@ -41,8 +41,15 @@ def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
         assert figure_of(m) > 0, name
         if "seconds" in m:
             assert len(m["seconds"]) >= 3, name  # medians of at least three runs
-    for target in result["targets"].values():
-        assert set(target) == {"value", "target", "met"}
+    for name, target in result["targets"].items():
+        assert set(target) == {"value", "target", "met"} | ({"bound"} if name in BOUNDS else set())
+    # each ingest target beside its bound: COPY of the same batches' rows
+    for name, bound in BOUNDS.items():
+        figures = result["measurements"]
+        assert figures[bound]["rows"] > 0
+        expected = figures[bound]["rows_per_s"] / figures["copy_fk"]["rows_per_s"]
+        assert result["targets"][name]["bound"] == round(expected, 3)
+        assert f"(COPY of the same batches: {result['targets'][name]['bound']})" in done.stdout
     assert "migrate / copy_fk" in done.stdout and "met" in done.stdout
     assert_pgloader_figure(result, done.stdout)
     # where the HTTP path's time goes, in CPU a request: the server's, and
