@@ -94,7 +94,15 @@ TARGETS: dict[str, tuple[str, str | None, str, float]] = {
 # checked, nothing logged, no HTTP), by one session and by four, into the
 # emptied table. A goal above its bound's ratio to copy_fk asks ingest to
 # judge, log and answer a batch in less than no time.
-BOUNDS = {"ingest_sql / copy_fk": "copy_fk_batches", "ingest_http / copy_fk": "copy_fk_batches_4"}
+# http_overhead's: the same POSTs to a bare Litestar app on the same stack.
+BOUNDS = {
+    "ingest_sql / copy_fk": ("copy_fk_batches", "COPY of the same batches"),
+    "ingest_http / copy_fk": ("copy_fk_batches_4", "COPY of the same batches"),
+    "http_overhead": ("http_overhead_bare", "a bare Litestar app"),
+}
+INGEST_SQL = "select ingest_batch_json('employees', %s)"
+INGEST_PATH = "/tables/employees/rows"
+BARE_API = ("-m", "uvicorn", "bench.bare_api:app", "--log-level", "warning", "--http", "httptools")
 # What --citus puts beside the single server's figures.
 DISTRIBUTED = ("migrate", "ingest_sql", "ingest_http", "kpi1_ms_n", "kpi2_ms_n")
 CITUS_WORKERS = (1, 2)  # cluster sizes --citus measures, each on a fresh cluster
@@ -107,6 +115,7 @@ KPI1, KPI2 = "/kpis/hires-by-quarter?year=2021", "/kpis/departments-above-mean?y
 # first call of a KPI compiles and plans it. The 1M side ran first on a
 # fresh server and paid that; the 10k side, on the same server, did not.
 KPI_WARMUP = 10
+HTTP_WARMUP = 3  # untimed POSTs each way before http_overhead's
 PROJECT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "cli"]
 
@@ -472,7 +481,7 @@ class Bench:
     def measure_ingest_sql(self, conn: psycopg.Connection, bodies: list[str], rows: int) -> None:
         def direct() -> None:
             for body in bodies:
-                conn.execute("select ingest_batch_json('employees', %s)", (body,))
+                conn.execute(INGEST_SQL, (body,))
 
         truncate = lambda: self.reset(conn, reference=False)  # noqa: E731
         sql = repeat(rows, self.reps, truncate, direct)
@@ -486,7 +495,7 @@ class Bench:
             share_out(
                 bodies, clients,
                 lambda: httpx.Client(base_url=url, headers=self.json_auth, timeout=120),
-                lambda http, body: self.check(http.post("/tables/employees/rows", content=body)),
+                lambda http, body: self.check(http.post(INGEST_PATH, content=body)),
             )  # fmt: skip
 
         truncate = lambda: self.reset(conn, reference=False)  # noqa: E731
@@ -578,37 +587,68 @@ class Bench:
         )
 
         def send() -> None:
-            conn.execute("select ingest_batch_json('employees', %s)", (huge,))
+            conn.execute(INGEST_SQL, (huge,))
 
         self.record("ingest_huge_numbers", repeat(len(rows), self.reps, lambda: None, send))
 
     def measure_http_overhead(self, conn: psycopg.Connection, url: str, bodies: list[str]) -> None:
-        """p50 of one 1000-row POST over p50 of the same call made directly. The
-        two alternate, 60 of each: at 20, one run's ratio wandered by +-0.05.
-        Beside it, the CPU a request costs the server, and this client each
-        way (the HTTP path's overhead is CPU on both sides of the socket)."""
+        """p50 of one 1000-row POST over p50 of the same call made directly;
+        beside it, its bound: the same POST to a bare Litestar app
+        (bench/bare_api.py). The three alternate, 60 of each: at 20, one
+        run's ratio wandered by +-0.05. And the CPU a request costs each
+        server, and this client each way (the HTTP path's overhead is CPU
+        on both sides of the socket)."""
         full = [b for b in bodies if b.count('"employee_id"') == 1000][:60] or bodies[:60]
-        direct, http_times = [], []
-        client = {"client_http": 0.0, "client_direct": 0.0}
-        server_before = threads_cpu_seconds(self.server_pid)  # it works only for the POSTs
-        with httpx.Client(base_url=url, headers=self.json_auth, timeout=120) as http:
+        times: dict[str, list[float]] = {"direct": [], "http": [], "bare": []}
+        client = {"direct": 0.0, "http": 0.0, "bare": 0.0}  # this thread's CPU, each way
+        with (
+            self.bare_server() as (bare_url, bare_pid),
+            httpx.Client(base_url=url, headers=self.json_auth, timeout=120) as http,
+            httpx.Client(base_url=bare_url, headers=self.json_auth, timeout=120) as bare_http,
+        ):
+            send = {
+                "direct": lambda body: conn.execute(INGEST_SQL, (body,)),
+                "http": lambda body: self.check(http.post(INGEST_PATH, content=body)),
+                "bare": lambda body: self.check(bare_http.post(INGEST_PATH, content=body)),
+            }
+            pids = {"server": self.server_pid, "bare_server": bare_pid}
+            for way in times:  # the bare server's first calls plan and cache, as ours did
+                for body in full[:HTTP_WARMUP]:
+                    self.reset(conn, reference=False)
+                    send[way](body)
+            before = {k: threads_cpu_seconds(pid) for k, pid in pids.items()}  # idle but for POSTs
             for body in full:
-                self.reset(conn, reference=False)
-                start, cpu = time.perf_counter(), time.thread_time()
-                conn.execute("select ingest_batch_json('employees', %s)", (body,))
-                direct.append(time.perf_counter() - start)
-                client["client_direct"] += time.thread_time() - cpu
-                self.reset(conn, reference=False)
-                start, cpu = time.perf_counter(), time.thread_time()
-                self.check(http.post("/tables/employees/rows", content=body))
-                http_times.append(time.perf_counter() - start)
-                client["client_http"] += time.thread_time() - cpu
-        cpu_ms = {"server": threads_cpu_seconds(self.server_pid) - server_before, **client}
-        ratio = round(p50_ms(http_times) / p50_ms(direct), 3)
+                for way in times:
+                    self.reset(conn, reference=False)
+                    start, cpu = time.perf_counter(), time.thread_time()
+                    send[way](body)
+                    times[way].append(time.perf_counter() - start)
+                    client[way] += time.thread_time() - cpu
+            server = {k: threads_cpu_seconds(pid) - before[k] for k, pid in pids.items()}
+        ms = lambda seconds: round(seconds * 1000 / len(full), 3)  # noqa: E731  # a request
+        direct = p50_ms(times["direct"])
         self.record("http_overhead", {
-            "value": ratio, "http_p50_ms": p50_ms(http_times), "sql_p50_ms": p50_ms(direct),
-            "cpu_ms": {k: round(s * 1000 / len(full), 3) for k, s in cpu_ms.items()},
+            "value": round(p50_ms(times["http"]) / direct, 3),
+            "http_p50_ms": p50_ms(times["http"]), "sql_p50_ms": direct,
+            "cpu_ms": {"server": ms(server["server"]), "client_http": ms(client["http"]),
+                       "client_direct": ms(client["direct"])},
         })  # fmt: skip
+        self.record("http_overhead_bare", {
+            "value": round(p50_ms(times["bare"]) / direct, 3),
+            "http_p50_ms": p50_ms(times["bare"]), "sql_p50_ms": direct,
+            "cpu_ms": {"server": ms(server["bare_server"]), "client_http": ms(client["bare"])},
+        })  # fmt: skip
+
+    @contextmanager
+    def bare_server(self) -> Iterator[tuple[str, int]]:
+        """bench/bare_api.py serving, on the bench's database: its URL and process id."""
+        log = self.work / "bare.log"
+        proc, url = start_server(self.env(), cwd=PROJECT, log=log, command=BARE_API)
+        try:
+            yield url, proc.pid
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -657,8 +697,10 @@ class Bench:
             ratios[name] = round(value, 3)
             met = value >= target if op == ">=" else value <= target
             targets[name] = {"value": round(value, 3), "target": f"{op} {target}", "met": met}
-            if (bound := BOUNDS.get(name)) in figures:
-                targets[name]["bound"] = round(figures[bound] / figures[bottom], 3)
+            bound = BOUNDS.get(name, ("",))[0]
+            if bound in figures:
+                value = figures[bound] / figures[bottom] if bottom else figures[bound]
+                targets[name]["bound"] = round(value, 3)
         return {
             "rows": self.rows,
             "bad_ratio": self.bad_ratio,
@@ -697,7 +739,7 @@ def format_table(result: dict) -> str:
     lines += ["", f"{'target':{width}s} {'value':>9s} {'goal':>8s}  met"]
     for name, t in result["targets"].items():
         met = "yes" if t["met"] else "NO"
-        bound = f"  (COPY of the same batches: {t['bound']})" if "bound" in t else ""
+        bound = f"  ({BOUNDS[name][1]}: {t['bound']})" if "bound" in t else ""
         lines.append(f"{name:{width}s} {t['value']:>9} {t['target']:>8s}  {met:3s}{bound}".rstrip())
     for name, (top, bottom, _, _) in TARGETS.items():
         if name not in result["targets"]:

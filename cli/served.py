@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -26,9 +26,11 @@ def start_server(
     ready: tuple[int, ...] = (200,),
     cwd: Path | None = None,
     log: Path | None = None,
+    command: Sequence[str] = ("-m", "cli", "serve"),
 ) -> tuple[subprocess.Popen, str]:
-    """Start the server and return (process, base URL) once /health answers
-    with a status in `ready`; raise with the server's output if it never does.
+    """Start the server (`command`, Python's arguments before --port) and
+    return (process, base URL) once /health answers with a status in
+    `ready`; raise with the server's output if it never does.
     The output goes to a file, not a pipe: a pipe nobody reads would block a
     server that logs a lot; to `log` when given (kept), else to a temporary
     file deleted with the process. The caller stops the process."""
@@ -40,7 +42,7 @@ def start_server(
         else tempfile.NamedTemporaryFile(prefix=f"dataarch-serve-{port}-", suffix=".log")  # noqa: SIM115
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--port", str(port)],
+        [sys.executable, *command, "--port", str(port)],
         env=dict(env), cwd=cwd, stdout=output, stderr=subprocess.STDOUT,
     )  # fmt: skip
     proc.output = output  # type: ignore[attr-defined]  # closed (and deleted) with proc
@@ -55,4 +57,4 @@ def start_server(
         time.sleep(0.1)
     proc.kill()
     output.seek(0)
-    raise RuntimeError(f"dataarch serve did not start: {output.read().decode()}")
+    raise RuntimeError(f"python {' '.join(command)} did not start: {output.read().decode()}")

@@ -30,8 +30,9 @@ def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
     expected |= {
         "copy_raw", "copy_fk", "naive_insert", "migrate", "revert", "ingest_sql", "ingest_http",
         "ingest_huge_numbers", "ingest_sql_spread", "copy_fk_batches", "copy_fk_batches_4",
-        "http_overhead", "copy_to", "copy_from", "backup", "restore", "backup_peak_rss_mb",
-        "restore_peak_rss_mb", "kpi1_ms_10k", "kpi1_ms_n", "kpi2_ms_10k", "kpi2_ms_n",
+        "http_overhead", "http_overhead_bare", "copy_to", "copy_from", "backup", "restore",
+        "backup_peak_rss_mb", "restore_peak_rss_mb",
+        "kpi1_ms_10k", "kpi1_ms_n", "kpi2_ms_10k", "kpi2_ms_n",
         "migrate_normal", "migrate_huge_field", "upload_normal", "upload_huge_field",
         "migrate_tiny_lines", "upload_tiny_lines", "migrate_deep_quoting",
         "upload_deep_quoting", "gzip_bomb_refused_s", "shapes_peak_rss_mb",
@@ -43,13 +44,14 @@ def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
             assert len(m["seconds"]) >= 3, name  # medians of at least three runs
     for name, target in result["targets"].items():
         assert set(target) == {"value", "target", "met"} | ({"bound"} if name in BOUNDS else set())
-    # each ingest target beside its bound: COPY of the same batches' rows
-    for name, bound in BOUNDS.items():
-        figures = result["measurements"]
-        assert figures[bound]["rows"] > 0
-        expected = figures[bound]["rows_per_s"] / figures["copy_fk"]["rows_per_s"]
+    # each ingest target beside its bound (COPY of the same batches' rows),
+    # http_overhead beside a bare Litestar app's
+    figures = {name: figure_of(m) for name, m in result["measurements"].items()}
+    for name, (bound, label) in BOUNDS.items():
+        _, bottom, _, _ = TARGETS[name]
+        expected = figures[bound] / figures[bottom] if bottom else figures[bound]
         assert result["targets"][name]["bound"] == round(expected, 3)
-        assert f"(COPY of the same batches: {result['targets'][name]['bound']})" in done.stdout
+        assert f"({label}: {result['targets'][name]['bound']})" in done.stdout
     assert "migrate / copy_fk" in done.stdout and "met" in done.stdout
     assert_pgloader_figure(result, done.stdout)
     # where the HTTP path's time goes, in CPU a request: the server's, and
@@ -58,6 +60,9 @@ def test_bench_runs_and_reports_every_figure(tmp_path) -> None:
     assert set(cpu) == {"server", "client_http", "client_direct"}
     assert cpu["client_http"] > 0 and cpu["client_direct"] > 0
     assert cpu["server"] >= 0  # in 10 ms ticks where the kernel has no schedstat
+    bare = result["measurements"]["http_overhead_bare"]
+    assert set(bare["cpu_ms"]) == {"server", "client_http"}
+    assert bare["sql_p50_ms"] == result["measurements"]["http_overhead"]["sql_p50_ms"]
 
 
 def assert_pgloader_figure(result: dict, said: str) -> None:
