@@ -1,6 +1,6 @@
 """http_overhead's bound: the least any service on dataarch's stack can add.
 A bare Litestar app on the same uvicorn (httptools; uvloop when installed,
-as `dataarch serve`) whose one route forwards a 1000-row POST to the same
+as `dataarch serve`) whose one route forwards a POST of rows to the same
 database call through a psycopg pool and returns its answer: no token, no
 metrics, no logging, no problem documents. Run by the bench:
 `python -m uvicorn bench.bare_api:app` with DATABASE_URL set."""
@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar, Request, Response, get, post
 from psycopg_pool import AsyncConnectionPool
 
-INGEST = "select r::text from ingest_batch_json('employees', %s, 'per_row', 'api') as r"
+INGEST = "select r::text from ingest_batch_json(%s, %s, 'per_row', 'api') as r"
 
 
 @asynccontextmanager
@@ -26,11 +26,11 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         yield
 
 
-@post("/tables/employees/rows", status_code=200)
-async def ingest(request: Request) -> Response:
+@post("/tables/{table:str}/rows", status_code=200)
+async def ingest(request: Request, table: str) -> Response:
     body = (await request.body()).decode()
     async with request.app.state.pool.connection() as conn:
-        cursor = await conn.execute(INGEST, (body,))
+        cursor = await conn.execute(INGEST, (table, body))
         (answer,) = await cursor.fetchone()
     return Response(content=answer.encode(), media_type="application/json")
 
