@@ -32,7 +32,7 @@ from bench.measure import (
     share_out,
     threads_cpu_seconds,
 )
-from cli.served import start_server
+from cli.served import SERVE, start_server
 from dataarch.citus import CitusCluster, free_ports
 from dataarch.client import batches
 from dataarch.csvrecords import Reader
@@ -602,7 +602,7 @@ class Bench:
         times: dict[str, list[float]] = {"direct": [], "http": [], "bare": []}
         client = {"direct": 0.0, "http": 0.0, "bare": 0.0}  # this thread's CPU, each way
         with (
-            self.bare_server() as (bare_url, bare_pid),
+            self.serving(self.work / "bare.log", BARE_API) as (bare_url, bare_pid),
             httpx.Client(base_url=url, headers=self.json_auth, timeout=120) as http,
             httpx.Client(base_url=bare_url, headers=self.json_auth, timeout=120) as bare_http,
         ):
@@ -639,17 +639,6 @@ class Bench:
             "cpu_ms": {"server": ms(server["bare_server"]), "client_http": ms(client["bare"])},
         })  # fmt: skip
 
-    @contextmanager
-    def bare_server(self) -> Iterator[tuple[str, int]]:
-        """bench/bare_api.py serving, on the bench's database: its URL and process id."""
-        log = self.work / "bare.log"
-        proc, url = start_server(self.env(), cwd=PROJECT, log=log, command=BARE_API)
-        try:
-            yield url, proc.pid
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-
     # -- plumbing ----------------------------------------------------------------------
 
     @property
@@ -666,10 +655,17 @@ class Bench:
 
     @contextmanager
     def server(self) -> Iterator[str]:
-        proc, url = start_server(self.env(), log=self.server_log)
-        self.server_pid = proc.pid
-        try:
+        """dataarch serve on the bench's database; its process is self.server_pid."""
+        with self.serving(self.server_log) as (url, self.server_pid):
             yield url
+
+    @contextmanager
+    def serving(self, log: Path, command: tuple[str, ...] = SERVE) -> Iterator[tuple[str, int]]:
+        """A server that `command` starts on the bench's database, logging to
+        `log`, stopped afterwards: its URL and process id."""
+        proc, url = start_server(self.env(), cwd=PROJECT, log=log, command=command)
+        try:
+            yield url, proc.pid
         finally:
             proc.terminate()
             proc.wait(timeout=10)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+SERVE = ("-m", "cli", "serve")  # Python's arguments that start dataarch serve
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -26,7 +28,7 @@ def start_server(
     ready: tuple[int, ...] = (200,),
     cwd: Path | None = None,
     log: Path | None = None,
-    command: Sequence[str] = ("-m", "cli", "serve"),
+    command: Sequence[str] = SERVE,
 ) -> tuple[subprocess.Popen, str]:
     """Start the server (`command`, Python's arguments before --port) and
     return (process, base URL) once /health answers with a status in
